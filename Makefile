@@ -1,0 +1,42 @@
+# The two commands of the README contract:
+#   make book   creates .venv if absent, runs every notebook of _toc.yml (papermill), builds the HTML book
+#   make test   creates .venv if absent, builds the book, runs pytest (unit + nbval + built-book checks)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PROFILE ?= auto
+BUILD := _build
+
+.PHONY: book test venv notebooks mathjax chromium clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml requirements-nodeps.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	$(PY) -m pip install -q --no-deps -r requirements-nodeps.txt
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $@
+
+mathjax: $(BUILD)/mathjax/es5/tex-chtml.js
+
+$(BUILD)/mathjax/es5/tex-chtml.js:
+	@mkdir -p $(BUILD)/mathjax
+	cd $(BUILD) && npm pack -s mathjax@3 >/dev/null && tar xzf mathjax-3*.tgz && rm -rf mathjax && mv package mathjax && rm -f mathjax-3*.tgz
+
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+
+book: venv mathjax
+	$(PY) -m paper_repro.book build --profile $(PROFILE)
+
+test: venv book chromium
+	$(PY) -m pytest tests --nbval-lax notebooks --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+
+notebooks: venv
+	$(PY) -m paper_repro.book refresh-notebooks
+
+clean:
+	rm -rf $(BUILD)

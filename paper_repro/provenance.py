@@ -1,0 +1,67 @@
+"""Provenance stored beside every result: git commit, config, seed, device, versions, date."""
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import subprocess
+import sys
+from importlib import metadata
+
+from .paths import REPO_ROOT
+
+_PACKAGES = ("torch", "torchvision", "numpy", "scipy", "pandas", "scikit-image", "torchmetrics", "lpips")
+
+
+def git_commit() -> str:
+    """The repository's HEAD commit, suffixed ``+dirty`` when tracked files differ; ``unknown``
+    outside a git checkout (e.g. on the GPU machine, which gets a copy of the tree)."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def library_versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0]}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def device_description(device: str | None = None) -> str:
+    """Human-readable device, e.g. ``cuda: NVIDIA H100 80GB HBM3`` or ``cpu: x86_64 (2 threads)``."""
+    import torch
+
+    dev = str(device or "cpu")
+    if dev.startswith("cuda") and torch.cuda.is_available():
+        idx = torch.device(dev).index or 0
+        return f"cuda: {torch.cuda.get_device_name(idx)}"
+    return f"cpu: {platform.machine()} ({torch.get_num_threads()} threads)"
+
+
+def provenance(device: str | None = None, **extra) -> dict:
+    """A provenance record; ``extra`` (config, seed, ...) is merged in."""
+    rec = {
+        "git_commit": git_commit(),
+        "versions": library_versions(),
+        "device": device_description(device),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+    }
+    rec.update(extra)
+    return rec
+
+
+def format_provenance(rec: dict) -> str:
+    """One or two lines to print under a table."""
+    v = rec.get("versions", {})
+    vs = ", ".join(f"{k} {v[k]}" for k in ("torch", "numpy") if k in v)
+    return (f"Provenance: commit {str(rec.get('git_commit', '?'))[:12]}, {rec.get('device', '?')}, "
+            f"{vs}, {rec.get('date', '?')}")
