@@ -1,0 +1,31 @@
+"""Vector quantizers of the paper and its baselines, behind one interface.
+
+>>> from paper_repro.quantizers import build_quantizer
+>>> q = build_quantizer("nsvq", num_codes=512, code_dim=64)
+>>> out = q(z)                 # z: (B, D, H, W)
+>>> out.quantized, out.indices, out.loss, out.stats
+
+Methods: ``vq`` (van den Oord), ``ema`` (VQ-VAE-2 EMA codebook), ``fc`` (VQGAN-FC factorised
+l2-normalised codes), ``simvq`` (frozen codebook x learned linear map), ``nsvq`` (the paper's
+NS-VQ, Eq. 16-18), ``transvq`` (the paper's TransVQ, Sec. 3.4). Any of them takes
+``replacement=dict(...)`` for dead-code replacement from a latent reservoir.
+"""
+from .base import BaseQuantizer, QuantizerOutput
+from .registry import available_quantizers, build_quantizer, get_quantizer_class, register_quantizer
+from .search import DEFAULT_CHUNK_BYTES, distance_chunks, nearest_code
+from .stats import CodeUsage
+from .ste import modified_straight_through, straight_through
+from . import vq  # noqa: F401  (registers "vq")
+
+for _mod in ("ema", "fc", "simvq", "nsvq", "transvq"):
+    try:
+        __import__(f"{__name__}.{_mod}")
+    except ModuleNotFoundError as _e:  # during development a method file may not exist yet
+        if _e.name != f"{__name__}.{_mod}":
+            raise
+
+__all__ = [
+    "BaseQuantizer", "QuantizerOutput", "CodeUsage", "available_quantizers", "build_quantizer",
+    "get_quantizer_class", "register_quantizer", "nearest_code", "distance_chunks",
+    "DEFAULT_CHUNK_BYTES", "straight_through", "modified_straight_through",
+]

@@ -1,0 +1,221 @@
+"""BaseQuantizer: validation, (B, D, H, W) <-> (N, D) flattening, search, usage, lookup, config.
+
+A method implements ``_quantize(z_flat) -> (zq_flat, indices, loss, stats)`` and the ``codebook``
+property; everything else (input checks, reshaping, usage counting, replacement hooks, stats
+formatting) lives here once. Options shared by every method:
+
+- ``search_chunk_bytes`` (default 256 MiB): byte budget of one N_chunk x K distance block;
+- ``search_precision`` ("fp32" default, "bf16", "fp16"): dtype of the z.C^T matmul;
+- ``track_usage`` (False): also count code usage in eval mode (always counted in training);
+- ``check_finite`` (True): raise on NaN/Inf input (one device sync per forward);
+- ``replacement`` (None or dict): dead-code replacement from a reservoir of recent latents
+  (see :mod:`paper_repro.quantizers.replacement`).
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .search import DEFAULT_CHUNK_BYTES, check_chunk_bytes, check_precision, nearest_code
+from .stats import CodeUsage, batch_perplexity
+
+
+@dataclass
+class QuantizerOutput:
+    quantized: torch.Tensor          # (B, D, H, W), straight-through output
+    indices: torch.Tensor            # (B, H, W) int64
+    loss: torch.Tensor               # scalar: the quantizer's own loss terms
+    stats: dict = field(default_factory=dict)  # detached python floats for logging
+
+
+def _check_positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    return value
+
+
+def _init_params(fn) -> dict[str, inspect.Parameter]:
+    fn = getattr(fn, "__wrapped__", fn)
+    params = inspect.signature(fn).parameters
+    return {
+        k: p for k, p in params.items()
+        if k != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+    }
+
+
+class BaseQuantizer(nn.Module):
+    quantizer_name = "base"
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        orig = cls.__dict__.get("__init__")
+        if orig is None:
+            return
+
+        @functools.wraps(orig)
+        def __init__(self, *args, **kw):
+            outermost = type(self) is cls
+            if outermost:
+                self.__dict__["_pending_config"] = cls._resolve_options(args, kw)
+            orig(self, *args, **kw)
+            if outermost:
+                self.config = self.__dict__.pop("_pending_config")
+
+        cls.__init__ = __init__
+
+    @classmethod
+    def option_defaults(cls) -> dict:
+        """Every constructor option of this method (base options included) with its default."""
+        out: dict = {}
+        for klass in reversed(cls.__mro__):
+            if klass is nn.Module or not issubclass(klass, BaseQuantizer) or "__init__" not in klass.__dict__:
+                continue
+            for k, p in _init_params(klass.__dict__["__init__"]).items():
+                out[k] = p.default if p.default is not inspect.Parameter.empty else None
+        return out
+
+    @classmethod
+    def _resolve_options(cls, args, kw) -> dict:
+        defaults = cls.option_defaults()
+        positional = list(_init_params(cls.__dict__["__init__"]))
+        if len(args) > len(positional):
+            raise ValueError(f"{cls.quantizer_name!r} quantizer: too many positional arguments")
+        given = dict(zip(positional, args))
+        for k, v in kw.items():
+            if k in given:
+                raise ValueError(f"{cls.quantizer_name!r} quantizer: option {k!r} given twice")
+            given[k] = v
+        unknown = sorted(set(given) - set(defaults))
+        if unknown:
+            valid = ", ".join(sorted(set(defaults) - {"num_codes", "code_dim"}))
+            raise ValueError(
+                f"{cls.quantizer_name!r} quantizer: unknown option(s) {unknown}; valid options: {valid}"
+            )
+        for req in ("num_codes", "code_dim"):
+            if req not in given:
+                raise ValueError(f"{cls.quantizer_name!r} quantizer: missing required option {req!r}")
+        return {"name": cls.quantizer_name, **defaults, **given}
+
+    def __init__(
+        self,
+        num_codes: int,
+        code_dim: int,
+        *,
+        search_chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        search_precision: str = "fp32",
+        track_usage: bool = False,
+        check_finite: bool = True,
+        replacement: dict | None = None,
+    ):
+        super().__init__()
+        self.num_codes = _check_positive_int("num_codes (K)", num_codes)
+        self.code_dim = _check_positive_int("code_dim (D)", code_dim)
+        self.search_chunk_bytes = check_chunk_bytes(search_chunk_bytes)
+        self.search_precision = check_precision(search_precision)
+        self.track_usage = bool(track_usage)
+        self.check_finite = bool(check_finite)
+        self.usage = CodeUsage(self.num_codes)
+        self.replacer = None
+        self._replacement_pending = False
+        if replacement is not None:
+            from .replacement import CodeReplacer
+
+            if not isinstance(replacement, dict):
+                raise ValueError(f"replacement must be a dict of options or None, got {replacement!r}")
+            self.replacer = CodeReplacer(self.num_codes, self.code_dim, **replacement)
+        if "config" not in self.__dict__:
+            self.config = {"name": self.quantizer_name, "num_codes": num_codes, "code_dim": code_dim}
+
+    # ----------------------------------------------------------------- to implement per method
+    @property
+    def codebook(self) -> torch.Tensor:
+        """(K, D) effective code vectors used for lookup (after any map)."""
+        raise NotImplementedError
+
+    def _quantize(self, z_flat: torch.Tensor):
+        """(N, D) fp32 -> (zq_flat (N, D), indices (N,), loss (scalar), stats dict of 0-dim tensors)."""
+        raise NotImplementedError
+
+    def _replace_codes(self, dead: torch.Tensor, latents: torch.Tensor) -> None:
+        """Make codes ``dead`` (int64) represent ``latents`` (len(dead), D); see replacement.py."""
+        raise NotImplementedError(f"{self.quantizer_name!r} does not implement code replacement")
+
+    # ----------------------------------------------------------------- shared machinery
+    def search(self, z_flat: torch.Tensor, codebook: torch.Tensor, return_distances: bool = False):
+        return nearest_code(
+            z_flat, codebook, chunk_bytes=self.search_chunk_bytes,
+            precision=self.search_precision, return_distances=return_distances,
+        )
+
+    def _check_input(self, z) -> None:
+        if not isinstance(z, torch.Tensor):
+            raise ValueError(f"{self.quantizer_name}: expected a torch.Tensor, got {type(z).__name__}")
+        if z.dim() != 4:
+            raise ValueError(
+                f"{self.quantizer_name}: expected latents of shape (B, D, H, W), got {tuple(z.shape)}"
+            )
+        if z.shape[1] != self.code_dim:
+            raise ValueError(
+                f"{self.quantizer_name}: latent channel dim {z.shape[1]} != code_dim {self.code_dim} "
+                f"(shape {tuple(z.shape)}; expected (B, {self.code_dim}, H, W))"
+            )
+        if not z.is_floating_point():
+            raise ValueError(f"{self.quantizer_name}: latents must be floating point, got {z.dtype}")
+        if z.numel() == 0:
+            raise ValueError(f"{self.quantizer_name}: empty latent tensor {tuple(z.shape)}")
+        if self.check_finite and not bool(torch.isfinite(z).all()):
+            raise ValueError(f"{self.quantizer_name}: latents contain NaN or Inf")
+
+    def forward(self, z: torch.Tensor) -> QuantizerOutput:
+        self._check_input(z)
+        b, d, h, w = z.shape
+        if self.training and self._replacement_pending:
+            self.replace_dead_codes()
+        z_flat = z.float().permute(0, 2, 3, 1).reshape(-1, d)
+        zq_flat, idx, loss, stats = self._quantize(z_flat)
+        quantized = zq_flat.reshape(b, h, w, d).permute(0, 3, 1, 2).contiguous()
+        indices = idx.reshape(b, h, w)
+        if self.training or self.track_usage:
+            self.usage.update(indices)
+        if self.training and self.replacer is not None:
+            self._replacement_pending = self.replacer.observe(z_flat.detach(), idx)
+        stats = dict(stats)
+        stats["perplexity_batch"] = batch_perplexity(idx, self.num_codes)
+        keys = list(stats)
+        values = torch.stack([torch.as_tensor(stats[k]).detach().float().reshape(()).cpu() for k in keys]).tolist()
+        return QuantizerOutput(quantized=quantized, indices=indices, loss=loss, stats=dict(zip(keys, values)))
+
+    def lookup(self, indices: torch.Tensor) -> torch.Tensor:
+        """(B, H, W) int64 -> (B, D, H, W) code vectors."""
+        if not isinstance(indices, torch.Tensor) or indices.dtype != torch.long:
+            raise ValueError(f"{self.quantizer_name}.lookup expects an int64 tensor of indices")
+        if indices.dim() != 3:
+            raise ValueError(f"{self.quantizer_name}.lookup expects (B, H, W) indices, got {tuple(indices.shape)}")
+        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.num_codes):
+            raise ValueError(f"{self.quantizer_name}.lookup: indices out of range [0, {self.num_codes})")
+        return F.embedding(indices, self.codebook).permute(0, 3, 1, 2).contiguous()
+
+    def on_epoch_end(self, epoch: int) -> None:
+        """Per-epoch hook called by the trainer after epoch ``epoch`` (0-based) finished."""
+        if self.replacer is not None and self.replacer.every == "epoch":
+            self.replace_dead_codes()
+
+    @torch.no_grad()
+    def replace_dead_codes(self) -> int:
+        """Replace codes used fewer than ``threshold`` times since the last replacement; returns how many."""
+        self._replacement_pending = False
+        if self.replacer is None:
+            return 0
+        dead, latents = self.replacer.draw()
+        if dead.numel():
+            self._replace_codes(dead, latents)
+        return int(dead.numel())
+
+    def extra_repr(self) -> str:
+        opts = {k: v for k, v in getattr(self, "config", {}).items() if k not in ("name",)}
+        return ", ".join(f"{k}={v!r}" for k, v in opts.items())

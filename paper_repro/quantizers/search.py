@@ -1,0 +1,107 @@
+"""Nearest-code search: ``argmin_k ||z - c_k||^2`` without ever materialising a large N x K block.
+
+Squared distances are expanded as ``||z||^2 - 2 z.C^T + ||C||^2`` and computed with one
+``torch.addmm`` per chunk of latents; the chunk height is chosen so that one N_chunk x K block of
+fp32 distances stays under ``chunk_bytes`` (default 256 MiB: K = 262,144 codes -> 256 rows/chunk).
+
+Precision: fp32 by default. ``precision="bf16"`` / ``"fp16"`` run only the z.C^T matmul in that
+dtype (accumulated to fp32 afterwards); this is an explicit option and quantizers record it in
+``q.config``. The ``||z||^2`` term does not change the argmin, so :func:`nearest_code` adds it only
+to the returned minimum distances.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+
+DEFAULT_CHUNK_BYTES = 256 * 2**20
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise ValueError(f"search precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    return precision
+
+
+def check_chunk_bytes(chunk_bytes) -> int:
+    if isinstance(chunk_bytes, bool) or not isinstance(chunk_bytes, int) or chunk_bytes < 4:
+        raise ValueError(f"search chunk_bytes must be an int >= 4 (bytes), got {chunk_bytes!r}")
+    return chunk_bytes
+
+
+def rows_per_chunk(num_codes: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
+    """Number of latents per chunk so that a rows x K fp32 block fits in ``chunk_bytes``."""
+    return max(1, int(chunk_bytes) // (4 * int(num_codes)))
+
+
+def _check(z: torch.Tensor, codebook: torch.Tensor) -> None:
+    if z.dim() != 2 or codebook.dim() != 2 or z.shape[1] != codebook.shape[1]:
+        raise ValueError(
+            f"search expects z (N, D) and codebook (K, D) with the same D; got {tuple(z.shape)} "
+            f"and {tuple(codebook.shape)}"
+        )
+
+
+@torch.no_grad()
+def distance_chunks(
+    z: torch.Tensor,
+    codebook: torch.Tensor,
+    *,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    precision: str = "fp32",
+    include_z_norm: bool = True,
+) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """Yield ``(start, stop, dist)`` with ``dist[i, k] = ||z[start + i] - c_k||^2`` (fp32).
+
+    With ``include_z_norm=False`` the (row-constant) ``||z||^2`` term is left out, which keeps the
+    argmin. Full distances are clamped at 0 (the expansion can round slightly negative).
+    """
+    _check(z, codebook)
+    check_precision(precision)
+    z = z.detach().float()
+    c = codebook.detach().float()
+    c_sq = c.pow(2).sum(1).unsqueeze(0)
+    rows = rows_per_chunk(c.shape[0], chunk_bytes)
+    low = PRECISIONS[precision]
+    c_t = c.t() if precision == "fp32" else c.to(low).t()
+    for start in range(0, z.shape[0], rows):
+        stop = min(start + rows, z.shape[0])
+        zc = z[start:stop]
+        if precision == "fp32":
+            dist = torch.addmm(c_sq, zc, c_t, beta=1.0, alpha=-2.0)
+        else:
+            dist = torch.mm(zc.to(low), c_t).float().mul_(-2.0).add_(c_sq)
+        if include_z_norm:
+            dist.add_(zc.pow(2).sum(1, keepdim=True)).clamp_min_(0.0)
+        yield start, stop, dist
+
+
+@torch.no_grad()
+def nearest_code(
+    z: torch.Tensor,
+    codebook: torch.Tensor,
+    *,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    precision: str = "fp32",
+    return_distances: bool = False,
+):
+    """Index of the nearest code for every row of ``z`` (N, D) -> int64 (N,).
+
+    With ``return_distances=True`` also returns the minimum squared distances (N,) fp32.
+    """
+    n = z.shape[0]
+    idx = torch.empty(n, dtype=torch.long, device=z.device)
+    mins = torch.empty(n, dtype=torch.float32, device=z.device) if return_distances else None
+    for start, stop, dist in distance_chunks(
+        z, codebook, chunk_bytes=chunk_bytes, precision=precision, include_z_norm=False
+    ):
+        if return_distances:
+            m, i = dist.min(1)
+            zc = z[start:stop].detach().float()
+            mins[start:stop] = (m + zc.pow(2).sum(1)).clamp_min_(0.0)
+        else:
+            i = dist.argmin(1)
+        idx[start:stop] = i
+    return (idx, mins) if return_distances else idx

@@ -1,0 +1,115 @@
+"""van den Oord et al. VQ (paper Sec. 3.1): nearest code, STE, codebook + commitment loss.
+
+Loss (the official code's mean-squared form, beta = 0.25):
+``L = mse(c_q, sg(z)) + beta * mse(z, sg(c_q))`` (mean over the N*D latent elements), so the
+codebook gradient is ``dL/dc_k = 2/(N D) * sum_{i: q_i = k} (c_k - z_i)``; with plain SGD this is
+the online k-means step of Supp. 8 (Eq. A5), whose fixed points are cell means (Eq. A3).
+
+Options: ``init="uniform"`` (U(-1/K, 1/K), the official code) or ``"kmeans"`` (Lloyd's algorithm
+on the first training batch, or call :meth:`VQ.init_kmeans`; Sec. 3.2 assumes a k-means start);
+``modified_ste`` (Eq. 18, off here, on in NS-VQ) with ``ste_d`` ("paper": d = B*H*W, or
+"official": d = B*H*W*D).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import BaseQuantizer
+from .registry import register_quantizer
+from .ste import check_ste_d, modified_straight_through, resolve_ste_d, straight_through
+
+INITS = ("uniform", "kmeans")
+
+
+@torch.no_grad()
+def kmeans(latents: torch.Tensor, num_codes: int, iters: int = 10, *, generator=None, search_fn=None) -> torch.Tensor:
+    """Lloyd's k-means on ``latents`` (N, D) -> (K, D). Starts from K distinct random latents
+    (sampled with replacement when N < K); empty clusters keep their previous centre."""
+    n, d = latents.shape
+    x = latents.detach().float()
+    if n >= num_codes:
+        perm = torch.randperm(n, generator=generator)[:num_codes].to(x.device)
+    else:
+        perm = torch.randint(0, n, (num_codes,), generator=generator).to(x.device)
+    centres = x[perm].clone()
+    for _ in range(iters):
+        idx = search_fn(x, centres) if search_fn is not None else torch.cdist(x, centres).argmin(1)
+        counts = torch.bincount(idx, minlength=num_codes).to(x.dtype)
+        sums = torch.zeros_like(centres).index_add_(0, idx, x)
+        filled = counts > 0
+        centres[filled] = sums[filled] / counts[filled, None]
+    return centres
+
+
+@register_quantizer("vq")
+class VQ(BaseQuantizer):
+    def __init__(
+        self,
+        num_codes: int,
+        code_dim: int,
+        *,
+        beta: float = 0.25,
+        init: str = "uniform",
+        kmeans_iters: int = 10,
+        modified_ste: bool = False,
+        ste_d="paper",
+        **base_options,
+    ):
+        super().__init__(num_codes, code_dim, **base_options)
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        if not (isinstance(beta, (int, float)) and beta >= 0):
+            raise ValueError(f"beta must be a number >= 0, got {beta!r}")
+        self.beta = float(beta)
+        self.init = init
+        self.kmeans_iters = int(kmeans_iters)
+        self.modified_ste = bool(modified_ste)
+        self.ste_d = check_ste_d(ste_d)
+        k = self.num_codes
+        self.embedding = nn.Parameter(torch.empty(k, self.code_dim).uniform_(-1.0 / k, 1.0 / k))
+        self.register_buffer("initialized", torch.tensor(init != "kmeans"))
+
+    @property
+    def codebook(self) -> torch.Tensor:
+        return self.embedding
+
+    @torch.no_grad()
+    def init_kmeans(self, latents: torch.Tensor, iters: int | None = None) -> None:
+        """Set the codebook to a k-means solution of ``latents`` ((N, D) or (B, D, H, W))."""
+        if latents.dim() == 4:
+            latents = latents.permute(0, 2, 3, 1).reshape(-1, latents.shape[1])
+        if latents.dim() != 2 or latents.shape[1] != self.code_dim:
+            raise ValueError(f"init_kmeans expects (N, {self.code_dim}) or (B, {self.code_dim}, H, W) latents")
+        centres = kmeans(latents, self.num_codes, self.kmeans_iters if iters is None else iters,
+                         search_fn=lambda x, c: self.search(x, c))
+        self._set_codes(centres)
+        self.initialized.fill_(True)
+
+    def _set_codes(self, codes: torch.Tensor, index: torch.Tensor | None = None) -> None:
+        if index is None:
+            self.embedding.data.copy_(codes)
+        else:
+            self.embedding.data[index] = codes.to(self.embedding.dtype)
+
+    def _replace_codes(self, dead, latents):
+        # The code itself is the vector used for lookup: put it on the latent.
+        self._set_codes(latents, dead)
+
+    def _ste(self, z_flat, c, n):
+        if self.modified_ste:
+            return modified_straight_through(z_flat, c, resolve_ste_d(self.ste_d, n, self.code_dim))
+        return straight_through(z_flat, c)
+
+    def _quantize(self, z_flat):
+        if self.training and not bool(self.initialized):
+            self.init_kmeans(z_flat)
+        cb = self.codebook
+        idx = self.search(z_flat, cb)
+        c = F.embedding(idx, cb)
+        codebook_loss = F.mse_loss(c, z_flat.detach())
+        commit_loss = F.mse_loss(z_flat, c.detach())
+        loss = codebook_loss + self.beta * commit_loss
+        zq = self._ste(z_flat, c, z_flat.shape[0])
+        return zq, idx, loss, {"codebook_loss": codebook_loss, "commit_loss": commit_loss}
