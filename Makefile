@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PROFILE ?= auto
 BUILD := _build
 
-.PHONY: book test venv notebooks mathjax chromium clean
+.PHONY: book test venv notebooks mathjax system-deps clean
 
 venv: $(VENV)/.installed
 
@@ -26,14 +26,21 @@ $(BUILD)/mathjax/es5/tex-chtml.js:
 	@mkdir -p $(BUILD)/mathjax
 	cd $(BUILD) && npm pack -s mathjax@3 >/dev/null && tar xzf mathjax-3*.tgz && rm -rf mathjax && mv package mathjax && rm -f mathjax-3*.tgz
 
-chromium:
-	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+# Debian packages: chromium (book checks) and dataset-fashion-mnist (the offline stand-in data set).
+# Without root/apt, install chromium yourself; Fashion-MNIST then comes from torchvision's download.
+system-deps:
+	@need=""; command -v chromium >/dev/null || need="$$need chromium"; \
+	test -d /usr/share/datasets/fashion-mnist || need="$$need dataset-fashion-mnist"; \
+	if [ -n "$$need" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian packages:$$need"; apt-get update -qq && apt-get install -y -qq $$need >/dev/null; \
+	  else echo "please install:$$need (Debian/Ubuntu: sudo apt-get install$$need)"; fi; fi
 
-book: venv mathjax
+book: venv mathjax system-deps
 	$(PY) -m paper_repro.book build --profile $(PROFILE)
 
-test: venv book chromium
-	$(PY) -m pytest tests --nbval-lax notebooks --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+test: venv system-deps book
+	$(PY) -m pytest tests notebooks --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
 notebooks: venv
 	$(PY) -m paper_repro.book refresh-notebooks

@@ -1,0 +1,219 @@
+"""Build the Jupyter Book: run every notebook of ``_toc.yml`` through Papermill, then build HTML.
+
+Usage (the Makefile calls these)::
+
+    python -m paper_repro.book build [--profile auto] [--device cpu]
+    python -m paper_repro.book refresh-notebooks [NAME ...]   # re-execute notebooks/ in place at `ci`
+    python -m paper_repro.book screenshot PAGE OUT.png        # headless Chromium screenshot
+
+The stored notebooks in ``notebooks/`` carry outputs of the ``ci`` profile (nbval compares them in
+CI). The book never edits them: it executes copies into ``_build/src/notebooks/`` with the requested
+profile (default ``auto``: committed ``gpu`` results where they exist, else a fresh ``ci`` run) and
+builds from that staging tree, so a build leaves the working tree clean.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from .paths import REPO_ROOT
+
+BUILD_DIR = REPO_ROOT / "_build"
+STAGE_DIR = BUILD_DIR / "src"
+OUTPUT_DIR = BUILD_DIR / "book"
+HTML_DIR = OUTPUT_DIR / "_build" / "html"
+MATHJAX_DIR = BUILD_DIR / "mathjax"
+SCREENSHOT_DIR = BUILD_DIR / "screenshots"
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--hide-scrollbars",
+]
+
+
+def toc_files(toc_path: Path = REPO_ROOT / "_toc.yml") -> list[str]:
+    """Every file named in the table of contents (root first), as written there (no suffix)."""
+    toc = yaml.safe_load(toc_path.read_text())
+    files = [toc["root"]]
+
+    def walk(entries):
+        for e in entries or []:
+            if "file" in e:
+                files.append(e["file"])
+            walk(e.get("sections"))
+            for part in e.get("parts", []):
+                walk(part.get("chapters"))
+
+    walk(toc.get("chapters"))
+    for part in toc.get("parts", []):
+        walk(part.get("chapters"))
+    return files
+
+
+def toc_notebooks() -> list[Path]:
+    """Notebooks listed in ``_toc.yml``; a listed file that does not exist is an error."""
+    out = []
+    for f in toc_files():
+        if not f.startswith("notebooks/"):
+            continue
+        p = REPO_ROOT / (f if f.endswith(".ipynb") else f + ".ipynb")
+        if not p.exists():
+            raise FileNotFoundError(f"_toc.yml lists {f!r} but {p} does not exist")
+        out.append(p)
+    return out
+
+
+def execute_notebook(src: Path, dst: Path, parameters: dict) -> float:
+    """Execute ``src`` with Papermill into ``dst``; returns seconds taken."""
+    import papermill as pm
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    pm.execute_notebook(str(src), str(dst), parameters=parameters, kernel_name="python3",
+                        cwd=str(REPO_ROOT), progress_bar=False, log_output=False)
+    return time.perf_counter() - t0
+
+
+def strip_volatile_metadata(path: Path) -> None:
+    """Remove timings and other run-dependent metadata Papermill writes, so that refreshing a
+    notebook whose results did not change leaves git clean."""
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    pm_meta = nb.metadata.get("papermill", {})
+    nb.metadata["papermill"] = {k: v for k, v in pm_meta.items()
+                                if k in ("parameters", "default_parameters")}
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+        pm_cell = cell.metadata.get("papermill")
+        if pm_cell is not None:
+            cell.metadata.pop("papermill")
+    nbformat.write(nb, str(path))
+
+
+def refresh_notebooks(names: list[str] | None = None) -> None:
+    """Re-execute stored notebooks in place at the ``ci`` profile (their nbval reference outputs)."""
+    paths = toc_notebooks() if not names else [
+        REPO_ROOT / "notebooks" / (n if n.endswith(".ipynb") else n + ".ipynb") for n in names]
+    for p in paths:
+        if not p.exists():
+            raise FileNotFoundError(p)
+        secs = execute_notebook(p, p, {"profile": "ci", "device": "cpu"})
+        strip_volatile_metadata(p)
+        print(f"refreshed {p.relative_to(REPO_ROOT)} in {secs:.1f} s")
+
+
+def _stage(profile: str, device: str) -> dict:
+    """Copy prose pages and executed notebooks into the staging tree."""
+    if STAGE_DIR.exists():
+        shutil.rmtree(STAGE_DIR)
+    STAGE_DIR.mkdir(parents=True)
+    shutil.copytree(REPO_ROOT / "book", STAGE_DIR / "book")
+    shutil.copy2(REPO_ROOT / "_toc.yml", STAGE_DIR / "_toc.yml")
+    if not (MATHJAX_DIR / "es5" / "tex-chtml.js").exists():
+        raise FileNotFoundError(
+            f"MathJax not found under {MATHJAX_DIR}; run `make mathjax` (fetches the npm package mathjax@3)")
+    # Served locally so that formulas render offline; not under _static (jupyter-book would inject
+    # every .js found there into every page).
+    shutil.copytree(MATHJAX_DIR, STAGE_DIR / "_mathjax_static" / "mathjax",
+                    ignore=shutil.ignore_patterns("*.map", "sre", "a11y", "*.md"))
+
+    from tqdm.auto import tqdm
+
+    report, failures = {}, []
+    notebooks = toc_notebooks()
+    for nb in tqdm(notebooks, desc="notebooks", unit="nb", file=sys.stdout):
+        dst = STAGE_DIR / nb.relative_to(REPO_ROOT)
+        try:
+            secs = execute_notebook(nb, dst, {"profile": profile, "device": device})
+            report[nb.name] = {"seconds": round(secs, 1), "ok": True}
+        except Exception as exc:  # keep going: report every failing notebook at the end
+            failures.append(f"{nb.name}: {type(exc).__name__}: {str(exc).strip()[-2000:]}")
+            report[nb.name] = {"ok": False}
+            if not dst.exists():
+                shutil.copy2(nb, dst)
+    return {"notebooks": report, "failures": failures}
+
+
+def build(profile: str = "auto", device: str = "cpu") -> Path:
+    """Run every notebook of the toc at ``profile``, build the HTML book, return its index page."""
+    t0 = time.perf_counter()
+    staged = _stage(profile, device)
+    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(STAGE_DIR),
+           "--toc", str(STAGE_DIR / "_toc.yml"), "--config", str(REPO_ROOT / "book" / "_config.yml"),
+           "--path-output", str(OUTPUT_DIR), "-W", "-n", "--keep-going"]
+    if (OUTPUT_DIR / "_build").exists():
+        shutil.rmtree(OUTPUT_DIR / "_build")
+    proc = subprocess.run(cmd, cwd=REPO_ROOT)
+    info = {"profile": profile, "device": device, "seconds": round(time.perf_counter() - t0, 1),
+            "jupyter_book_exit": proc.returncode, **staged}
+    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+    (OUTPUT_DIR / "build_info.json").write_text(json.dumps(info, indent=2))
+    if staged["failures"]:
+        raise SystemExit("notebooks failed while building the book:\n  " + "\n  ".join(staged["failures"]))
+    if proc.returncode != 0:
+        raise SystemExit(f"jupyter-book build failed (exit {proc.returncode}); see the warnings above")
+    intro = HTML_DIR / "book" / "intro.html"
+    if shutil.which("chromium"):
+        screenshot(intro, SCREENSHOT_DIR / "intro.png")
+    print(f"\nBook built in {info['seconds']:.0f} s: {HTML_DIR / 'index.html'}"
+          f"\n  open file://{intro}")
+    return intro
+
+
+def chromium(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run headless Chromium with the flags that work on these machines (see environment notes)."""
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        raise FileNotFoundError("chromium not found; `make chromium` installs it (Debian package chromium)")
+    with tempfile.TemporaryDirectory() as profile_dir:
+        return subprocess.run([exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile_dir}", *args],
+                              capture_output=True, text=True, timeout=timeout)
+
+
+def dump_dom(page: Path, budget_ms: int = 8000) -> str:
+    """The DOM of ``page`` after scripts (MathJax) ran, as HTML text."""
+    proc = chromium(f"--virtual-time-budget={budget_ms}", "--dump-dom", page.resolve().as_uri())
+    return proc.stdout
+
+
+def screenshot(page: Path, out: Path, size: str = "1280,900") -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    chromium("--virtual-time-budget=8000", f"--screenshot={out}", f"--window-size={size}",
+             page.resolve().as_uri())
+    if not out.exists():
+        raise RuntimeError(f"chromium did not write a screenshot of {page}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m paper_repro.book", description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="execute the toc's notebooks and build the HTML book")
+    b.add_argument("--profile", default=os.environ.get("PROFILE", "auto"))
+    b.add_argument("--device", default="cpu")
+    r = sub.add_parser("refresh-notebooks", help="re-execute stored notebooks in place at profile ci")
+    r.add_argument("names", nargs="*")
+    s = sub.add_parser("screenshot", help="screenshot a built page")
+    s.add_argument("page", type=Path)
+    s.add_argument("out", type=Path)
+    args = ap.parse_args(argv)
+    if args.cmd == "build":
+        build(args.profile, args.device)
+    elif args.cmd == "refresh-notebooks":
+        refresh_notebooks(args.names)
+    else:
+        print(screenshot(args.page, args.out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""environment.yml (conda) must mirror pyproject.toml's pinned dependencies."""
+import re
+import tomllib
+
+import yaml
+
+from paper_repro.paths import REPO_ROOT
+
+
+def _norm(req: str) -> str:
+    name, _, rest = re.match(r"([A-Za-z0-9_.\-]+)(.*)", req.strip()).group(1, 2, 2)
+    return re.sub(r"[-_.]+", "-", name).lower() + rest.replace(" ", "")
+
+
+def test_environment_yml_mirrors_pyproject():
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    env = yaml.safe_load((REPO_ROOT / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    conda_pins = {_norm(p) for p in pip if not p.startswith("-e")}
+    py_pins = {_norm(p) for p in project["dependencies"]}
+    assert conda_pins == py_pins, (
+        f"only in environment.yml: {sorted(conda_pins - py_pins)}; only in pyproject.toml: {sorted(py_pins - conda_pins)}")
+    assert "-e ." in pip, "environment.yml should install the package itself (-e .)"
+    py = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python="))
+    major, minor = map(int, py.split("=")[1].split(".")[:2])
+    low = tuple(map(int, re.search(r">=\s*(\d+)\.(\d+)", project["requires-python"]).groups()))
+    assert (major, minor) >= low
+
+
+def test_nodeps_requirements_are_pinned():
+    lines = [ln.strip() for ln in (REPO_ROOT / "requirements-nodeps.txt").read_text().splitlines()
+             if ln.strip() and not ln.startswith("#")]
+    assert lines and all("==" in ln for ln in lines)
