@@ -64,7 +64,9 @@ class BaseQuantizer(nn.Module):
                 self.__dict__["_pending_config"] = cls._resolve_options(args, kw)
             orig(self, *args, **kw)
             if outermost:
-                self.config = self.__dict__.pop("_pending_config")
+                cfg = self.__dict__.pop("_pending_config")
+                cfg.update(self.__dict__.get("_resolved_options", {}))
+                self.config = cfg
 
         cls.__init__ = __init__
 

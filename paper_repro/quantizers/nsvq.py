@@ -1,0 +1,215 @@
+"""NS-VQ, the paper's Method 1 (Sec. 3.3): VQ + kernel cross-update of non-winning codes + modified STE.
+
+Paper flavour (default, ``flavor="paper"``):
+
+- kernel cross-update, Eq. 16/17 (the form of Fig. 2a): every code j that is *not* sample i's winner
+  is pulled toward E(x_i) with weight ``w_ij = exp(-||E(x_i) - c_j||^2 / (2 sigma^2))``, the weights
+  treated as constants. Implemented as the loss
+  ``L_kernel = kernel_coef / (N D) * sum_i sum_{j != q_i} w_ij ||sg(z_i) - c_j||^2`` with
+  ``kernel_coef = 1/2``: its gradient is ``dL/dc_j = 1/(N D) * sum_i w_ij (c_j - z_i)``, i.e. the
+  literal Eq. 16 displacement ``w (E(x_i) - c_j)`` with the same 1/(N D) normalisation as the
+  mean-squared codebook loss of the winner (whose gradient is ``2/(N D) (c_q - z_i)``).
+  ``kernel_width`` = 2 sigma^2 (1.0 at start) is multiplied by ``kernel_decay`` (0.9) after each
+  epoch (Sec. 4) via :meth:`on_epoch_end`.
+- modified STE, Eq. 18, on by default with d = B*H*W (the paper's text).
+- total loss ``mse(c_q, sg z) + beta mse(z, sg c_q) + L_kernel``.
+
+Official flavour (``flavor="official"``, the authors' CelebA code): weights
+``w_ik = clamp(lambda K softmax_k(-||z_i - e_k||^2 / tau), 0, 1)`` with lambda = 0.01, the winner's
+weight set to 1; the codebook loss is *replaced* by ``(1/N) sum_i sum_k w_ik ||sg(z_i) - e_k||^2 / D``
+(winner included, ``kernel_coef = 1``); ``tau = max(0.5 ** epoch, 1e-8)``; STE d = B*H*W*D.
+
+``kernel_in_ste=True``: the Supp. 10 variant (Eq. A14/A15): instead of the kernel loss, inject
+``sum_{n != q_i} (w_in c_n - sg(w_in c_n))`` into the output (value 0), so non-winning codes get
+the decoder's gradient weighted by w (paper: RBF weights; official: soft weights, winner 0).
+
+Efficiency: the kernel term reuses the chunked distance blocks of the search (one pass gives the
+winners, the weights and the loss) and never holds more than one chunk of the N x K weights. A
+custom autograd Function accumulates ``s_j = sum_i w_ij`` and ``(W^T Z)_j`` chunk by chunk and
+returns the closed-form codebook gradient ``2 kernel_coef/(N D) (s_j c_j - (W^T Z)_j)``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .registry import register_quantizer
+from .search import distance_chunks
+from .vq import VQ
+
+FLAVORS = ("paper", "official")
+
+
+def kernel_weights_(dist: torch.Tensor, idx: torch.Tensor, *, mode: str, scale: float,
+                    winner_weight: float, num_codes: int, lam: float = 0.01) -> torch.Tensor:
+    """Turn a chunk of squared distances (n, K) into kernel weights *in place*.
+
+    mode "rbf": ``exp(-d / scale)`` (scale = 2 sigma^2); mode "softmax": ``clamp(lam K softmax(-d /
+    scale), 0, 1)`` (scale = tau). The winner column of each row is then set to ``winner_weight``.
+    """
+    if mode == "rbf":
+        dist.mul_(-1.0 / scale).exp_()
+    else:
+        dist.mul_(-1.0 / scale)
+        dist.sub_(dist.max(1, keepdim=True).values).exp_()
+        dist.div_(dist.sum(1, keepdim=True)).mul_(lam * num_codes)
+    dist.scatter_(1, idx.unsqueeze(1), winner_weight)
+    if mode != "rbf":
+        dist.clamp_(0.0, 1.0)
+    return dist
+
+
+class _KernelPull(torch.autograd.Function):
+    """loss = coef/(N D) sum_ij w_ij ||z_i - c_j||^2 with constant weights; also returns winners."""
+
+    @staticmethod
+    def forward(ctx, z, codebook, wkw, coef, chunk_bytes, precision):
+        n, d = z.shape
+        k = codebook.shape[0]
+        c = codebook.detach().float()
+        s = torch.zeros(k, dtype=torch.float32, device=z.device)
+        wz = torch.zeros(k, d, dtype=torch.float32, device=z.device)
+        row = torch.zeros(n, dtype=torch.float32, device=z.device)
+        idx = torch.empty(n, dtype=torch.long, device=z.device)
+        for start, stop, dist in distance_chunks(z, c, chunk_bytes=chunk_bytes, precision=precision):
+            i = dist.argmin(1)
+            idx[start:stop] = i
+            w = kernel_weights_(dist, i, num_codes=k, **wkw)
+            s += w.sum(0)
+            row[start:stop] = w.sum(1)
+            wz.addmm_(w.t(), z[start:stop])
+        # sum_ij w_ij ||z_i - c_j||^2 = sum_j s_j ||c_j||^2 - 2 sum_j c_j.(W^T Z)_j + sum_i r_i ||z_i||^2
+        total = (s * c.pow(2).sum(1)).sum() - 2.0 * (c * wz).sum() + (row * z.pow(2).sum(1)).sum()
+        norm = coef / (n * d)
+        ctx.save_for_backward(c, s, wz)
+        ctx.norm = norm
+        ctx.mark_non_differentiable(idx)
+        return (total * norm).clamp_min(0.0), idx
+
+    @staticmethod
+    def backward(ctx, grad_loss, grad_idx):
+        c, s, wz = ctx.saved_tensors
+        grad_c = (s.unsqueeze(1) * c - wz) * (2.0 * ctx.norm) * grad_loss
+        return None, grad_c, None, None, None, None
+
+
+class _KernelInject(torch.autograd.Function):
+    """Supp. 10, Eq. A14: forward value 0 (N, D); backward gives code n the gradient sum_i w_in g_i."""
+
+    @staticmethod
+    def forward(ctx, z, codebook, idx, wkw, chunk_bytes, precision):
+        ctx.save_for_backward(z, codebook.detach(), idx)
+        ctx.wkw, ctx.chunk_bytes, ctx.precision = wkw, chunk_bytes, precision
+        return torch.zeros_like(z)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        z, c, idx = ctx.saved_tensors
+        k = c.shape[0]
+        grad_c = torch.zeros_like(c, dtype=torch.float32)
+        g = grad_out.float()
+        for start, stop, dist in distance_chunks(z, c, chunk_bytes=ctx.chunk_bytes, precision=ctx.precision):
+            w = kernel_weights_(dist, idx[start:stop], num_codes=k, **ctx.wkw)
+            grad_c.addmm_(w.t(), g[start:stop])
+        return None, grad_c.to(c.dtype), None, None, None, None
+
+
+@register_quantizer("nsvq")
+class NSVQ(VQ):
+    def __init__(
+        self,
+        num_codes: int,
+        code_dim: int,
+        *,
+        flavor: str = "paper",
+        kernel: bool = True,
+        kernel_width: float = 1.0,
+        kernel_decay: float = 0.9,
+        kernel_coef: float | None = None,
+        official_lambda: float = 0.01,
+        official_tau_floor: float = 1e-8,
+        kernel_in_ste: bool = False,
+        modified_ste: bool = True,
+        ste_d=None,
+        **options,
+    ):
+        if flavor not in FLAVORS:
+            raise ValueError(f"flavor must be one of {FLAVORS}, got {flavor!r}")
+        if ste_d is None:
+            ste_d = "paper" if flavor == "paper" else "official"
+        if kernel_coef is None:
+            kernel_coef = 0.5 if flavor == "paper" else 1.0
+        for name, v in (("kernel_width", kernel_width), ("kernel_decay", kernel_decay),
+                        ("official_tau_floor", official_tau_floor)):
+            if not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
+                raise ValueError(f"{name} must be a positive finite number, got {v!r}")
+        if not (isinstance(kernel_coef, (int, float)) and kernel_coef >= 0):
+            raise ValueError(f"kernel_coef must be a number >= 0, got {kernel_coef!r}")
+        super().__init__(num_codes, code_dim, modified_ste=modified_ste, ste_d=ste_d, **options)
+        self.flavor = flavor
+        self.kernel = bool(kernel)
+        self.kernel_width = float(kernel_width)
+        self.kernel_decay = float(kernel_decay)
+        self.kernel_coef = float(kernel_coef)
+        self.official_lambda = float(official_lambda)
+        self.official_tau_floor = float(official_tau_floor)
+        self.kernel_in_ste = bool(kernel_in_ste)
+        self.register_buffer("epochs_done", torch.tensor(0, dtype=torch.long))
+        self._resolved_options = {"ste_d": ste_d, "kernel_coef": self.kernel_coef}
+
+    # --------------------------------------------------------------- schedule
+    @property
+    def current_scale(self) -> float:
+        """2 sigma^2 (paper) or tau (official) for the current epoch."""
+        e = int(self.epochs_done)
+        if self.flavor == "paper":
+            return self.kernel_width * self.kernel_decay ** e
+        return max(0.5 ** e, self.official_tau_floor)
+
+    def on_epoch_end(self, epoch: int) -> None:
+        """After epoch ``epoch`` (0-based): 2 sigma^2 <- width * decay^(epoch+1); tau <- 0.5^(epoch+1)."""
+        self.epochs_done.fill_(int(epoch) + 1)
+        super().on_epoch_end(epoch)
+
+    def _weight_kwargs(self, for_injection: bool) -> dict:
+        if self.flavor == "paper":
+            return dict(mode="rbf", scale=self.current_scale, winner_weight=0.0)
+        return dict(mode="softmax", scale=self.current_scale, lam=self.official_lambda,
+                    winner_weight=0.0 if for_injection else 1.0)
+
+    # --------------------------------------------------------------- forward
+    def _quantize(self, z_flat):
+        if self.training and not bool(self.initialized):
+            self.init_kmeans(z_flat)
+        cb = self.codebook
+        use_loss_kernel = self.training and self.kernel and not self.kernel_in_ste
+        if use_loss_kernel:
+            kernel_loss, idx = _KernelPull.apply(
+                z_flat.detach(), cb, self._weight_kwargs(False), self.kernel_coef,
+                self.search_chunk_bytes, self.search_precision,
+            )
+        else:
+            idx = self.search(z_flat, cb)
+            kernel_loss = None
+        c = F.embedding(idx, cb)
+        codebook_loss = F.mse_loss(c, z_flat.detach())
+        commit_loss = F.mse_loss(z_flat, c.detach())
+        stats = {"codebook_loss": codebook_loss, "commit_loss": commit_loss}
+        if use_loss_kernel and self.flavor == "official":
+            loss = kernel_loss + self.beta * commit_loss  # the kernel loss includes the winner (w = 1)
+        else:
+            loss = codebook_loss + self.beta * commit_loss
+            if kernel_loss is not None:
+                loss = loss + kernel_loss
+        if kernel_loss is not None:
+            stats["kernel_loss"] = kernel_loss
+        stats["kernel_scale"] = torch.tensor(self.current_scale)
+        zq = self._ste(z_flat, c, z_flat.shape[0])
+        if self.training and self.kernel and self.kernel_in_ste:
+            zq = zq + _KernelInject.apply(
+                z_flat.detach(), cb, idx, self._weight_kwargs(True),
+                self.search_chunk_bytes, self.search_precision,
+            )
+        return zq, idx, loss, stats

@@ -1,0 +1,82 @@
+"""Dead-code replacement from a FIFO reservoir of recent latents (the follow-up "NSVQ" paper,
+seeds/001; the authors' unused class: reservoir of 16,384 latents, threshold 1, once per epoch).
+
+Usable with any method: ``build_quantizer(name, ..., replacement=dict(threshold=1.0,
+reservoir_size=16384, every="epoch"))``. The replacer keeps the last ``reservoir_size`` training
+latents and the assignment counts since the last replacement; every ``every`` training forwards
+(an int), or at ``on_epoch_end`` (``every="epoch"``), codes used fewer than ``threshold`` times are
+re-initialised from distinct random reservoir latents and the counts restart. The replacement
+itself runs at the start of the next training forward (never between a forward and its backward,
+which would invalidate saved tensors), or immediately at ``on_epoch_end``. Under torch.distributed
+the counts are all-reduced and rank 0's draws are broadcast, so all processes replace alike.
+
+What "replace" means per method (``_replace_codes``):
+- vq, nsvq, ema: the code vector is set to the latent (ema also resets its count and sum);
+- fc: the low-dim code is set to the normalised projection of the latent (exact in lookup space);
+- simvq: the frozen base row is solved for so that W c + b equals the latent (pseudo-inverse);
+- transvq: the map mixes all codes, so no base row lands a code on a given latent; the dead code
+  copies the base row (and position embedding) of the latent's nearest live code, plus 1% noise.
+Optimiser state (e.g. Adam moments) of replaced rows is not reset here; the trainer may do so.
+"""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .stats import all_reduce_sum_, distributed_ready
+
+
+class CodeReplacer(nn.Module):
+    def __init__(self, num_codes: int, code_dim: int, *, threshold: float = 1.0,
+                 reservoir_size: int = 16384, every="epoch"):
+        super().__init__()
+        if not (isinstance(threshold, (int, float)) and threshold > 0):
+            raise ValueError(f"replacement threshold must be > 0, got {threshold!r}")
+        if isinstance(reservoir_size, bool) or not isinstance(reservoir_size, int) or reservoir_size < 1:
+            raise ValueError(f"replacement reservoir_size must be an int >= 1, got {reservoir_size!r}")
+        if every != "epoch" and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
+            raise ValueError(f"replacement every must be 'epoch' or an int >= 1 (training steps), got {every!r}")
+        self.num_codes, self.threshold, self.every = num_codes, float(threshold), every
+        self.reservoir_size = reservoir_size
+        self.register_buffer("reservoir", torch.zeros(reservoir_size, code_dim), persistent=False)
+        self.register_buffer("counts", torch.zeros(num_codes))
+        self._filled = 0
+        self._ptr = 0
+        self.steps = 0
+
+    @torch.no_grad()
+    def observe(self, z_flat: torch.Tensor, idx: torch.Tensor) -> bool:
+        """Push latents into the FIFO and count assignments; True when a replacement is due."""
+        x = z_flat.detach().to(self.reservoir.dtype)[-self.reservoir_size:]
+        n, r = x.shape[0], self.reservoir_size
+        first = min(n, r - self._ptr)
+        self.reservoir[self._ptr:self._ptr + first] = x[:first]
+        if n > first:
+            self.reservoir[: n - first] = x[first:]
+        self._ptr = (self._ptr + n) % r
+        self._filled = min(r, self._filled + n)
+        self.counts += torch.bincount(idx, minlength=self.num_codes).to(self.counts.dtype)
+        self.steps += 1
+        return self.every != "epoch" and self.steps % self.every == 0
+
+    @torch.no_grad()
+    def draw(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(dead code indices, one reservoir latent per dead code); resets the counts."""
+        counts = all_reduce_sum_(self.counts.clone())
+        self.counts.zero_()
+        dead = torch.nonzero(counts < self.threshold).reshape(-1)
+        if dead.numel() == 0 or self._filled == 0:
+            return dead[:0], self.reservoir[:0]
+        dev = self.reservoir.device
+        if self._filled >= dead.numel():
+            pick = torch.randperm(self._filled, device=dev)[: dead.numel()]
+        else:
+            pick = torch.randint(0, self._filled, (dead.numel(),), device=dev)
+        latents = self.reservoir[pick].clone()
+        if distributed_ready():
+            dist.broadcast(latents, src=0)
+        return dead, latents
+
+    def extra_repr(self) -> str:
+        return f"threshold={self.threshold}, reservoir_size={self.reservoir_size}, every={self.every!r}"

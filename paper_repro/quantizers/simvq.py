@@ -1,0 +1,51 @@
+"""SimVQ (Zhu et al. 2024, the paper's baseline [13]): frozen random codebook times a learned linear map.
+
+Codebook ``C' = W C + b``: C is a frozen buffer drawn N(0, std = D**-0.5); W, b a learned
+``Linear(D, D)`` **with bias** (the official SimVQ). Loss (official weighting)
+``mse(C'_q, sg(z)) + beta * mse(z, sg(C'_q))`` with beta = 0.25; plain STE. Every code moves with
+every update of W, b (Sec. 3.4.3 argues that the linear constraint C' = WC can keep the codebook
+off the k-means solution).
+
+Departure from the official SimVQ code: there the forward output is ``z + sg(C'_q - z)`` computed
+in floating point, which differs from the looked-up code by rounding; here the output equals
+``lookup(indices)`` exactly in eval mode (and in value in training).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import BaseQuantizer
+from .registry import register_quantizer
+from .ste import straight_through
+
+
+@register_quantizer("simvq")
+class SimVQ(BaseQuantizer):
+    def __init__(self, num_codes: int, code_dim: int, *, beta: float = 0.25, **options):
+        super().__init__(num_codes, code_dim, **options)
+        self.beta = float(beta)
+        self.register_buffer("base", torch.randn(self.num_codes, self.code_dim) * self.code_dim ** -0.5)
+        self.proj = nn.Linear(self.code_dim, self.code_dim, bias=True)
+
+    @property
+    def codebook(self) -> torch.Tensor:
+        return self.proj(self.base)
+
+    @torch.no_grad()
+    def _replace_codes(self, dead, latents):
+        """Choose new base rows so that the *mapped* code lands on the latent: base_k = W^+ (z - b)
+        (exact when W is invertible, least squares otherwise)."""
+        w, b = self.proj.weight.float(), self.proj.bias.float()
+        new = (latents.float() - b) @ torch.linalg.pinv(w).t()
+        self.base[dead] = new.to(self.base.dtype)
+
+    def _quantize(self, z_flat):
+        cb = self.codebook
+        idx = self.search(z_flat, cb)
+        c = F.embedding(idx, cb)
+        codebook_loss = F.mse_loss(c, z_flat.detach())
+        commit_loss = F.mse_loss(z_flat, c.detach())
+        return (straight_through(z_flat, c), idx, codebook_loss + self.beta * commit_loss,
+                {"codebook_loss": codebook_loss, "commit_loss": commit_loss})

@@ -1,0 +1,123 @@
+"""TransVQ, the paper's Method 2 (Sec. 3.4, Eq. 21-26): a frozen base codebook mapped by a small
+transformer P_phi, so that every code moves with every update of phi (Eq. 22).
+
+Base codebook C: frozen buffer ``randn(K, D) * D**-0.5``. Map (``mapper="transformer"``, the
+authors' code): ``Linear(D -> m, no bias)`` + learned position embedding ``Embedding(K, m)``
+(N(0, 1)) -> one pre-LN block ``x + Attn(LN x); x + FFN(LN x)`` with FFN ``m -> mlp_ratio*m``, GELU,
+``-> m`` -> final LN -> ``Linear(m -> D, no bias)``. Attention: one head, linear attention over the K
+codes as tokens, ``phi = elu + 1``,
+``out_i = phi(q_i)^T (sum_j phi(k_j) v_j^T) / (phi(q_i)^T sum_j phi(k_j) + 1e-6)``; q/k/v/out
+Linear without bias (cost O(K m^2)). Defaults m = 256, mlp_ratio = 2 (Sec. 4). ``mapper="mlp"``:
+the paper's faster two-layer MLP variant, here ``Linear(D -> m) -> GELU -> Linear(m -> D)``
+(the paper gives no further detail). The codebook C' is recomputed at every forward.
+Loss ``mse(C'_q, sg(z)) + 0.25 mse(z, sg(C'_q))`` (Eq. 25 + commitment), plain STE.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import BaseQuantizer
+from .registry import register_quantizer
+from .ste import straight_through
+
+MAPPERS = ("transformer", "mlp")
+
+
+class LinearAttention(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.q = nn.Linear(dim, dim, bias=False)
+        self.k = nn.Linear(dim, dim, bias=False)
+        self.v = nn.Linear(dim, dim, bias=False)
+        self.out = nn.Linear(dim, dim, bias=False)
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (K, m), tokens = codes
+        q = F.elu(self.q(x)) + 1.0
+        k = F.elu(self.k(x)) + 1.0
+        v = self.v(x)
+        kv = k.t() @ v                       # (m, m) = sum_j phi(k_j) v_j^T
+        num = q @ kv
+        den = q @ k.sum(0) + self.eps        # phi(q_i)^T sum_j phi(k_j)
+        return self.out(num / den.unsqueeze(1))
+
+
+class TransformerMapper(nn.Module):
+    def __init__(self, num_codes: int, code_dim: int, model_dim: int = 256, mlp_ratio: float = 2.0):
+        super().__init__()
+        hidden = int(round(model_dim * mlp_ratio))
+        self.inp = nn.Linear(code_dim, model_dim, bias=False)
+        self.pos = nn.Embedding(num_codes, model_dim)  # N(0, 1) init
+        self.ln1 = nn.LayerNorm(model_dim)
+        self.attn = LinearAttention(model_dim)
+        self.ln2 = nn.LayerNorm(model_dim)
+        self.ffn = nn.Sequential(nn.Linear(model_dim, hidden), nn.GELU(), nn.Linear(hidden, model_dim))
+        self.ln_f = nn.LayerNorm(model_dim)
+        self.outp = nn.Linear(model_dim, code_dim, bias=False)
+
+    def forward(self, base: torch.Tensor) -> torch.Tensor:
+        x = self.inp(base) + self.pos.weight
+        x = x + self.attn(self.ln1(x))
+        x = x + self.ffn(self.ln2(x))
+        return self.outp(self.ln_f(x))
+
+
+class MLPMapper(nn.Module):
+    def __init__(self, code_dim: int, model_dim: int = 256):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(code_dim, model_dim), nn.GELU(), nn.Linear(model_dim, code_dim))
+
+    def forward(self, base: torch.Tensor) -> torch.Tensor:
+        return self.net(base)
+
+
+@register_quantizer("transvq")
+class TransVQ(BaseQuantizer):
+    def __init__(self, num_codes: int, code_dim: int, *, mapper: str = "transformer",
+                 model_dim: int = 256, mlp_ratio: float = 2.0, beta: float = 0.25, **options):
+        super().__init__(num_codes, code_dim, **options)
+        if mapper not in MAPPERS:
+            raise ValueError(f"mapper must be one of {MAPPERS}, got {mapper!r}")
+        if isinstance(model_dim, bool) or not isinstance(model_dim, int) or model_dim < 1:
+            raise ValueError(f"model_dim must be an int >= 1, got {model_dim!r}")
+        if not (isinstance(mlp_ratio, (int, float)) and mlp_ratio > 0):
+            raise ValueError(f"mlp_ratio must be > 0, got {mlp_ratio!r}")
+        self.mapper_kind, self.beta = mapper, float(beta)
+        self.register_buffer("base", torch.randn(self.num_codes, self.code_dim) * self.code_dim ** -0.5)
+        if mapper == "transformer":
+            self.mapper = TransformerMapper(self.num_codes, self.code_dim, model_dim, mlp_ratio)
+        else:
+            self.mapper = MLPMapper(self.code_dim, model_dim)
+
+    @property
+    def codebook(self) -> torch.Tensor:
+        return self.mapper(self.base)
+
+    @torch.no_grad()
+    def _replace_codes(self, dead, latents):
+        """The map mixes all codes (attention, LayerNorm), so a base code cannot be solved for in
+        general. Rule: for each latent, find its nearest live mapped code j and copy j's base row
+        (and position embedding) into the dead code k, plus noise of 1% of the base std: code k then
+        lands next to code j, inside the populated cell of that latent, and the two split it."""
+        cb = self.codebook.float()
+        alive = torch.ones(self.num_codes, dtype=torch.bool, device=cb.device)
+        alive[dead] = False
+        if not bool(alive.any()):
+            return
+        live_idx = torch.nonzero(alive).reshape(-1)
+        j = live_idx[self.search(latents.float(), cb[live_idx])]
+        noise = torch.randn_like(self.base[dead]) * (0.01 * self.code_dim ** -0.5)
+        self.base[dead] = self.base[j] + noise
+        if isinstance(self.mapper, TransformerMapper):
+            self.mapper.pos.weight[dead] = self.mapper.pos.weight[j]
+
+    def _quantize(self, z_flat):
+        cb = self.codebook
+        idx = self.search(z_flat, cb)
+        c = F.embedding(idx, cb)
+        codebook_loss = F.mse_loss(c, z_flat.detach())
+        commit_loss = F.mse_loss(z_flat, c.detach())
+        return (straight_through(z_flat, c), idx, codebook_loss + self.beta * commit_loss,
+                {"codebook_loss": codebook_loss, "commit_loss": commit_loss})
