@@ -37,8 +37,8 @@ class SimVQ(BaseQuantizer):
     def _replace_codes(self, dead, latents):
         """Choose new base rows so that the *mapped* code lands on the latent: base_k = W^+ (z - b)
         (exact when W is invertible, least squares otherwise)."""
-        w, b = self.proj.weight.float(), self.proj.bias.float()
-        new = (latents.float() - b) @ torch.linalg.pinv(w).t()
+        w, b = self.proj.weight.double(), self.proj.bias.double()
+        new = (latents.double() - b) @ torch.linalg.pinv(w).t()
         self.base[dead] = new.to(self.base.dtype)
 
     def _quantize(self, z_flat):

@@ -1,0 +1,312 @@
+"""Maths of the quantizers: gradients against closed forms, fixed points, independent references."""
+import pytest
+import torch
+
+from paper_repro.quantizers import build_quantizer
+from paper_repro.quantizers.ema import rotation_trick
+
+
+def flat(z):
+    return z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
+
+
+def blobs(n_per=100, d=2, centres=((0.0, 0.0), (4.0, 0.0), (0.0, 4.0)), std=0.5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    cs = torch.tensor(centres)[:, :d]
+    x = torch.cat([c + std * torch.randn(n_per, d, generator=g) for c in cs])
+    return x[torch.randperm(len(x), generator=g)], cs
+
+
+def lloyd(x, c, iters=100):
+    """Independent k-means (dense distances) for the fixed-point test."""
+    c = c.clone()
+    for _ in range(iters):
+        a = ((x[:, None] - c[None]) ** 2).sum(-1).argmin(1)
+        c = torch.stack([x[a == k].mean(0) for k in range(len(c))])
+    return c
+
+
+def as_latents(x):  # (N, D) -> (1, D, 1, N)
+    return x.t().reshape(1, x.shape[1], 1, x.shape[0]).contiguous()
+
+
+# ------------------------------------------------------------------ vq
+def test_vq_codebook_gradient_closed_form():
+    torch.manual_seed(0)
+    q = build_quantizer("vq", num_codes=10, code_dim=3, init="uniform")
+    q.embedding.data.normal_()
+    z = torch.randn(2, 3, 4, 4, requires_grad=True)
+    out = q(z)
+    out.loss.backward()
+    zf, idx = flat(z).detach(), out.indices.flatten()
+    n, d = zf.shape
+    expected = torch.zeros(10, 3)
+    expected.index_add_(0, idx, 2.0 / (n * d) * (q.embedding.detach()[idx] - zf))
+    torch.testing.assert_close(q.embedding.grad, expected)
+    # encoder: only the commitment gradient (no upstream here)
+    torch.testing.assert_close(flat(z.grad), 0.25 * 2.0 / (n * d) * (zf - q.embedding.detach()[idx]))
+
+
+def test_online_vq_stays_at_kmeans_fixed_point_supp8():
+    x, cs = blobs()
+    star = lloyd(x, cs + 0.3)
+    q = build_quantizer("vq", num_codes=3, code_dim=2, beta=0.0)
+    q.embedding.data.copy_(star)
+    opt = torch.optim.SGD(q.parameters(), lr=1.0)
+    for _ in range(20):  # full-batch steps: the gradient is exactly zero up to rounding
+        opt.zero_grad()
+        q(as_latents(x)).loss.backward()
+        assert q.embedding.grad.abs().max() < 1e-6
+        opt.step()
+    assert (q.embedding.detach() - star).abs().max() < 1e-5
+    # online (minibatch) updates: unbiased around the fixed point -> stay close; a perturbed start
+    # is pulled back toward it (so the test can fail).
+    g = torch.Generator().manual_seed(3)
+    for start, bound in ((star, 0.15), (star + 0.6, None)):
+        q.embedding.data.copy_(start)
+        opt = torch.optim.SGD(q.parameters(), lr=0.5)  # ~17% of the way to the batch cell mean
+        for _ in range(300):
+            b = x[torch.randint(0, len(x), (32,), generator=g)]
+            opt.zero_grad()
+            q(as_latents(b)).loss.backward()
+            opt.step()
+        err = (q.embedding.detach() - star).norm(dim=1).max()
+        if bound is not None:
+            assert err < bound
+        else:
+            assert err < 0.5 * 0.6 * 2 ** 0.5
+
+
+def test_vq_kmeans_init_matches_lloyd_fixed_point():
+    x, cs = blobs(seed=5)
+    q = build_quantizer("vq", num_codes=3, code_dim=2, init="kmeans", kmeans_iters=50)
+    q.train()
+    q(as_latents(x))  # first batch triggers k-means
+    got = q.embedding.detach()
+    order = torch.cdist(cs, got).argmin(1)
+    torch.testing.assert_close(got[order], lloyd(x, cs), rtol=1e-4, atol=1e-4)
+
+
+# ------------------------------------------------------------------ modified STE
+@pytest.mark.parametrize("name,opts,d_of", [
+    ("vq", dict(modified_ste=True), lambda n, d: n),
+    ("vq", dict(modified_ste=True, ste_d="official"), lambda n, d: n * d),
+    ("nsvq", dict(kernel=False), lambda n, d: n),
+])
+def test_modified_ste_gradients_eq18(name, opts, d_of):
+    torch.manual_seed(1)
+    q = build_quantizer(name, num_codes=12, code_dim=4, **opts)
+    q.embedding.data.normal_()
+    z = torch.randn(3, 4, 2, 2, requires_grad=True)
+    out = q(z)
+    torch.testing.assert_close(out.quantized, q.lookup(out.indices))  # forward value = code
+    G = torch.randn_like(out.quantized)
+    ((out.quantized * G).sum() + out.loss).backward()
+    zf, g, idx = flat(z).detach(), flat(G), out.indices.flatten()
+    n, d = zf.shape
+    c = q.embedding.detach()
+    enc = g + 0.25 * 2.0 / (n * d) * (zf - c[idx])  # identity STE + commitment
+    torch.testing.assert_close(flat(z.grad), enc)
+    code = torch.zeros_like(c)
+    code.index_add_(0, idx, (2.0 / d_of(n, d)) * g + 2.0 / (n * d) * (c[idx] - zf))
+    torch.testing.assert_close(q.embedding.grad, code)
+
+
+# ------------------------------------------------------------------ NS-VQ
+def nsvq_setup(k=8, d=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(2, d, 3, 4, generator=g)
+    codes = torch.randn(k, d, generator=g) * 1.5
+    return z.requires_grad_(True), codes
+
+
+@pytest.mark.parametrize("epochs_done", [0, 2])
+@pytest.mark.parametrize("chunk", [None, 4 * 8 * 5])
+def test_nsvq_kernel_gradient_closed_form_eq16(epochs_done, chunk):
+    z, codes = nsvq_setup()
+    kw = {} if chunk is None else {"search_chunk_bytes": chunk}
+    q = build_quantizer("nsvq", num_codes=8, code_dim=2, **kw)
+    q.embedding.data.copy_(codes)
+    for e in range(epochs_done):
+        q.on_epoch_end(e)
+    width = 1.0 * 0.9 ** epochs_done
+    assert q.current_scale == pytest.approx(width)
+    out = q(z)
+    out.loss.backward()
+    zf, idx = flat(z).detach(), out.indices.flatten()
+    n, d = zf.shape
+    dist = ((zf[:, None] - codes[None]) ** 2).sum(-1)
+    assert torch.equal(idx, dist.argmin(1))
+    w = torch.exp(-dist / width)
+    w[torch.arange(n), idx] = 0.0
+    pull = (w[:, :, None] * (codes[None] - zf[:, None])).sum(0) / (n * d)   # sum_i w_ij (c_j - z_i)
+    winner = torch.zeros_like(codes).index_add_(0, idx, 2.0 / (n * d) * (codes[idx] - zf))
+    torch.testing.assert_close(q.embedding.grad, pull + winner)
+    dead = torch.bincount(idx, minlength=8) == 0
+    assert dead.any()  # the codes that win nothing are pulled, proportionally to the closed form
+    assert q.embedding.grad[dead].abs().min() > 0
+    kernel = 0.5 * (w * dist).sum() / (n * d)
+    assert out.stats["kernel_loss"] == pytest.approx(float(kernel), rel=1e-5)
+
+
+def test_nsvq_official_flavour_matches_written_formula():
+    z, codes = nsvq_setup(seed=4)
+    q = build_quantizer("nsvq", num_codes=8, code_dim=2, flavor="official", search_chunk_bytes=4 * 8 * 3)
+    q.embedding.data.copy_(codes)
+    q.on_epoch_end(0)  # tau = 0.5 ** 1
+    emb = codes.clone().requires_grad_(True)
+    zf = flat(z).detach()
+    n, d = zf.shape
+    # independent dense version of the authors' rule
+    dist = ((zf[:, None] - emb[None]) ** 2).sum(-1)
+    qi = dist.argmin(1)
+    w = 0.01 * 8 * torch.softmax(-dist.detach() / 0.5, dim=1)
+    w[torch.arange(n), qi] = 1.0
+    w = w.clamp(0, 1)
+    ref = (w * dist).sum(1).mean() / d + 0.25 * ((zf - emb[qi].detach()) ** 2).mean()
+    ref.backward()
+    out = q(z)
+    out.loss.backward()
+    assert float(out.loss.detach()) == pytest.approx(float(ref.detach()), rel=1e-5)
+    torch.testing.assert_close(q.embedding.grad, emb.grad, rtol=1e-5, atol=1e-7)
+    # official STE divides by B*H*W*D
+    assert q.config["ste_d"] == "official"
+
+
+def test_nsvq_official_tau_schedule_and_floor():
+    q = build_quantizer("nsvq", num_codes=4, code_dim=2, flavor="official")
+    assert q.current_scale == 1.0
+    q.on_epoch_end(2)
+    assert q.current_scale == 0.5 ** 3
+    q.on_epoch_end(40)
+    assert q.current_scale == 1e-8
+
+
+def test_nsvq_supp10_injection_gradient():
+    z, codes = nsvq_setup(seed=7)
+    q = build_quantizer("nsvq", num_codes=8, code_dim=2, kernel_in_ste=True, modified_ste=False,
+                        search_chunk_bytes=4 * 8 * 2)
+    q.embedding.data.copy_(codes)
+    out = q(z)
+    torch.testing.assert_close(out.quantized, q.lookup(out.indices), rtol=0, atol=0)
+    G = torch.randn_like(out.quantized)
+    (out.quantized * G).sum().backward()
+    zf, g, idx = flat(z).detach(), flat(G), out.indices.flatten()
+    w = torch.exp(-((zf[:, None] - codes[None]) ** 2).sum(-1))
+    w[torch.arange(len(idx)), idx] = 0.0
+    torch.testing.assert_close(q.embedding.grad, w.t() @ g)  # code n gets sum_i w_in g_i
+    torch.testing.assert_close(flat(z.grad), g)
+
+
+# ------------------------------------------------------------------ mapped codebooks
+@pytest.mark.parametrize("name,opts", [("simvq", {}), ("transvq", {"model_dim": 16}),
+                                       ("transvq", {"model_dim": 16, "mapper": "mlp"})])
+def test_mapped_codebooks_move_all_codes_after_one_step(name, opts):
+    torch.manual_seed(0)
+    q = build_quantizer(name, num_codes=32, code_dim=4, **opts)
+    opt = torch.optim.SGD(q.parameters(), lr=0.1)
+    before = q.codebook.detach().clone()
+    out = q(torch.randn(1, 4, 1, 1))  # one sample
+    out.loss.backward()
+    opt.step()
+    moved = (q.codebook.detach() - before).norm(dim=1)
+    assert (moved > 0).all()
+    # contrast: plain vq moves only the winner
+    v = build_quantizer("vq", num_codes=32, code_dim=4)
+    opt = torch.optim.SGD(v.parameters(), lr=0.1)
+    before = v.codebook.detach().clone()
+    v(torch.randn(1, 4, 1, 1)).loss.backward()
+    opt.step()
+    assert int(((v.codebook.detach() - before).norm(dim=1) > 0).sum()) == 1
+
+
+def test_transvq_linear_attention_formula():
+    from paper_repro.quantizers.transvq import LinearAttention
+    torch.manual_seed(0)
+    att = LinearAttention(5)
+    x = torch.randn(7, 5)
+    phi = lambda t: torch.nn.functional.elu(t) + 1
+    qf, kf, v = phi(att.q(x)), phi(att.k(x)), att.v(x)
+    ref = torch.stack([
+        sum(torch.outer(kf[j], v[j]) for j in range(7)).t() @ qf[i]
+        / (qf[i] @ kf.sum(0) + 1e-6) for i in range(7)])
+    torch.testing.assert_close(att(x), att.out(ref))
+
+
+def test_fc_codebook_is_projected_normalised_codes():
+    torch.manual_seed(0)
+    q = build_quantizer("fc", num_codes=16, code_dim=6, lookup_dim=3)
+    cn = torch.nn.functional.normalize(q.codes.detach(), dim=1)
+    assert torch.allclose(cn.norm(dim=1), torch.ones(16))
+    torch.testing.assert_close(q.codebook.detach(), q.proj_out(cn).detach())
+    z = torch.randn(2, 6, 3, 3)
+    out = q(z)
+    zp = torch.nn.functional.normalize(q.proj_in(flat(z)), dim=1).detach()
+    assert torch.equal(out.indices.flatten(), (zp @ cn.t()).argmax(1))  # cosine lookup
+
+
+# ------------------------------------------------------------------ EMA
+def test_ema_converges_to_cell_means():
+    x, cs = blobs(seed=2)
+    q = build_quantizer("ema", num_codes=3, code_dim=2, decay=0.9)
+    q.embed.copy_(cs + 0.4)
+    q.embed_avg.copy_(cs + 0.4)
+    for _ in range(250):
+        out = q(as_latents(x))
+    idx = out.indices.flatten()
+    means = torch.stack([x[idx == k].mean(0) for k in range(3)])
+    torch.testing.assert_close(q.embed, means, rtol=1e-3, atol=1e-3)
+
+
+def test_rotation_trick_value_and_gradient():
+    torch.manual_seed(0)
+    z = torch.randn(5, 3, requires_grad=True)
+    c = torch.randn(5, 3)
+    out = rotation_trick(z, c)
+    torch.testing.assert_close(out, c, rtol=1e-5, atol=1e-5)
+    g = torch.randn(5, 3)
+    (out * g).sum().backward()
+    for i in range(5):
+        zh, ch = z[i].detach() / z[i].detach().norm(), c[i] / c[i].norm()
+        r = (zh + ch) / (zh + ch).norm()
+        R = torch.eye(3) - 2 * torch.outer(r, r) + 2 * torch.outer(ch, zh)
+        torch.testing.assert_close(R @ zh, ch, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(R.t() @ R, torch.eye(3), rtol=1e-5, atol=1e-5)  # a rotation
+        lam = c[i].norm() / z[i].detach().norm()
+        torch.testing.assert_close(z.grad[i], lam * R.t() @ g[i], rtol=1e-5, atol=1e-5)
+    q = build_quantizer("ema", num_codes=8, code_dim=3, rotation_trick=True)
+    zz = torch.randn(2, 3, 2, 2)
+    out = q(zz)
+    q.eval()
+    out = q(zz)
+    assert torch.equal(out.quantized, q.lookup(out.indices))
+
+
+# ------------------------------------------------------------------ replacement
+@pytest.mark.parametrize("name", ["vq", "nsvq", "ema", "fc", "simvq", "transvq"])
+def test_dead_code_replacement(name):
+    torch.manual_seed(0)
+    extra = {"model_dim": 16} if name == "transvq" else {}
+    q = build_quantizer(name, num_codes=64, code_dim=4, replacement=dict(threshold=1.0, reservoir_size=32, every=1),
+                        **extra)
+    z = torch.randn(1, 4, 2, 4) * 3
+    out = q(z)
+    used = set(out.indices.flatten().tolist())
+    assert q._replacement_pending  # it runs at the start of the next training forward
+    n_replaced = q.replace_dead_codes()
+    assert n_replaced == 64 - len(used)
+    latents = flat(z)
+    if name in ("vq", "nsvq", "ema", "simvq"):
+        dead = torch.tensor(sorted(set(range(64)) - used))
+        cb = q.codebook.detach()[dead]
+        # every replaced code now sits exactly on one reservoir latent
+        dmin = ((cb[:, None] - latents[None]) ** 2).sum(-1).min(1).values
+        assert dmin.max() < 1e-8
+    elif name == "fc":
+        target = q.proj_out(torch.nn.functional.normalize(q.proj_in(latents), dim=1)).detach()
+        dmin = ((q.codebook.detach()[:, None] - target[None]) ** 2).sum(-1).min(0).values
+        assert dmin.max() < 1e-10
+    else:  # transvq: each replaced code is next to the nearest live code of a reservoir latent
+        assert q.replacer.counts.sum() == 0  # counts restart after a replacement
+    q(z)
+    assert q.replacer.counts.sum() == 8
