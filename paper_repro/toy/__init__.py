@@ -1,0 +1,16 @@
+"""Supp. 11 two-dimensional toy demos (Figures 1, 6, 7): EMA vs NS-VQ vs a TransVQ-style map.
+
+``run(scenario, rule, seed=0, **overrides)`` -> :class:`ToyResult`; see :mod:`paper_repro.toy.demos`
+for the equations and the values Supp. 11 leaves open.
+"""
+from .demos import (
+    FIGURE_ROW_ORDER, RULES, SCENARIOS, SENSITIVITY_GRID, Snapshot, ToyConfig, ToyResult,
+    ema_update, matrix_drift, nearest_code, nsvq_online_step, nsvq_weights, run, sensitivity,
+    summary_table, translation_drift, usage_and_distortion,
+)
+
+__all__ = [
+    "FIGURE_ROW_ORDER", "RULES", "SCENARIOS", "SENSITIVITY_GRID", "Snapshot", "ToyConfig", "ToyResult",
+    "ema_update", "matrix_drift", "nearest_code", "nsvq_online_step", "nsvq_weights", "run",
+    "sensitivity", "summary_table", "translation_drift", "usage_and_distortion",
+]
