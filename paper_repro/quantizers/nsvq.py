@@ -23,10 +23,12 @@ weight set to 1; the codebook loss is *replaced* by ``(1/N) sum_i sum_k w_ik ||s
 ``sum_{n != q_i} (w_in c_n - sg(w_in c_n))`` into the output (value 0), so non-winning codes get
 the decoder's gradient weighted by w (paper: RBF weights; official: soft weights, winner 0).
 
-Efficiency: the kernel term reuses the chunked distance blocks of the search (one pass gives the
-winners, the weights and the loss) and never holds more than one chunk of the N x K weights. A
-custom autograd Function accumulates ``s_j = sum_i w_ij`` and ``(W^T Z)_j`` chunk by chunk and
-returns the closed-form codebook gradient ``2 kernel_coef/(N D) (s_j c_j - (W^T Z)_j)``.
+Efficiency: in training the kernel pass *is* the search: per chunk of latents one GEMM gives
+``-||z_i - c_k||^2 / scale`` (the search's expansion, norms folded into augmented vectors), its
+argmax the winners, one in-place exp the weights, and a second GEMM accumulates
+``[W^T Z | s = W^T 1 | W^T ||z||^2]``; at most one chunk of the N x K weights (``search_chunk_bytes``)
+exists at a time. A custom autograd Function returns the closed-form codebook gradient
+``2 kernel_coef/(N D) (s_j c_j - (W^T Z)_j)``; the loss value comes from the same sums.
 """
 from __future__ import annotations
 
@@ -36,29 +38,51 @@ import torch
 import torch.nn.functional as F
 
 from .registry import register_quantizer
-from .search import distance_chunks
+from .search import PRECISIONS, rows_per_chunk
 from .vq import VQ
 
 FLAVORS = ("paper", "official")
 
 
-def kernel_weights_(dist: torch.Tensor, idx: torch.Tensor, *, mode: str, scale: float,
-                    winner_weight: float, num_codes: int, lam: float = 0.01) -> torch.Tensor:
-    """Turn a chunk of squared distances (n, K) into kernel weights *in place*.
+def neg_scaled_distance_chunks(z, codebook, scale, *, chunk_bytes, precision):
+    """Yield ``(start, stop, G)`` with ``G = -||z_i - c_k||^2 / scale`` for a chunk of rows.
 
-    mode "rbf": ``exp(-d / scale)`` (scale = 2 sigma^2); mode "softmax": ``clamp(lam K softmax(-d /
-    scale), 0, 1)`` (scale = tau). The winner column of each row is then set to ``winner_weight``.
+    One GEMM per chunk on augmented vectors, ``[z, ||z||^2, 1] . [2c, -1, -||c||^2]^T / scale``,
+    so no separate passes over the N x K block add the norms or apply the scale (the same
+    expansion as :mod:`.search`; the argmax of G is the nearest code)."""
+    n, d = z.shape
+    low = PRECISIONS[precision]
+    zf = z.detach().float()
+    c = codebook.detach().float()
+    z_ext = torch.cat([zf, zf.pow(2).sum(1, keepdim=True), torch.ones(n, 1, device=z.device)], 1)
+    c_ext = torch.cat([2.0 * c, -torch.ones(c.shape[0], 1, device=c.device),
+                       -c.pow(2).sum(1, keepdim=True)], 1).div_(scale)
+    c_t = c_ext.t() if precision == "fp32" else c_ext.to(low).t()
+    rows = rows_per_chunk(c.shape[0], chunk_bytes)
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        zc = z_ext[start:stop]
+        g = zc @ c_t if precision == "fp32" else (zc.to(low) @ c_t).float()
+        yield start, stop, g
+
+
+def kernel_weights_(g: torch.Tensor, idx: torch.Tensor, *, mode: str, winner_weight: float,
+                    num_codes: int, lam: float = 0.01, scale: float | None = None) -> torch.Tensor:
+    """Turn a chunk ``G = -dist / scale`` (n, K) into kernel weights *in place*.
+
+    mode "rbf": ``exp(G)`` (scale = 2 sigma^2); mode "softmax": ``clamp(lam K softmax(G), 0, 1)``
+    (scale = tau). The winner column of each row is then set to ``winner_weight``. ``G <= 0`` up
+    to rounding, so RBF weights are not clamped (the winner, at distance ~0, is overwritten).
     """
     if mode == "rbf":
-        dist.mul_(-1.0 / scale).exp_()
+        g.exp_()
     else:
-        dist.mul_(-1.0 / scale)
-        dist.sub_(dist.max(1, keepdim=True).values).exp_()
-        dist.div_(dist.sum(1, keepdim=True)).mul_(lam * num_codes)
-    dist.scatter_(1, idx.unsqueeze(1), winner_weight)
+        g.sub_(g.gather(1, idx.unsqueeze(1))).exp_()   # the winner holds the row max of G
+        g.mul_((lam * num_codes) / g.sum(1, keepdim=True))
+    g.scatter_(1, idx.unsqueeze(1), winner_weight)
     if mode != "rbf":
-        dist.clamp_(0.0, 1.0)
-    return dist
+        g.clamp_(0.0, 1.0)
+    return g
 
 
 class _KernelPull(torch.autograd.Function):
@@ -69,19 +93,21 @@ class _KernelPull(torch.autograd.Function):
         n, d = z.shape
         k = codebook.shape[0]
         c = codebook.detach().float()
-        s = torch.zeros(k, dtype=torch.float32, device=z.device)
-        wz = torch.zeros(k, d, dtype=torch.float32, device=z.device)
-        row = torch.zeros(n, dtype=torch.float32, device=z.device)
+        zf = z.detach().float()
+        zsq = zf.pow(2).sum(1, keepdim=True)
+        # one GEMM per chunk accumulates [W^T Z | W^T 1 | W^T ||z||^2] (no row/column-sum passes)
+        z_acc = torch.cat([zf, torch.ones_like(zsq), zsq], 1)
+        acc = torch.zeros(k, d + 2, dtype=torch.float32, device=z.device)
         idx = torch.empty(n, dtype=torch.long, device=z.device)
-        for start, stop, dist in distance_chunks(z, c, chunk_bytes=chunk_bytes, precision=precision):
-            i = dist.argmin(1)
+        for start, stop, g in neg_scaled_distance_chunks(zf, c, wkw["scale"], chunk_bytes=chunk_bytes,
+                                                         precision=precision):
+            i = g.argmax(1)
             idx[start:stop] = i
-            w = kernel_weights_(dist, i, num_codes=k, **wkw)
-            s += w.sum(0)
-            row[start:stop] = w.sum(1)
-            wz.addmm_(w.t(), z[start:stop])
-        # sum_ij w_ij ||z_i - c_j||^2 = sum_j s_j ||c_j||^2 - 2 sum_j c_j.(W^T Z)_j + sum_i r_i ||z_i||^2
-        total = (s * c.pow(2).sum(1)).sum() - 2.0 * (c * wz).sum() + (row * z.pow(2).sum(1)).sum()
+            w = kernel_weights_(g, i, num_codes=k, **wkw)
+            acc.addmm_(w.t(), z_acc[start:stop])
+        wz, s, wzsq = acc[:, :d], acc[:, d], acc[:, d + 1]
+        # sum_ij w_ij ||z_i - c_j||^2 = sum_j s_j ||c_j||^2 - 2 sum_j c_j.(W^T Z)_j + sum_ij w_ij ||z_i||^2
+        total = (s * c.pow(2).sum(1)).sum() - 2.0 * (c * wz).sum() + wzsq.sum()
         norm = coef / (n * d)
         ctx.save_for_backward(c, s, wz)
         ctx.norm = norm
@@ -109,10 +135,11 @@ class _KernelInject(torch.autograd.Function):
         z, c, idx = ctx.saved_tensors
         k = c.shape[0]
         grad_c = torch.zeros_like(c, dtype=torch.float32)
-        g = grad_out.float()
-        for start, stop, dist in distance_chunks(z, c, chunk_bytes=ctx.chunk_bytes, precision=ctx.precision):
-            w = kernel_weights_(dist, idx[start:stop], num_codes=k, **ctx.wkw)
-            grad_c.addmm_(w.t(), g[start:stop])
+        g_up = grad_out.float()
+        for start, stop, g in neg_scaled_distance_chunks(z, c, ctx.wkw["scale"], chunk_bytes=ctx.chunk_bytes,
+                                                         precision=ctx.precision):
+            w = kernel_weights_(g, idx[start:stop], num_codes=k, **ctx.wkw)
+            grad_c.addmm_(w.t(), g_up[start:stop])
         return None, grad_c.to(c.dtype), None, None, None, None
 
 
