@@ -33,6 +33,17 @@ class QuantizerOutput:
     stats: dict = field(default_factory=dict)  # detached python floats for logging
 
 
+def _to_floats(stats: dict) -> dict:
+    """Detached python floats, with a single device->host copy for all tensor values."""
+    out = {k: float(v) for k, v in stats.items() if not isinstance(v, torch.Tensor)}
+    keys = [k for k, v in stats.items() if isinstance(v, torch.Tensor)]
+    if keys:
+        dev = stats[keys[0]].device
+        vals = torch.stack([stats[k].detach().float().reshape(()).to(dev) for k in keys]).tolist()
+        out.update(zip(keys, vals))
+    return {k: out[k] for k in stats}
+
+
 def _check_positive_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be an int >= 1, got {value!r}")
@@ -179,7 +190,8 @@ class BaseQuantizer(nn.Module):
         if self.training and self._replacement_pending:
             self.replace_dead_codes()
         z_flat = z.float().permute(0, 2, 3, 1).reshape(-1, d)
-        zq_flat, idx, loss, stats = self._quantize(z_flat)
+        with torch.autocast(device_type=z.device.type, enabled=False):  # quantizers run in fp32
+            zq_flat, idx, loss, stats = self._quantize(z_flat)
         quantized = zq_flat.reshape(b, h, w, d).permute(0, 3, 1, 2).contiguous()
         indices = idx.reshape(b, h, w)
         if self.training or self.track_usage:
@@ -188,9 +200,7 @@ class BaseQuantizer(nn.Module):
             self._replacement_pending = self.replacer.observe(z_flat.detach(), idx)
         stats = dict(stats)
         stats["perplexity_batch"] = batch_perplexity(idx, self.num_codes)
-        keys = list(stats)
-        values = torch.stack([torch.as_tensor(stats[k]).detach().float().reshape(()).cpu() for k in keys]).tolist()
-        return QuantizerOutput(quantized=quantized, indices=indices, loss=loss, stats=dict(zip(keys, values)))
+        return QuantizerOutput(quantized=quantized, indices=indices, loss=loss, stats=_to_floats(stats))
 
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
         """(B, H, W) int64 -> (B, D, H, W) code vectors."""
@@ -200,7 +210,8 @@ class BaseQuantizer(nn.Module):
             raise ValueError(f"{self.quantizer_name}.lookup expects (B, H, W) indices, got {tuple(indices.shape)}")
         if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.num_codes):
             raise ValueError(f"{self.quantizer_name}.lookup: indices out of range [0, {self.num_codes})")
-        return F.embedding(indices, self.codebook).permute(0, 3, 1, 2).contiguous()
+        with torch.autocast(device_type=indices.device.type, enabled=False):
+            return F.embedding(indices, self.codebook).permute(0, 3, 1, 2).contiguous()
 
     def on_epoch_end(self, epoch: int) -> None:
         """Per-epoch hook called by the trainer after epoch ``epoch`` (0-based) finished."""

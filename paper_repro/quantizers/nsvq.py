@@ -232,7 +232,7 @@ class NSVQ(VQ):
                 loss = loss + kernel_loss
         if kernel_loss is not None:
             stats["kernel_loss"] = kernel_loss
-        stats["kernel_scale"] = torch.tensor(self.current_scale)
+        stats["kernel_scale"] = self.current_scale
         zq = self._ste(z_flat, c, z_flat.shape[0])
         if self.training and self.kernel and self.kernel_in_ste:
             zq = zq + _KernelInject.apply(

@@ -18,6 +18,7 @@ from torch import nn
 
 from .base import BaseQuantizer
 from .registry import register_quantizer
+from .stats import distributed_ready
 from .ste import check_ste_d, modified_straight_through, resolve_ste_d, straight_through
 
 INITS = ("uniform", "kmeans")
@@ -84,6 +85,8 @@ class VQ(BaseQuantizer):
             raise ValueError(f"init_kmeans expects (N, {self.code_dim}) or (B, {self.code_dim}, H, W) latents")
         centres = kmeans(latents, self.num_codes, self.kmeans_iters if iters is None else iters,
                          search_fn=lambda x, c: self.search(x, c))
+        if distributed_ready():  # every process starts from rank 0's solution
+            torch.distributed.broadcast(centres, src=0)
         self._set_codes(centres)
         self.initialized.fill_(True)
 

@@ -159,3 +159,16 @@ def test_usage_counted_in_training_and_when_tracking():
     assert q.usage.total == 64
     q.usage.reset()
     assert q.usage.total == 0
+
+
+@pytest.mark.parametrize("name", ["vq", "nsvq", "transvq"])
+def test_autocast_does_not_lower_quantizer_precision(name):
+    torch.manual_seed(0)
+    q = small(name)
+    z = torch.randn(2, 6, 3, 3)
+    ref = q(z)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = q(z)
+    assert out.quantized.dtype == torch.float32
+    assert torch.equal(out.indices, ref.indices)
+    torch.testing.assert_close(out.quantized, ref.quantized, rtol=0, atol=0)
