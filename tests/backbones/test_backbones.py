@@ -172,3 +172,23 @@ def test_vq_autoencoder_input_checks_and_builder():
     with pytest.raises(ValueError, match="float"):
         m(torch.zeros(1, 3, 8, 8, dtype=torch.uint8))
     assert m(torch.rand(1, 3, 8, 8))["recon"].shape == (1, 3, 8, 8)
+
+
+@pytest.mark.parametrize("qname", ["vq", "transvq"])
+def test_vq_autoencoder_with_real_quantizer_and_usage_counts(qname):
+    from paper_repro.metrics import counts_from_indices, usage_from_counts
+    from paper_repro.quantizers import build_quantizer
+
+    torch.manual_seed(0)
+    q = build_quantizer(qname, num_codes=16, code_dim=8)
+    model = build_autoencoder("table1", q, width=0.0625).train()
+    x = torch.rand(3, 3, 16, 16)
+    out = model(x)
+    qo = out["quantizer_output"]
+    assert out["recon"].shape == x.shape and qo.indices.shape == (3, 4, 4)
+    assert torch.allclose(model.decode_indices(qo.indices), out["recon"], atol=1e-5)
+    counts = counts_from_indices(qo.indices, 16)
+    assert torch.equal(q.usage.counts.cpu(), counts)  # the quantizer's CodeUsage saw the same indices
+    assert usage_from_counts(counts) == pytest.approx(len(qo.indices.unique()) / 16)
+    (((out["recon"] - x) ** 2).mean() + qo.loss).backward()
+    assert model.encoder.net[0].weight.grad.abs().sum() > 0
