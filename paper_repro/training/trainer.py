@@ -322,8 +322,12 @@ def train(cfg: TrainConfig, run_dir=None, resume: bool = True, deadline: float |
             while st["step_in_epoch"] < spe and st["global_step"] < total_steps:
                 idx = order[st["step_in_epoch"]]
                 x = _to_float(train_x[idx.to(train_x.device)].to(device, non_blocking=True))
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    out = model(x)
+                try:
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                        out = model(x)
+                except (ValueError, RuntimeError):
+                    check_finite()   # a NaN loss a few steps back poisoned the weights: report that
+                    raise
                 qo = out["quantizer_output"]
                 recon_loss = F.mse_loss(out["recon"].float(), x)
                 q_loss = qo.loss.float()

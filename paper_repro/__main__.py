@@ -1,0 +1,226 @@
+"""Command line: ``python -m paper_repro {train,sweep,results,grids} ...`` (see ``--help``)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+
+EPILOG = textwrap.dedent("""\
+    examples:
+      python -m paper_repro train --quantizer nsvq --num-codes 1024 --code-dim 64 --profile ci
+      python -m paper_repro train --config run.json --run-dir runs/mine --resume
+      python -m paper_repro sweep first_run --profile gpu --device cuda --jobs 8 --time-budget 540
+      python -m paper_repro results first_run --profile gpu
+    """)
+
+
+def json_object(s):
+    try:
+        v = json.loads(s)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({e}): {s!r}") from None
+    if not isinstance(v, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {s!r}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m paper_repro",
+        description="paper-repro: train VQ autoencoders (NS-VQ, TransVQ and baselines), run named "
+                    "experiment grids, show stored results.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    tr = sub.add_parser("train", help="train one run (from a JSON config or flags)",
+                        description="Train one VQ autoencoder. Start from --config FILE or from the "
+                                    "--profile defaults; flags override either.",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    src = tr.add_argument_group("what to train")
+    src.add_argument("--config", help="JSON file with TrainConfig fields (data, not code)")
+    src.add_argument("--profile", default=None, help="start from this profile's defaults: ci, gpu, paper "
+                     "(default ci when no --config)")
+    src.add_argument("--quantizer", help="vq, ema, fc, simvq, nsvq, transvq")
+    src.add_argument("--num-codes", type=int, help="codebook size K")
+    src.add_argument("--code-dim", type=int, help="code dimension D")
+    src.add_argument("--quantizer-options", type=json_object, metavar="JSON",
+                     help='quantizer options as JSON, e.g. \'{"flavor": "official"}\'')
+    src.add_argument("--backbone", choices=["table1", "taming"])
+    src.add_argument("--width", type=float, help="backbone width multiplier (1.0 = paper)")
+    src.add_argument("--dataset", help="fashion_mnist, celeba_hq, imagenet")
+    src.add_argument("--data-root", help="folder holding the dataset")
+    src.add_argument("--epochs", type=int)
+    src.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
+    src.add_argument("--batch-size", type=int)
+    src.add_argument("--lr", type=float)
+    src.add_argument("--seed", type=int)
+    src.add_argument("--train-images", type=int, help="use a subset of this many training images")
+    src.add_argument("--eval-images", type=int, help="evaluate on this many images")
+    src.add_argument("--amp", choices=["bf16"], help="bf16 autocast (default fp32)")
+    src.add_argument("--eval-metrics", help="comma-separated subset of usage,psnr,ssim,lpips,fd")
+    src.add_argument("--experiment", help="experiment name (results go to <results>/<experiment>/<profile>/)")
+    run = tr.add_argument_group("how to run it")
+    run.add_argument("--device", help="cpu, cuda or cuda:N")
+    run.add_argument("--run-dir", help="checkpoint folder (default runs/<experiment>/<profile>/<hash>)")
+    run.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    run.add_argument("--checkpoint-every", type=int, help="checkpoint every N optimiser steps")
+    run.add_argument("--threads", type=int, help="torch CPU threads for this process")
+    run.add_argument("--deadline", type=float, help="unix time: checkpoint and exit (code 75) when reached")
+    run.add_argument("--publish", action="store_true", help="copy the record into the results store")
+    run.add_argument("--results-root", help="results store root (default by profile; see experiments.store)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--dry-run", action="store_true", help="print the config and its hash, do not train")
+
+    sw = sub.add_parser("sweep", help="run a named grid, skipping stored runs",
+                        description="Run every config of a named grid that is not stored yet; resumes "
+                                    "partial runs from their checkpoints.",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sw.add_argument("name", help="grid name (see `grids`)")
+    sw.add_argument("--profile", default="ci", choices=["ci", "gpu", "paper"])
+    sw.add_argument("--device", default="cpu")
+    sw.add_argument("--jobs", type=int, default=1, help="worker processes at once (1: in this process)")
+    sw.add_argument("--threads-per-job", type=int, help="CPU threads per worker (default 1 on cpu, 2 on cuda)")
+    sw.add_argument("--time-budget", type=float, help="seconds; workers checkpoint and stop before it ends")
+    sw.add_argument("--results-root", help="results store root (default by profile)")
+    sw.add_argument("--runs-root", help="checkpoint root (default runs/)")
+    sw.add_argument("--fresh", action="store_true", help="ignore stored results and checkpoints; rerun all")
+
+    rs = sub.add_parser("results", help="print the stored results table of a grid",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    rs.add_argument("name")
+    rs.add_argument("--profile", default="gpu", choices=["ci", "gpu", "paper"])
+    rs.add_argument("--results-root")
+    rs.add_argument("--all-columns", action="store_true")
+
+    sub.add_parser("grids", help="list the named grids and their run counts")
+    return ap
+
+
+_FLAG_FIELDS = {"quantizer": "quantizer", "num_codes": "num_codes", "code_dim": "code_dim",
+                "quantizer_options": "quantizer_options", "backbone": "backbone", "width": "width",
+                "dataset": "dataset", "data_root": "data_root", "epochs": "epochs",
+                "max_steps": "max_steps", "batch_size": "batch_size", "lr": "lr", "seed": "seed",
+                "train_images": "train_images", "eval_images": "eval_images", "amp": "amp",
+                "experiment": "experiment", "device": "device", "checkpoint_every": "checkpoint_every",
+                "threads": "num_threads"}
+
+
+def config_from_args(args):
+    from .training import TrainConfig
+
+    overrides = {f: getattr(args, a) for a, f in _FLAG_FIELDS.items() if getattr(args, a) is not None}
+    if args.eval_metrics is not None:
+        overrides["eval_metrics"] = [m.strip() for m in args.eval_metrics.split(",") if m.strip()]
+    if args.no_progress:
+        overrides["progress"] = False
+    if args.config:
+        cfg = TrainConfig.from_json(args.config)
+        if args.profile:
+            overrides["profile"] = args.profile
+        return cfg.replace(**overrides) if overrides else cfg
+    return TrainConfig.from_profile(args.profile or "ci", **overrides)
+
+
+def cmd_train(args) -> int:
+    from .experiments import store
+    from .experiments.runner import EXIT_INTERRUPTED, EXIT_NONFINITE, run_dir_for
+    from .training import NonFiniteLossError, TrainingInterrupted, config_hash, train
+    from .training.trainer import install_signal_handlers
+
+    cfg = config_from_args(args)
+    h = config_hash(cfg)
+    if args.dry_run:
+        print(cfg.to_json())
+        print(f"config hash: {h}")
+        return 0
+    run_dir = args.run_dir or run_dir_for(cfg)
+    install_signal_handlers()
+    print(f"training {cfg.quantizer} K={cfg.num_codes} D={cfg.code_dim} on {cfg.dataset} "
+          f"({cfg.profile or 'custom'} profile, {cfg.device}), config {h}, run dir {run_dir}", flush=True)
+    try:
+        rec = train(cfg, run_dir=run_dir, resume=args.resume, deadline=args.deadline)
+    except TrainingInterrupted as e:
+        print(f"interrupted: {e}", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    except NonFiniteLossError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return EXIT_NONFINITE
+    if rec is None:      # a non-zero DDP rank
+        return 0
+    f = rec["final"]
+    print("final: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in f.items()))
+    ips = rec.get("images_per_s")
+    print(f"{rec['steps']} steps in {rec['train_seconds']:.1f} s"
+          + (f" ({ips:.0f} images/s)" if ips else ""), flush=True)
+    if args.publish:
+        if not cfg.experiment or not cfg.profile:
+            print("error: --publish needs the config's experiment and profile", file=sys.stderr)
+            return 2
+        print(f"record: {store.publish_run(run_dir, args.results_root)}", flush=True)
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from .experiments.runner import run_grid
+
+    summary = run_grid(args.name, args.profile, args.device, jobs=args.jobs, resume=not args.fresh,
+                       root=args.results_root, runs_root=args.runs_root, time_budget_s=args.time_budget,
+                       threads_per_job=args.threads_per_job, progress=False)
+    done = summary["status"].isin(["stored", "published", "done"])
+    ips = summary.loc[summary["status"] == "done", "images_per_s"].dropna()
+    print(f"sweep {args.name} ({args.profile}): {int(done.sum())}/{len(summary)} runs complete"
+          + (f"; images/s per run: mean {ips.mean():.0f}, total {ips.sum():.0f} (concurrent runs)"
+             if len(ips) else ""), flush=True)
+    if (summary["status"] == "failed").any():
+        return 1
+    return 0 if done.all() else 75
+
+
+def cmd_results(args) -> int:
+    from .experiments import load_results
+    from .experiments.runner import grid_results
+
+    from .experiments.grids import GRIDS
+    if args.name in GRIDS:
+        df, missing = grid_results(args.name, args.profile, args.results_root)
+    else:
+        df, missing = load_results(args.name, args.profile, args.results_root), []
+    if df.empty:
+        print(f"no stored results for {args.name!r} at profile {args.profile!r}")
+        return 1
+    cols = list(df.columns) if args.all_columns else [c for c in (
+        "config_hash", "quantizer", "num_codes", "code_dim", "seed", "epochs_done", "eval_usage",
+        "eval_perplexity", "psnr", "ssim", "lpips", "fd", "fd_metric", "train_epoch_usage",
+        "images_per_s", "device", "git_commit") if c in df.columns]
+    import pandas as pd
+    with pd.option_context("display.width", 200, "display.max_columns", 50, "display.precision", 4):
+        print(df[cols].to_string(index=False))
+    if missing:
+        print(f"({len(missing)} run(s) of the grid not stored yet: {', '.join(missing)})")
+    return 0
+
+
+def cmd_grids(args) -> int:
+    from .experiments.grids import GRIDS, get_grid
+
+    for name in sorted(GRIDS):
+        counts = ", ".join(f"{p}: {len(get_grid(name, p))}" for p in ("ci", "gpu", "paper"))
+        doc = (GRIDS[name].__doc__ or "").strip().splitlines()[0]
+        print(f"{name:16s} runs ({counts})  {doc}")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"train": cmd_train, "sweep": cmd_sweep, "results": cmd_results,
+                "grids": cmd_grids}[args.command](args)
+    except (ValueError, FileNotFoundError, TypeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""Run a named grid (skipping what is stored), or load it: ``run_grid`` and ``run_or_load``.
+
+``run_grid(name, profile, device, jobs=N)``: each config is keyed by its hash. A run whose record is
+in the store (and reusable, see ``store.is_reusable``) is skipped; a run whose folder
+``runs/<experiment>/<profile>/<hash>/`` holds a checkpoint is resumed from it; the rest start fresh.
+With ``jobs > 1`` each run is a worker process (``python -m paper_repro train --config ...``) pinned
+to ``threads_per_job`` CPU threads, so several small runs share one GPU; each worker publishes its
+own record. A ``time_budget_s`` makes workers checkpoint and stop before it runs out (exit code
+75), so a killed or time-limited sweep continues on the next call.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from ..paths import REPO_ROOT, RUNS_DIR
+from ..profiles import AUTO, get_profile
+from ..training.checkpoint import atomic_write_text
+from ..training.config import TrainConfig, config_hash
+from ..training.trainer import RECORD_NAME, NonFiniteLossError, TrainingInterrupted, train
+from . import store
+from .grids import get_grid
+
+EXIT_INTERRUPTED = 75   # EX_TEMPFAIL: checkpointed, resume later
+EXIT_NONFINITE = 3
+
+
+def run_dir_for(cfg: TrainConfig, runs_root=None) -> Path:
+    root = Path(runs_root) if runs_root is not None else RUNS_DIR
+    return root / (cfg.experiment or "adhoc") / (cfg.profile or "custom") / config_hash(cfg)
+
+
+def _done(cfg: TrainConfig, root, runs_root, commit) -> str | None:
+    """'stored' / 'published' when a reusable record exists (publishing a finished run folder)."""
+    h = config_hash(cfg)
+    p = store.record_path(cfg.experiment, cfg.profile, h, root)
+    if p.exists():
+        try:
+            if store.is_reusable(store.load_record(p), commit):
+                return "stored"
+        except (ValueError, json.JSONDecodeError):
+            pass
+    rec_file = run_dir_for(cfg, runs_root) / RECORD_NAME
+    if rec_file.exists():
+        try:
+            rec = json.loads(rec_file.read_text())
+            if rec.get("config_hash") == h and store.is_reusable(rec, commit):
+                store.publish_run(rec_file.parent, root)
+                return "published"
+        except (ValueError, json.JSONDecodeError):
+            pass
+    return None
+
+
+def _summary_row(cfg, status, seconds=None, record=None, error=None):
+    final = (record or {}).get("final", {})
+    return {"config_hash": config_hash(cfg), "quantizer": cfg.quantizer, "num_codes": cfg.num_codes,
+            "code_dim": cfg.code_dim, "seed": cfg.seed, "status": status,
+            "seconds": None if seconds is None else round(seconds, 1),
+            "images_per_s": None if record is None or record.get("images_per_s") is None
+            else round(record["images_per_s"], 1),
+            "eval_usage": final.get("eval_usage"), "error": error}
+
+
+def run_grid(name: str, profile: str, device: str = "cpu", jobs: int = 1, resume: bool = True,
+             root=None, runs_root=None, time_budget_s: float | None = None,
+             threads_per_job: int | None = None, progress: bool | None = None,
+             verbose: bool = True) -> pd.DataFrame:
+    """Run every config of grid ``name`` at ``profile`` not already stored; return a summary table
+    (one row per config: status ``stored`` / ``published`` / ``done`` / ``interrupted`` / ``failed``).
+
+    resume=False ignores stored records and checkpoints and reruns everything from scratch.
+    """
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
+    if profile == AUTO:
+        raise ValueError("run_grid needs a concrete profile (ci, gpu, paper); 'auto' is for run_or_load")
+    cfgs = get_grid(name, profile, device)
+    if progress is not None:
+        cfgs = [c.replace(progress=progress) for c in cfgs]
+    deadline = time.time() + time_budget_s if time_budget_s else None
+    commit = store.current_commit()
+    rows, todo = [], []
+    for c in cfgs:
+        st = _done(c, root, runs_root, commit) if resume else None
+        if st:
+            rows.append(_summary_row(c, st, record=store.load_record(
+                store.record_path(c.experiment, c.profile, config_hash(c), root))))
+        else:
+            todo.append(c)
+            if not resume:
+                shutil.rmtree(run_dir_for(c, runs_root), ignore_errors=True)
+    if verbose:
+        print(f"grid {name!r} at profile {profile!r} on {device}: {len(cfgs)} runs, "
+              f"{len(cfgs) - len(todo)} already stored, {len(todo)} to run (jobs={jobs})", flush=True)
+    if jobs == 1:
+        rows += [_run_inline(c, root, runs_root, deadline, verbose) for c in todo]
+    else:
+        rows += _run_workers(todo, jobs, root, runs_root, deadline, threads_per_job or
+                             (1 if device == "cpu" else 2), verbose)
+    summary = pd.DataFrame(rows)
+    if verbose:
+        with pd.option_context("display.width", 160, "display.max_columns", 20):
+            print(summary.drop(columns=["error"]).to_string(index=False), flush=True)
+        for r in rows:
+            if r["error"]:
+                print(f"  {r['config_hash']} ({r['quantizer']}): {r['error']}", flush=True)
+    return summary
+
+
+def _run_inline(cfg, root, runs_root, deadline, verbose):
+    run_dir = run_dir_for(cfg, runs_root)
+    t0 = time.perf_counter()
+    try:
+        train(cfg, run_dir=run_dir, resume=True, deadline=deadline)
+    except TrainingInterrupted as e:
+        return _summary_row(cfg, "interrupted", time.perf_counter() - t0, error=str(e))
+    except NonFiniteLossError as e:
+        return _summary_row(cfg, "failed", time.perf_counter() - t0, error=str(e))
+    store.publish_run(run_dir, root)
+    rec = json.loads((run_dir / RECORD_NAME).read_text())
+    return _summary_row(cfg, "done", time.perf_counter() - t0, record=rec)
+
+
+def _run_workers(todo, jobs, root, runs_root, deadline, threads, verbose):
+    """Run configs as ``python -m paper_repro train`` worker processes, ``jobs`` at a time."""
+    queue = list(todo)
+    running: dict = {}
+    rows = []
+    while queue or running:
+        while queue and len(running) < jobs and (deadline is None or time.time() < deadline - 5):
+            cfg = queue.pop(0).replace(num_threads=threads)
+            run_dir = run_dir_for(cfg, runs_root)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            cfg_file = run_dir / "config.json"
+            atomic_write_text(cfg_file, cfg.to_json())
+            cmd = [sys.executable, "-m", "paper_repro", "train", "--config", str(cfg_file),
+                   "--run-dir", str(run_dir), "--resume", "--publish"]
+            if root is not None:
+                cmd += ["--results-root", str(root)]
+            if deadline is not None:
+                cmd += ["--deadline", f"{deadline:.3f}"]
+            env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+            log = open(run_dir / "worker.log", "ab")
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(REPO_ROOT))
+            running[proc] = (cfg, run_dir, time.perf_counter(), log)
+            if verbose:
+                print(f"  started {config_hash(cfg)} ({cfg.quantizer}, seed {cfg.seed}) pid {proc.pid}",
+                      flush=True)
+        if not running:      # deadline passed before the queue emptied
+            rows += [_summary_row(c, "not started") for c in queue]
+            break
+        time.sleep(0.5)
+        for proc in list(running):
+            rc = proc.poll()
+            if rc is None:
+                if deadline is not None and time.time() > deadline + 60:
+                    proc.terminate()   # worker missed its own deadline: SIGTERM -> checkpoint + exit
+                continue
+            cfg, run_dir, t0, log = running.pop(proc)
+            log.close()
+            secs = time.perf_counter() - t0
+            if rc == 0:
+                rec = json.loads((run_dir / RECORD_NAME).read_text())
+                rows.append(_summary_row(cfg, "done", secs, record=rec))
+            elif rc == EXIT_INTERRUPTED:
+                rows.append(_summary_row(cfg, "interrupted", secs, error="checkpointed; rerun to resume"))
+            else:
+                tail = (run_dir / "worker.log").read_text(errors="replace").strip().splitlines()[-3:]
+                rows.append(_summary_row(cfg, "failed", secs, error=f"exit {rc}: " + " | ".join(tail)))
+            if verbose:
+                print(f"  {rows[-1]['status']} {config_hash(cfg)} ({cfg.quantizer}) in {secs:.0f} s",
+                      flush=True)
+    return rows
+
+
+# -- run or load -----------------------------------------------------------------------------------
+def grid_results(name: str, profile: str, root=None) -> tuple[pd.DataFrame, list[str]]:
+    """Stored results of the grid's *current* configs (stale records of other configs ignored),
+    and the hashes still missing."""
+    cfgs = get_grid(name, profile)
+    hashes = [config_hash(c) for c in cfgs]
+    records, missing = [], []
+    for h in hashes:
+        p = store.record_path(name, get_profile(profile).name, h, root)
+        if p.exists():
+            rec = store.load_record(p)
+            rec["_path"] = str(p)
+            records.append(rec)
+        else:
+            missing.append(h)
+    return store.records_frame(records), missing
+
+
+def run_or_load(name: str, profile: str = AUTO, device: str = "cpu", jobs: int = 1,
+                root=None, runs_root=None) -> tuple[pd.DataFrame, str]:
+    """(results table, sentence saying where it came from).
+
+    ``profile="auto"``: the committed ``gpu`` results when every run of the grid is stored, else a
+    ``ci`` run. A concrete profile runs whatever is missing at that profile (on ``device``).
+    """
+    if profile == AUTO:
+        df, missing = grid_results(name, "gpu", root)
+        if not missing:
+            return df, (f"Loaded {len(df)} committed gpu-profile runs of {name!r} from "
+                        f"{store.results_dir(name, 'gpu', root).relative_to(REPO_ROOT) if root is None else store.results_dir(name, 'gpu', root)} "
+                        f"(profile auto).")
+        profile = "ci"
+        why = (f" (profile auto: {len(missing)} of {len(missing) + len(df)} gpu runs not committed)")
+    else:
+        get_profile(profile)
+        why = ""
+    summary = run_grid(name, profile, device, jobs=jobs, root=root, runs_root=runs_root, verbose=False)
+    bad = summary[~summary["status"].isin(["stored", "published", "done"])]
+    if len(bad):
+        raise RuntimeError(f"grid {name!r} at {profile!r}: {len(bad)} run(s) did not finish:\n"
+                           + bad.to_string(index=False))
+    df, missing = grid_results(name, profile, root)
+    ran = int((summary["status"] == "done").sum())
+    reused = len(summary) - ran
+    return df, (f"Ran {ran} and reused {reused} cached {profile}-profile runs of {name!r} on {device}{why}.")

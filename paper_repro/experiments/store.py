@@ -1,0 +1,208 @@
+"""Results store: one JSON record per run, ``<root>/<experiment>/<profile>/<config_hash>.json``.
+
+Where records live (decision):
+
+- ``gpu`` and ``paper`` profiles: ``data/results/`` (committed; the book shows them).
+- ``ci`` profile: ``_build/results/`` (a git-ignored cache), so executing a notebook or the book at
+  ``ci`` never dirties the working tree. A cached ``ci`` record is reused only when it was produced
+  by the current, clean git commit (see :func:`is_reusable`); otherwise the run is repeated.
+- ``$PAPER_REPRO_RESULTS`` overrides the root for every profile (tests, scratch sweeps).
+
+Each record is written atomically (temporary file + ``os.replace``), one file per run, named by the
+config hash: merging the output of many GPU commands is copying files, nothing shared is mutated,
+and a second run of the same config overwrites only its own file. A PNG of sample reconstructions
+sits beside each record (``<config_hash>.png``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from ..paths import REPO_ROOT, RESULTS_DIR
+from ..training.checkpoint import atomic_write_bytes, atomic_write_json
+from ..training.config import TrainConfig, config_hash
+from ..training.trainer import RECORD_NAME, RECORD_SCHEMA, SAMPLES_NAME
+
+CI_CACHE_DIR = REPO_ROOT / "_build" / "results"
+ENV_VAR = "PAPER_REPRO_RESULTS"
+CACHED_PROFILES = ("ci",)
+
+#: keys every record has (tests check the trainer's output against this).
+RECORD_KEYS = ("schema", "status", "experiment", "profile", "config", "config_hash", "epochs", "final",
+               "provenance", "steps", "train_seconds", "images_per_s", "wall_time_s")
+
+
+def results_root(profile: str) -> Path:
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env)
+    return CI_CACHE_DIR if profile in CACHED_PROFILES else RESULTS_DIR
+
+
+def _check_name(kind: str, value) -> str:
+    if not isinstance(value, str) or not value or "/" in value or value.startswith("."):
+        raise ValueError(f"{kind} must be a plain name (no '/'), got {value!r}")
+    return value
+
+
+def results_dir(experiment: str, profile: str, root=None) -> Path:
+    root = Path(root) if root is not None else results_root(profile)
+    return root / _check_name("experiment", experiment) / _check_name("profile", profile)
+
+
+def record_path(experiment: str, profile: str, chash: str, root=None) -> Path:
+    return results_dir(experiment, profile, root) / f"{chash}.json"
+
+
+def samples_path(experiment: str, profile: str, chash: str, root=None) -> Path:
+    return results_dir(experiment, profile, root) / f"{chash}.png"
+
+
+def validate_record(rec: dict, where="record") -> dict:
+    if not isinstance(rec, dict):
+        raise ValueError(f"{where}: not a JSON object")
+    missing = [k for k in RECORD_KEYS if k not in rec]
+    if missing:
+        raise ValueError(f"{where}: missing keys {missing}")
+    if rec["schema"] != RECORD_SCHEMA:
+        raise ValueError(f"{where}: schema {rec['schema']!r}, expected {RECORD_SCHEMA!r}")
+    expected = config_hash(TrainConfig.from_dict(rec["config"]))
+    if rec["config_hash"] != expected:
+        raise ValueError(f"{where}: config_hash {rec['config_hash']} does not match its config ({expected})")
+    return rec
+
+
+def write_record(record: dict, root=None, samples: bytes | None = None) -> Path:
+    """Store one record (atomically) under its experiment / profile / hash; returns the path."""
+    validate_record(record)
+    exp, prof = record.get("experiment"), record.get("profile")
+    if not exp or not prof:
+        raise ValueError("a record needs config.experiment and config.profile to be stored")
+    path = record_path(exp, prof, record["config_hash"], root)
+    if samples is not None:
+        atomic_write_bytes(path.with_suffix(".png"), samples)
+    atomic_write_json(path, record)
+    return path
+
+
+def publish_run(run_dir, root=None) -> Path:
+    """Copy a finished run's ``record.json`` (+ ``samples.png``) from its run folder into the store."""
+    run_dir = Path(run_dir)
+    rec_file = run_dir / RECORD_NAME
+    if not rec_file.exists():
+        raise FileNotFoundError(f"no finished record in {run_dir} (expected {RECORD_NAME})")
+    record = json.loads(rec_file.read_text())
+    png = run_dir / SAMPLES_NAME
+    return write_record(record, root, png.read_bytes() if png.exists() else None)
+
+
+def load_record(path) -> dict:
+    path = Path(path)
+    return validate_record(json.loads(path.read_text()), where=str(path))
+
+
+def load_records(experiment: str, profile: str, root=None) -> list[dict]:
+    """Every stored record of ``experiment`` at ``profile`` (sorted by file name)."""
+    d = results_dir(experiment, profile, root)
+    if not d.exists():
+        return []
+    out = []
+    for p in sorted(d.glob("*.json")):
+        if not p.name.startswith("."):
+            rec = load_record(p)
+            rec["_path"] = str(p)
+            out.append(rec)
+    return out
+
+
+def current_commit() -> str:
+    from ..provenance import git_commit
+    return git_commit()
+
+
+def is_reusable(record: dict, commit: str | None = None) -> bool:
+    """May a stored record stand in for running its config again?
+
+    Committed profiles (gpu, paper): always (the record is the result; rerun by deleting it).
+    Cached ``ci`` records: only when made by the current commit and that commit is clean.
+    """
+    if record.get("status") != "complete":
+        return False
+    if record.get("profile") not in CACHED_PROFILES:
+        return True
+    commit = commit or current_commit()
+    made = record.get("provenance", {}).get("git_commit", "unknown")
+    return made == commit and "+dirty" not in commit and commit != "unknown"
+
+
+# -- tidy table --------------------------------------------------------------------------------------
+_CONFIG_COLUMNS = ("quantizer", "num_codes", "code_dim", "seed", "dataset", "image_size", "backbone",
+                   "width", "batch_size", "epochs", "max_steps", "lr", "train_images", "eval_images",
+                   "amp", "freeze_encoder_at_epoch")
+
+
+def flatten_record(rec: dict) -> dict:
+    """One row: config columns, ``quantizer_options.*``, final metrics, last-epoch train metrics,
+    timing and a provenance summary."""
+    cfg = rec["config"]
+    row = {"experiment": rec.get("experiment"), "profile": rec.get("profile"),
+           "config_hash": rec["config_hash"]}
+    for k in _CONFIG_COLUMNS:
+        row[k] = cfg.get(k)
+    for k, v in sorted(cfg.get("quantizer_options", {}).items()):
+        row[f"quantizer_options.{k}"] = json.dumps(v) if isinstance(v, (dict, list)) else v
+    row.update(rec.get("final", {}))
+    epochs = rec.get("epochs") or []
+    if epochs:
+        last = epochs[-1]
+        for k in ("train_loss", "train_recon_loss", "train_epoch_usage", "train_epoch_perplexity"):
+            if k in last:
+                row[k] = last[k]
+        row["epochs_done"] = sum(1 for e in epochs if e.get("complete"))
+    for k in ("steps", "train_seconds", "images_per_s", "wall_time_s", "resumes"):
+        row[k] = rec.get(k)
+    prov = rec.get("provenance", {})
+    row["git_commit"] = str(prov.get("git_commit", "unknown"))[:12]
+    row["device"] = prov.get("device")
+    row["date"] = prov.get("date")
+    row["torch"] = prov.get("versions", {}).get("torch")
+    if "_path" in rec:
+        row["record_path"] = rec["_path"]
+    return row
+
+
+def records_frame(records: list[dict]) -> pd.DataFrame:
+    if not records:
+        return pd.DataFrame(columns=["experiment", "profile", "config_hash", *_CONFIG_COLUMNS])
+    df = pd.DataFrame([flatten_record(r) for r in records])
+    return df.sort_values(["quantizer", "num_codes", "code_dim", "seed", "config_hash"],
+                          kind="stable").reset_index(drop=True)
+
+
+def load_results(experiment: str, profile: str, root=None) -> pd.DataFrame:
+    """Tidy DataFrame, one row per stored run of ``experiment`` at ``profile``."""
+    return records_frame(load_records(experiment, profile, root))
+
+
+def copy_results(src_root, dst_root=None, experiment: str | None = None) -> list[Path]:
+    """Merge records from another results tree (e.g. an unpacked GPU tarball) into ``dst_root``:
+    plain file copies, validated first; returns the files written."""
+    src_root = Path(src_root)
+    out = []
+    for p in sorted(src_root.rglob("*.json")):
+        rec = load_record(p)
+        if experiment and rec["experiment"] != experiment:
+            continue
+        dst = record_path(rec["experiment"], rec["profile"], rec["config_hash"],
+                          dst_root if dst_root is not None else results_root(rec["profile"]))
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        png = p.with_suffix(".png")
+        if png.exists():
+            shutil.copyfile(png, dst.with_suffix(".png"))
+        atomic_write_json(dst, rec)
+        out.append(dst)
+    return out

@@ -1,0 +1,84 @@
+"""TrainConfig: validation, JSON round trip, and a config hash that is stable and means something."""
+import json
+
+import pytest
+
+from paper_repro.training import BOOKKEEPING_FIELDS, TrainConfig, config_hash
+from paper_repro.training.config import canonical_json, hashed_fields
+
+
+def test_default_hash_is_pinned():
+    # Pinned: if this changes, every stored record's hash changes (results orphaned). Change it only
+    # on purpose (new result-relevant field / new default), and say so in the commit.
+    assert config_hash(TrainConfig()) == "e2dedf73e524" or pytest.fail(
+        f"default config hash changed to {config_hash(TrainConfig())}")
+
+
+def test_hash_is_sha256_of_canonical_json_of_result_fields():
+    import hashlib
+    cfg = TrainConfig(quantizer="nsvq", num_codes=512)
+    fields = hashed_fields(cfg)
+    assert not (set(fields) & BOOKKEEPING_FIELDS)
+    assert config_hash(cfg) == hashlib.sha256(canonical_json(fields).encode()).hexdigest()[:12]
+
+
+def test_hash_ignores_bookkeeping_and_key_order_and_int_float():
+    a = TrainConfig(width=1, lr=5e-4)
+    b = TrainConfig.from_dict(dict(reversed(list(TrainConfig(width=1.0).to_dict().items()))))
+    assert config_hash(a) == config_hash(b)
+    c = a.replace(device="cuda:1", checkpoint_every=7, experiment="x", profile="gpu", progress=True,
+                  num_threads=2, data_root="/tmp", tag="t", nonfinite_check_every=3)
+    assert config_hash(c) == config_hash(a)
+
+
+@pytest.mark.parametrize("change", [dict(lr=4e-4), dict(seed=1), dict(quantizer="nsvq"),
+                                    dict(quantizer_options={"beta": 0.5}), dict(num_codes=512),
+                                    dict(eval_metrics=["usage"]), dict(amp="bf16"), dict(betas=[0.5, 0.9])])
+def test_hash_changes_with_result_fields(change):
+    assert config_hash(TrainConfig(**change)) != config_hash(TrainConfig())
+
+
+def test_json_round_trip(tmp_path):
+    cfg = TrainConfig(quantizer="nsvq", quantizer_options={"flavor": "official"}, max_steps=10)
+    p = tmp_path / "c.json"
+    p.write_text(cfg.to_json())
+    back = TrainConfig.from_json(p)
+    assert back == cfg and config_hash(back) == config_hash(cfg)
+    assert json.loads(cfg.to_json())["betas"] == [0.9, 0.999]
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(quantizer="vqq"), "unknown quantizer"),
+    (dict(num_codes=0), "num_codes"),
+    (dict(batch_size=2.5), "batch_size"),
+    (dict(lr=-1), "lr"),
+    (dict(amp="fp8"), "amp"),
+    (dict(eval_metrics=["fid"]), "unknown eval metric"),
+    (dict(quantizer_options={"f": object()}), "not JSON"),
+    (dict(device="tpu"), "device"),
+    (dict(betas=[0.9]), "betas"),
+    (dict(backbone="resnet"), "backbone"),
+])
+def test_bad_values_raise_named_errors(bad, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**bad)
+
+
+def test_unknown_field_and_missing_file(tmp_path):
+    with pytest.raises(ValueError, match="unknown config field"):
+        TrainConfig.from_dict({"learning_rate": 1e-3})
+    with pytest.raises(FileNotFoundError):
+        TrainConfig.from_json(tmp_path / "nope.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        TrainConfig.from_json(tmp_path / "bad.json")
+
+
+def test_from_profile_uses_profile_values():
+    from paper_repro.profiles import PROFILES
+    p = PROFILES["ci"]
+    cfg = TrainConfig.from_profile("ci", quantizer="nsvq")
+    assert (cfg.width, cfg.train_images, cfg.epochs, cfg.batch_size, cfg.profile) == \
+        (p.backbone_width, p.train_images, p.epochs, p.batch_size, "ci")
+    with pytest.raises(ValueError, match="unknown profile"):
+        TrainConfig.from_profile("huge")

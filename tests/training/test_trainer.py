@@ -1,0 +1,176 @@
+"""Trainer: exact resume, NaN stop keeping the last good checkpoint, record schema and its maths,
+encoder freezing, learning-rate schedule. Real backbones and quantizers on tiny synthetic images."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from paper_repro.training import (CHECKPOINT_NAME, RECORD_NAME, SAMPLES_NAME, NonFiniteLossError,
+                                  TrainingInterrupted, build_model, config_hash, load_checkpoint, train)
+from paper_repro.training.trainer import _to_float
+
+from ._helpers import tiny_config, tiny_data
+
+
+def _all_tensors(ck):
+    """Flatten a (checkpoint) structure to {path: tensor-or-primitive}."""
+    out = {}
+
+    def walk(prefix, v):
+        if isinstance(v, dict):
+            for k, x in v.items():
+                walk(f"{prefix}/{k}", x)
+        elif isinstance(v, (list, tuple)):
+            for i, x in enumerate(v):
+                walk(f"{prefix}/{i}", x)
+        else:
+            out[prefix] = v
+    walk("", ck)
+    return out
+
+
+@pytest.mark.parametrize("quantizer", ["vq", "nsvq", "ema"])
+def test_resume_after_kill_is_bit_exact(tmp_path, quantizer):
+    """N steps straight == k steps, kill (progress after the last checkpoint is lost), resume to N."""
+    data = tiny_data()              # 64 images, batch 8: 8 steps/epoch, 2 epochs = 16 steps
+    cfg = tiny_config(quantizer=quantizer, checkpoint_every=3)
+    straight = train(cfg, run_dir=tmp_path / "a", data=data)
+    killed = train(cfg, run_dir=tmp_path / "b", data=data, _stop_after_step=11)
+    assert killed["status"] == "killed"
+    ck = load_checkpoint(tmp_path / "b" / CHECKPOINT_NAME)
+    assert ck["state"]["global_step"] == 9 and ck["state"]["step_in_epoch"] == 1   # mid-epoch 1
+    resumed = train(cfg, run_dir=tmp_path / "b", data=data, resume=True)
+    assert resumed["resumes"] == 1
+    a = _all_tensors(load_checkpoint(tmp_path / "a" / CHECKPOINT_NAME))
+    b = _all_tensors(load_checkpoint(tmp_path / "b" / CHECKPOINT_NAME))
+    assert a.keys() == b.keys()
+    for k in a:
+        if "/state/" in k and k.split("/")[-1] in ("train_seconds", "resumes", "train_images"):
+            continue                                            # wall-clock bookkeeping
+        if isinstance(a[k], torch.Tensor):
+            assert torch.equal(a[k], b[k]), k
+        else:
+            assert a[k] == b[k], k
+    assert straight["epochs"] == resumed["epochs"]
+    assert straight["final"] == resumed["final"]
+
+
+def test_resume_refuses_a_checkpoint_of_another_config(tmp_path):
+    data = tiny_data()
+    train(tiny_config(max_steps=2, checkpoint_every=1), run_dir=tmp_path, data=data)
+    with pytest.raises(ValueError, match="belongs to config"):
+        train(tiny_config(max_steps=2, lr=1e-3), run_dir=tmp_path, data=data, resume=True)
+
+
+def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    data = tiny_data()
+    cfg = tiny_config(checkpoint_every=2)
+    with pytest.raises(NonFiniteLossError) as ei:
+        train(cfg, run_dir=tmp_path, data=data, _inject_nan_at_step=5)
+    e = ei.value
+    assert (e.step, e.epoch, e.terms) == (5, 0, ["quantizer"])
+    assert "step 5" in str(e) and "quantizer" in str(e) and "step 4" in str(e)
+    ck = load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    assert ck["state"]["global_step"] == 4
+    assert all(torch.isfinite(t).all() for t in ck["model"].values() if t.is_floating_point())
+    assert not (tmp_path / RECORD_NAME).exists()
+    # the kept checkpoint is the genuine step-4 state: it equals a clean run stopped at 4 steps
+    clean = tmp_path / "clean"
+    train(cfg.replace(max_steps=4), run_dir=clean, data=data)
+    ref = load_checkpoint(clean / CHECKPOINT_NAME)["model"]
+    assert all(torch.equal(ck["model"][k], ref[k]) for k in ref)
+
+
+def test_nan_check_names_the_reconstruction_term_too(tmp_path, monkeypatch):
+    data = tiny_data()
+    train_x, eval_x = data
+    cfg = tiny_config(nonfinite_check_every=4)
+
+    class Poison(torch.nn.Module):          # a model whose reconstruction turns NaN at step 2
+        def __init__(self):
+            super().__init__()
+            self.inner = build_model(cfg)
+            self.quantizer, self.encoder, self.calls = self.inner.quantizer, self.inner.encoder, 0
+
+        def forward(self, x):
+            out = self.inner(x)
+            self.calls += 1
+            if self.calls == 3:
+                out["recon"] = out["recon"] * float("inf")
+            return out
+    with pytest.raises(NonFiniteLossError, match="reconstruction") as ei:
+        train(cfg, data=data, model_factory=lambda c: Poison())
+    assert ei.value.step == 2        # found although checks run only every 4 steps
+
+
+def test_record_schema_and_metrics_match_independent_computation(tmp_path):
+    from paper_repro.experiments.store import RECORD_KEYS, validate_record
+    data = tiny_data()
+    cfg = tiny_config(quantizer="nsvq", checkpoint_every=5, experiment="t", profile="ci")
+    rec = train(cfg, run_dir=tmp_path, data=data)
+    assert all(k in rec for k in RECORD_KEYS)
+    validate_record(rec)
+    on_disk = json.loads((tmp_path / RECORD_NAME).read_text())
+    assert on_disk["config_hash"] == config_hash(cfg) == rec["config_hash"]
+    assert (tmp_path / SAMPLES_NAME).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert rec["steps"] == 16 and [e["epoch"] for e in rec["epochs"]] == [0, 1]
+    for e in rec["epochs"]:
+        assert e["train_loss"] == pytest.approx(e["train_recon_loss"] + e["train_quantizer_loss"])
+        assert 0 < e["train_epoch_usage"] <= 1
+        assert e["train_epoch_usage"] * cfg.num_codes == cfg.num_codes - e["train_epoch_dead_codes"]
+    for k in ("git_commit", "versions", "device", "date", "seed"):
+        assert k in rec["provenance"]
+    assert rec["images_per_s"] > 0 and rec["train_images_seen"] == 16 * 8
+    # recompute the eval metrics from the final checkpoint, independently
+    model = build_model(cfg)
+    model.load_state_dict(load_checkpoint(tmp_path / CHECKPOINT_NAME)["model"])
+    model.eval()
+    with torch.no_grad():
+        x = _to_float(data[1])
+        out = model(x)
+    r = out["recon"].clamp(0, 1)
+    idx = out["quantizer_output"].indices.flatten()
+    counts = np.bincount(idx.numpy(), minlength=cfg.num_codes)
+    assert rec["final"]["eval_usage"] == pytest.approx(np.mean(counts > 0))
+    p = counts[counts > 0] / counts.sum()
+    assert rec["final"]["eval_perplexity"] == pytest.approx(np.exp(-(p * np.log(p)).sum()), rel=1e-6)
+    mse_i = ((r - x) ** 2).flatten(1).mean(1).double()
+    assert rec["final"]["psnr"] == pytest.approx(float((10 * torch.log10(1 / mse_i)).mean()), rel=1e-4)
+    assert rec["final"]["eval_mse"] == pytest.approx(float(mse_i.mean()), rel=1e-5)
+
+
+def test_learning_rate_decays_per_epoch_and_encoder_freezes(tmp_path):
+    data = tiny_data()
+    cfg = tiny_config(epochs=3, freeze_encoder_at_epoch=2, lr_gamma=0.5, checkpoint_every=None)
+    # params after epoch 2 (index 1) vs final: encoder untouched in epoch index 2, decoder moves
+    train(cfg.replace(max_steps=16), run_dir=tmp_path / "e2", data=data)
+    rec = train(cfg, run_dir=tmp_path / "e3", data=data)
+    assert [e["lr"] for e in rec["epochs"]] == pytest.approx([5e-4, 2.5e-4, 1.25e-4])
+    assert [e["encoder_frozen"] for e in rec["epochs"]] == [False, False, True]
+    a = load_checkpoint(tmp_path / "e2" / CHECKPOINT_NAME)["model"]
+    b = load_checkpoint(tmp_path / "e3" / CHECKPOINT_NAME)["model"]
+    enc = [k for k in a if k.startswith("encoder.")]
+    dec = [k for k in a if k.startswith("decoder.") and a[k].is_floating_point()]
+    assert enc and all(torch.equal(a[k], b[k]) for k in enc)
+    assert any(not torch.equal(a[k], b[k]) for k in dec)
+
+
+def test_deadline_interrupts_with_a_checkpoint_then_resume_finishes(tmp_path):
+    import time
+    data = tiny_data()
+    cfg = tiny_config()
+    with pytest.raises(TrainingInterrupted) as ei:
+        train(cfg, run_dir=tmp_path, data=data, deadline=time.time() - 1)
+    assert ei.value.step == 1
+    assert load_checkpoint(tmp_path / CHECKPOINT_NAME)["state"]["global_step"] == 1
+    rec = train(cfg, run_dir=tmp_path, data=data, resume=True)
+    assert rec["steps"] == 16 and rec["resumes"] == 1
+
+
+def test_bad_data_is_refused_early():
+    train_x, eval_x = tiny_data()
+    with pytest.raises(ValueError, match="image_size"):
+        train(tiny_config(image_size=32), data=(train_x, eval_x))
+    with pytest.raises(ValueError, match="fewer than one global batch"):
+        train(tiny_config(batch_size=128), data=(train_x, eval_x))
