@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PROFILE ?= auto
 BUILD := _build
 
-.PHONY: book test venv notebooks mathjax system-deps clean
+.PHONY: book test venv notebooks mathjax system-deps weights clean
 
 venv: $(VENV)/.installed
 
@@ -41,6 +41,10 @@ book: venv mathjax system-deps
 
 test: venv system-deps book
 	$(PY) -m pytest tests notebooks --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+
+# fp16 copies of the LPIPS / FD-VGG16 backbone weights in .weights/ (small enough to carry to a GPU machine)
+weights: venv
+	$(PY) scripts/export_weights.py
 
 notebooks: venv
 	$(PY) -m paper_repro.book refresh-notebooks

@@ -31,6 +31,9 @@ class Profile:
     lr: float
     seeds: tuple[int, ...]
     toy_seeds: tuple[int, ...] = field(default=(0, 1, 2, 3, 4))
+    # Resize before the VGG16 features of FD-VGG16: None keeps the native size (fast, named
+    # "FD-VGG16@native"); 224 is the ImageNet input size (named "FD-VGG16").
+    fd_resize: int | None = 224
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -42,6 +45,7 @@ PROFILES: dict[str, Profile] = {
         description="CPU smoke scale: Fashion-MNIST 32x32, 2,048 training images, 1/4-width backbone",
         dataset="fashion_mnist", image_size=32, backbone_width=0.25,
         train_images=2048, eval_images=512, epochs=2, batch_size=16, lr=5e-4, seeds=(0,),
+        fd_resize=None,
     ),
     "gpu": Profile(
         name="gpu",
