@@ -24,7 +24,8 @@ from ..paths import REPO_ROOT, RUNS_DIR
 from ..profiles import AUTO, get_profile
 from ..training.checkpoint import atomic_write_text
 from ..training.config import TrainConfig, config_hash
-from ..training.trainer import RECORD_NAME, NonFiniteLossError, TrainingInterrupted, train
+from ..training.checkpoint import load_checkpoint
+from ..training.trainer import CHECKPOINT_NAME, RECORD_NAME, NonFiniteLossError, TrainingInterrupted, train
 from . import store
 from .grids import get_grid
 
@@ -57,6 +58,22 @@ def _done(cfg: TrainConfig, root, runs_root, commit) -> str | None:
         except (ValueError, json.JSONDecodeError):
             pass
     return None
+
+
+def _checkpoint_usable(cfg: TrainConfig, runs_root, commit: str) -> bool:
+    """Resume from a run folder's checkpoint? Always for committed profiles (gpu, paper); for the
+    cached ``ci`` profile only when the checkpoint was written by the current clean commit (the
+    same rule as for its records: ci results must come from the code being tested)."""
+    if cfg.profile not in store.CACHED_PROFILES:
+        return True
+    ck = run_dir_for(cfg, runs_root) / CHECKPOINT_NAME
+    if not ck.exists():
+        return True
+    try:
+        made = load_checkpoint(ck).get("git_commit")
+    except Exception:
+        return False
+    return made == commit and "+dirty" not in commit and commit != "unknown"
 
 
 def _summary_row(cfg, status, seconds=None, record=None, error=None):
@@ -95,7 +112,7 @@ def run_grid(name: str, profile: str, device: str = "cpu", jobs: int = 1, resume
                 store.record_path(c.experiment, c.profile, config_hash(c), root))))
         else:
             todo.append(c)
-            if not resume:
+            if not resume or not _checkpoint_usable(c, runs_root, commit):
                 shutil.rmtree(run_dir_for(c, runs_root), ignore_errors=True)
     if verbose:
         print(f"grid {name!r} at profile {profile!r} on {device}: {len(cfgs)} runs, "

@@ -68,6 +68,7 @@ class TrainConfig:
     # evaluation
     eval_metrics: tuple = EVAL_METRICS
     eval_batch_size: int = 256
+    fd_resize: int | None = 224              # FD-VGG16 proxy input size (None: native resolution)
     num_samples: int = 8                     # reconstructions saved beside the record (PNG)
     # bookkeeping (not hashed)
     device: str = "cpu"
@@ -145,7 +146,7 @@ class TrainConfig:
 
         for n in ("image_size", "num_codes", "code_dim", "batch_size", "epochs", "eval_batch_size"):
             pos_int(n)
-        for n in ("train_images", "eval_images", "max_steps", "checkpoint_every", "num_threads",
+        for n in ("train_images", "eval_images", "max_steps", "fd_resize", "checkpoint_every", "num_threads",
                   "nonfinite_check_every"):
             pos_int(n, allow_none=True)
         if isinstance(self.num_samples, bool) or not isinstance(self.num_samples, int) or self.num_samples < 0:

@@ -261,6 +261,8 @@ def train(cfg: TrainConfig, run_dir=None, resume: bool = True, deadline: float |
         ddp.broadcast_module(model)
     ddp.barrier()
 
+    from ..provenance import git_commit
+    commit = git_commit()
     use_amp = cfg.amp == "bf16"
     check_every = cfg.nonfinite_check_every or (1 if device.type == "cpu" else 25)
     pending: list[tuple[int, int, torch.Tensor, torch.Tensor]] = []
@@ -294,6 +296,7 @@ def train(cfg: TrainConfig, run_dir=None, resume: bool = True, deadline: float |
         if is_main:
             atomic_torch_save({
                 "format": RECORD_SCHEMA, "config": cfg.to_dict(), "config_hash": chash,
+                "git_commit": commit,
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "rng": rng_state(),
                 "accumulator": acc.state(), "state": dict(st),
@@ -449,10 +452,11 @@ def evaluate(model, eval_x: torch.Tensor, cfg: TrainConfig, device) -> tuple[dic
     """Eval-set metrics after training, and a PNG of the first ``cfg.num_samples`` reconstructions.
 
     usage: fraction of the K codes selected over the evaluation split (``eval_usage``), perplexity
-    exp(H(p)) of the selection frequencies, dead codes (never selected). psnr / ssim / lpips: per-image
-    means (``paper_repro.metrics``; recon clamped to [0, 1]). fd: ``reconstruction_fd`` between the
-    evaluation images and their reconstructions; its name (``rFID`` with Inception weights, else
-    ``FD-VGG16``) is stored in ``fd_metric``.
+    exp(H(p)) of the selection frequencies, dead codes (never selected). psnr / ssim / lpips (AlexNet):
+    per-image means (``paper_repro.metrics``; reconstructions clamped to [0, 1]). fd: Frechet distance
+    between the evaluation images and their reconstructions, streamed: the real rFID (Inception-v3)
+    when its weights are available, else the labelled proxy on VGG16 features (``FD-VGG16``, or
+    ``FD-VGG16@native`` with ``fd_resize=None``); the name is stored in ``fd_metric``.
     """
     from .. import metrics as M
 
@@ -461,7 +465,14 @@ def evaluate(model, eval_x: torch.Tensor, cfg: TrainConfig, device) -> tuple[dic
     counts = torch.zeros(cfg.num_codes, dtype=torch.int64, device=device)
     sums = {"psnr": 0.0, "ssim": 0.0, "lpips": 0.0, "mse": 0.0}
     n = 0
-    reals, fakes = [], []
+    fd_kind = None
+    if "fd" in metrics:
+        fd_kind = "inception" if M.inception_weights_path() is not None else "vgg16"
+        if fd_kind == "vgg16":
+            vgg = M.vgg16_features_model(cfg.fd_resize, device)
+            real_stats, fake_stats = M.FeatureStats(512), M.FeatureStats(512)
+        else:
+            reals, fakes = [], []
     first = None
     use_amp = cfg.amp == "bf16"
     for start in range(0, len(eval_x), cfg.eval_batch_size):
@@ -470,14 +481,17 @@ def evaluate(model, eval_x: torch.Tensor, cfg: TrainConfig, device) -> tuple[dic
             out = model(x)
         r = out["recon"].float().clamp(0, 1)
         counts += torch.bincount(out["quantizer_output"].indices.reshape(-1), minlength=cfg.num_codes)
-        sums["mse"] += F.mse_loss(r, x, reduction="none").flatten(1).mean(1).sum().item()
+        sums["mse"] += F.mse_loss(r, x, reduction="none").flatten(1).mean(1).double().sum().item()
         if "psnr" in metrics:
-            sums["psnr"] += M.psnr(r, x).sum().item()
+            sums["psnr"] += M.psnr(r, x).double().sum().item()
         if "ssim" in metrics:
-            sums["ssim"] += M.ssim(r, x).sum().item()
+            sums["ssim"] += M.ssim(r, x).double().sum().item()
         if "lpips" in metrics:
-            sums["lpips"] += M.lpips(r, x, net="alex").sum().item()
-        if "fd" in metrics:
+            sums["lpips"] += M.lpips(r, x, net="alex").double().sum().item()
+        if fd_kind == "vgg16":
+            real_stats.update(vgg(x))
+            fake_stats.update(vgg(r))
+        elif fd_kind == "inception":
             reals.append((x * 255).round().to(torch.uint8).cpu())
             fakes.append((r * 255).round().to(torch.uint8).cpu())
         if first is None and cfg.num_samples:
@@ -490,11 +504,12 @@ def evaluate(model, eval_x: torch.Tensor, cfg: TrainConfig, device) -> tuple[dic
     for k in ("psnr", "ssim", "lpips"):
         if k in metrics:
             final[k] = sums[k] / n
-    if "fd" in metrics:
-        real = torch.cat(reals).float() / 255
-        fake = torch.cat(fakes).float() / 255
-        value, name = M.reconstruction_fd(real, fake)
-        final["fd"], final["fd_metric"] = float(value), str(name)
+    if fd_kind == "vgg16":
+        final["fd"], final["fd_metric"] = float(M.fd_from_stats(real_stats, fake_stats)), \
+            M.fd_vgg16_name(cfg.fd_resize)
+    elif fd_kind == "inception":
+        final["fd"], final["fd_metric"] = float(M.fid(torch.cat(reals).float() / 255, torch.cat(fakes).float() / 255,
+                                                allow_download=False)), "rFID"
     for k, v in final.items():
         if isinstance(v, float) and not math.isfinite(v):
             raise NonFiniteLossError(f"evaluation metric {k} is {v} for config {config_hash(cfg)}")

@@ -1,0 +1,164 @@
+"""Results store (atomic, mergeable by copying, tidy table), grid runner (skip done, publish finished,
+resume partial), run_or_load (committed gpu results vs a ci run) and the CLI."""
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+import paper_repro.training.trainer as trainer_mod
+from paper_repro.experiments import GRIDS, grids, run_grid, run_or_load, store
+from paper_repro.experiments.runner import run_dir_for
+from paper_repro.training import CHECKPOINT_NAME, RECORD_NAME, config_hash, load_checkpoint, train
+
+from training._helpers import tiny_config, tiny_data
+
+GRID = "_test_grid"
+
+
+@pytest.fixture
+def test_grid(monkeypatch):
+    """A registered two-run grid (vq, nsvq) of tiny configs, trained on synthetic images."""
+    def grid(profile):
+        return [tiny_config(quantizer=q, checkpoint_every=5) for q in ("vq", "nsvq")]
+    monkeypatch.setitem(GRIDS, GRID, grid)
+    monkeypatch.setattr(trainer_mod, "load_data", lambda cfg: tiny_data())
+    return grid
+
+
+def _no_training(*a, **k):
+    raise AssertionError("train() must not be called: the run is stored")
+
+
+def test_run_grid_skips_stored_runs_and_load_results(tmp_path, test_grid, monkeypatch):
+    root, runs = tmp_path / "results", tmp_path / "runs"
+    s1 = run_grid(GRID, "gpu", root=root, runs_root=runs, verbose=False)
+    assert list(s1["status"]) == ["done", "done"]
+    files = sorted((root / GRID / "gpu").iterdir())
+    assert sorted(f.suffix for f in files) == [".json", ".json", ".png", ".png"]
+    assert not [f for f in files if f.name.startswith(".")]          # no temporaries left
+    monkeypatch.setattr("paper_repro.experiments.runner.train", _no_training)
+    s2 = run_grid(GRID, "gpu", root=root, runs_root=runs, verbose=False)
+    assert list(s2["status"]) == ["stored", "stored"]
+    df = store.load_results(GRID, "gpu", root)
+    assert len(df) == 2 and set(df["quantizer"]) == {"vq", "nsvq"}
+    for col in ("config_hash", "num_codes", "eval_usage", "eval_perplexity", "psnr", "train_epoch_usage",
+                "git_commit", "device", "images_per_s", "record_path"):
+        assert col in df.columns, col
+    hashes = {config_hash(c.replace(experiment=GRID, profile="gpu")) for c in test_grid("gpu")}
+    assert set(df["config_hash"]) == hashes
+    rec = store.load_record(df["record_path"][0])
+    assert rec["final"]["eval_usage"] == df["eval_usage"][0]
+
+
+def test_finished_run_folder_is_published_and_partial_run_is_resumed(tmp_path, test_grid):
+    root, runs = tmp_path / "results", tmp_path / "runs"
+    vq, ns = grids.get_grid(GRID, "gpu")
+    train(vq, run_dir=run_dir_for(vq, runs), data=tiny_data())           # finished, not stored
+    train(ns, run_dir=run_dir_for(ns, runs), data=tiny_data(), _stop_after_step=7)   # killed
+    assert load_checkpoint(run_dir_for(ns, runs) / CHECKPOINT_NAME)["state"]["global_step"] == 5
+    s = run_grid(GRID, "gpu", root=root, runs_root=runs, verbose=False)
+    assert list(s["status"]) == ["published", "done"]
+    rec = store.load_record(store.record_path(GRID, "gpu", config_hash(ns), root))
+    assert rec["resumes"] == 1
+    straight = train(ns, data=tiny_data())
+    assert rec["final"] == straight["final"] and rec["epochs"] == straight["epochs"]
+
+
+def test_ci_records_are_reused_only_from_the_same_clean_commit():
+    rec = {"status": "complete", "profile": "ci", "provenance": {"git_commit": "abc"}}
+    assert store.is_reusable(rec, "abc")
+    assert not store.is_reusable(rec, "abd")
+    assert not store.is_reusable(dict(rec, provenance={"git_commit": "abc+dirty"}), "abc+dirty")
+    assert store.is_reusable(dict(rec, profile="gpu"), "zzz+dirty")    # committed results: always
+    assert not store.is_reusable(dict(rec, status="killed"), "abc")
+    assert store.results_root("ci") == store.CI_CACHE_DIR
+    assert store.results_root("gpu") == store.RESULTS_DIR
+
+
+def test_merging_two_result_trees_is_copying_files(tmp_path, test_grid):
+    a, b, merged = tmp_path / "a", tmp_path / "b", tmp_path / "merged"
+    cfgs = grids.get_grid(GRID, "gpu")
+    for cfg, root in zip(cfgs, (a, b)):              # two "GPU commands", one run each
+        rec = train(cfg, run_dir=tmp_path / cfg.quantizer, data=tiny_data())
+        store.write_record(rec, root)
+    written = store.copy_results(a, merged) + store.copy_results(b, merged)
+    assert len(written) == 2
+    assert len(store.load_results(GRID, "gpu", merged)) == 2
+
+
+def test_store_refuses_tampered_or_incomplete_records(tmp_path, test_grid):
+    cfg = grids.get_grid(GRID, "gpu")[0]
+    rec = train(cfg, data=tiny_data())
+    bad = json.loads(json.dumps(rec))
+    bad["config"]["lr"] = 1.0                          # config no longer matches its hash
+    with pytest.raises(ValueError, match="does not match"):
+        store.write_record(bad, tmp_path)
+    with pytest.raises(ValueError, match="missing keys"):
+        store.write_record({k: v for k, v in rec.items() if k != "final"}, tmp_path)
+    with pytest.raises(ValueError, match="plain name"):
+        store.results_dir("../x", "gpu", tmp_path)
+
+
+def test_run_or_load_auto_prefers_complete_committed_gpu_results(tmp_path, test_grid, monkeypatch):
+    root, runs = tmp_path / "results", tmp_path / "runs"
+    # gpu grid incomplete -> auto runs ci (here: the test grid at ci, synthetic data)
+    run_grid(GRID, "gpu", root=root, runs_root=runs, verbose=False)
+    (next((root / GRID / "gpu").glob("*.json"))).unlink()
+    df, source = run_or_load(GRID, "auto", root=root, runs_root=runs)
+    assert "Ran 2" in source and "ci" in source and "1 of 2 gpu runs not committed" in source
+    assert set(df["profile"]) == {"ci"} and len(df) == 2
+    # complete -> loads without training
+    run_grid(GRID, "gpu", root=root, runs_root=runs, verbose=False)
+    monkeypatch.setattr("paper_repro.experiments.runner.train", _no_training)
+    df, source = run_or_load(GRID, "auto", root=root, runs_root=runs)
+    assert source.startswith("Loaded 2 committed gpu-profile runs") and set(df["profile"]) == {"gpu"}
+
+
+def test_unknown_grid_and_bad_jobs_are_named():
+    with pytest.raises(ValueError, match="unknown grid"):
+        run_grid("nope", "ci")
+    with pytest.raises(ValueError, match="jobs"):
+        run_grid("first_run", "ci", jobs=0)
+    with pytest.raises(ValueError, match="concrete profile"):
+        run_grid("first_run", "auto")
+
+
+def test_first_run_grid_definition():
+    for prof in ("ci", "gpu"):
+        cfgs = grids.get_grid("first_run", prof)
+        assert {c.quantizer for c in cfgs} == {"vq", "nsvq"}
+        assert {(c.num_codes, c.code_dim, c.dataset) for c in cfgs} == {(1024, 64, "fashion_mnist")}
+    ci = grids.get_grid("first_run", "ci")
+    assert all(c.width == 0.25 and c.train_images == 2048 and c.epochs == 2 for c in ci)
+    assert all(c.train_images is None for c in grids.get_grid("first_run", "gpu"))
+
+
+# -- CLI ----------------------------------------------------------------------------------------
+def test_cli_dry_run_and_errors(capsys):
+    from paper_repro.__main__ import main
+    assert main(["train", "--dry-run", "--quantizer", "nsvq", "--num-codes", "512"]) == 0
+    out = capsys.readouterr().out
+    cfg = json.loads(out[:out.rindex("}") + 1])
+    assert cfg["quantizer"] == "nsvq" and cfg["num_codes"] == 512 and cfg["profile"] == "ci"
+    from paper_repro.training import TrainConfig
+    assert f"config hash: {config_hash(TrainConfig.from_dict(cfg))}" in out
+    assert main(["train", "--dry-run", "--quantizer", "bogus"]) == 2
+    assert "unknown quantizer 'bogus'" in capsys.readouterr().err
+    assert main(["train", "--dry-run", "--num-codes", "-3"]) == 2
+    assert "num_codes" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--quantizer-options", "{bad"])
+    assert main(["results", "first_run", "--profile", "paper", "--results-root", "/nonexistent"]) == 1
+
+
+def test_cli_train_deadline_exits_75_then_resume_publishes(tmp_path, monkeypatch, capsys):
+    from paper_repro.__main__ import main
+    monkeypatch.setattr(trainer_mod, "load_data", lambda cfg: tiny_data())
+    cfg = tiny_config(experiment="cli", profile="gpu")
+    (tmp_path / "c.json").write_text(cfg.to_json())
+    args = ["train", "--config", str(tmp_path / "c.json"), "--run-dir", str(tmp_path / "run"),
+            "--results-root", str(tmp_path / "res"), "--publish", "--resume"]
+    assert main(args + ["--deadline", "1"]) == 75
+    assert main(args) == 0
+    assert store.record_path("cli", "gpu", config_hash(cfg), tmp_path / "res").exists()
