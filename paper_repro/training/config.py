@@ -116,6 +116,7 @@ class TrainConfig:
         d = dict(dataset=p.dataset, image_size=p.image_size, width=p.backbone_width,
                  train_images=p.train_images, eval_images=p.eval_images, epochs=p.epochs,
                  batch_size=p.batch_size, lr=p.lr, seed=p.seeds[0], profile=p.name,
+                 fd_resize=getattr(p, "fd_resize", 224),
                  backbone="taming" if p.dataset == "imagenet" else "table1")
         d.update(overrides)
         return cls.from_dict(d)

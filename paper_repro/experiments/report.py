@@ -1,0 +1,187 @@
+"""Tables and figures of stored training runs, for the notebooks (all logic here, none in a notebook).
+
+Names say what was measured: ``eval_usage`` is the fraction of codes used on the evaluation split;
+the Frechet-distance column carries the metric's own name (``FD-VGG16``, ``FD-VGG16@native`` or
+``rFID``), and captions name every stand-in (Fashion-MNIST for CelebA-HQ, VGG16 features for
+Inception).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..provenance import format_provenance
+from ..utils import claim
+
+METHOD_NAMES = {"vq": "VQ (vanilla)", "ema": "VQ-EMA", "fc": "VQGAN-FC", "simvq": "SimVQ",
+                "nsvq": "NS-VQ", "transvq": "TransVQ"}
+_ORDER = list(METHOD_NAMES)
+DATASET_NAMES = {"fashion_mnist": "Fashion-MNIST", "celeba_hq": "CelebA-HQ", "imagenet": "ImageNet-1K"}
+
+
+def _fd_name(df: pd.DataFrame) -> str:
+    names = sorted(set(df["fd_metric"].dropna())) if "fd_metric" in df else []
+    if len(names) > 1:
+        raise ValueError(f"runs mix Frechet-distance metrics {names}; they are not comparable")
+    return names[0] if names else "FD"
+
+
+def _groups(df: pd.DataFrame):
+    yield from df.groupby(["quantizer", "num_codes", "code_dim"], sort=False)
+
+
+def summary_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean over seeds per (method, K, D): eval usage, perplexity, PSNR, SSIM, LPIPS, FD (named),
+    with the number of seeds and, where there are several, the standard deviation beside each."""
+    if df.empty:
+        raise ValueError("no runs to tabulate")
+    fd = _fd_name(df)
+    cols = [("eval_usage", "Eval usage"), ("eval_perplexity", "Perplexity"), ("psnr", "PSNR (dB)"),
+            ("ssim", "SSIM"), ("lpips", "LPIPS (AlexNet)"), ("fd", fd)]
+    rows = []
+    for (q, k, d), g in _groups(df):
+        row = {"Method": METHOD_NAMES.get(q, q), "K": int(k), "D": int(d), "Seeds": len(g)}
+        for c, name in cols:
+            if c in g and g[c].notna().any():
+                row[name] = float(g[c].mean())
+                if len(g) > 1:
+                    row[f"{name} sd"] = float(g[c].std(ddof=1))
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    out["_o"] = [(_ORDER.index(q) if q in _ORDER else 99) for q in
+                 [next((k for k, v in METHOD_NAMES.items() if v == m), m) for m in out["Method"]]]
+    return out.sort_values(["_o", "K", "D"]).drop(columns="_o").reset_index(drop=True)
+
+
+def caption(df: pd.DataFrame) -> str:
+    """A caption naming the data, scale and every proxy metric of the runs in ``df``."""
+    r = df.iloc[0]
+    ds = DATASET_NAMES.get(r["dataset"], r["dataset"])
+    size = int(r["image_size"])
+    parts = [f"{ds} {size}\u00d7{size}"]
+    if r["dataset"] == "fashion_mnist":
+        parts[0] += " (offline stand-in for CelebA-HQ)"
+    prof = ", ".join(sorted(set(df["profile"])))
+    n_train = "all" if pd.isna(r["train_images"]) else f"{int(r['train_images']):,}"
+    parts.append(f"profile {prof}: {int(r['epochs'])} epochs, batch {int(r['batch_size'])}, "
+                 f"backbone width {r['width']:g}, {n_train} training / {int(r['eval_images']):,} "
+                 f"evaluation images, {df['seed'].nunique()} seed(s)")
+    fd = _fd_name(df)
+    if fd.startswith("FD-VGG16"):
+        at = "at native resolution" if fd.endswith("@native") else "resized to 224\u00d7224"
+        parts.append(f"{fd} = Fr\u00e9chet distance on VGG16 features {at}, not rFID")
+    parts.append("usage = fraction of the K codes selected on the evaluation split")
+    return "; ".join(parts) + "."
+
+
+def styled_table(df: pd.DataFrame, digits: int = 3):
+    """``summary_table`` as a captioned pandas Styler (numbers to ``digits`` decimals)."""
+    t = summary_table(df)
+    num = [c for c in t.columns if c not in ("Method", "K", "D", "Seeds")]
+    return t.style.format({c: f"{{:.{digits}f}}" for c in num}).hide(axis="index").set_caption(caption(df))
+
+
+def check_lines(df: pd.DataFrame, sig: int = 3) -> list[str]:
+    """Deterministic, rounded lines (``sig`` significant digits) for nbval to compare."""
+    t = summary_table(df)
+    fd = _fd_name(df)
+    out = []
+    for _, r in t.iterrows():
+        vals = [f"{name}={_sig(r[name], sig)}" for name in
+                ("Eval usage", "PSNR (dB)", "SSIM", "LPIPS (AlexNet)", fd) if name in r and pd.notna(r[name])]
+        out.append(f"{r['Method']} K={r['K']} D={r['D']}: " + ", ".join(vals))
+    return out
+
+
+def usage_claim(df: pd.DataFrame, better: str = "nsvq", than: str = "vq") -> str:
+    """``claim`` line: mean eval usage of ``better`` >= that of ``than``."""
+    m = df.groupby("quantizer")["eval_usage"].mean()
+    if better not in m or than not in m:
+        raise ValueError(f"need runs of both {better!r} and {than!r}, have {sorted(m.index)}")
+    return claim(f"{METHOD_NAMES[better]} eval usage >= {METHOD_NAMES[than]} eval usage", m[better] >= m[than])
+
+
+def _sig(v: float, sig: int) -> str:
+    return f"{float(v):.{sig}g}"
+
+
+def provenance_lines(df: pd.DataFrame) -> list[str]:
+    """One provenance line per distinct (commit, device) of the runs, with their count."""
+    recs = _records(df)
+    seen: dict = {}
+    for rec in recs:
+        p = rec["provenance"]
+        key = (str(p.get("git_commit"))[:12], p.get("device"))
+        seen.setdefault(key, [p, 0])[1] += 1
+    return [f"{format_provenance(p)} [{n} run{'s' if n > 1 else ''}]" for p, n in seen.values()]
+
+
+def _records(df: pd.DataFrame) -> list[dict]:
+    if "record_path" not in df:
+        raise ValueError("the table has no record_path column (use grid_results / run_or_load)")
+    return [json.loads(Path(p).read_text()) for p in df["record_path"]]
+
+
+def epoch_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Long table of per-epoch training metrics: one row per (run, epoch)."""
+    rows = []
+    for rec in _records(df):
+        for e in rec["epochs"]:
+            rows.append({"config_hash": rec["config_hash"], "quantizer": rec["config"]["quantizer"],
+                         "seed": rec["config"]["seed"], **e})
+    return pd.DataFrame(rows)
+
+
+def plot_usage_per_epoch(df: pd.DataFrame):
+    """Training-epoch usage (fraction of codes selected during each epoch's training batches) per
+    epoch, one line per run, and each run's final eval usage as a marker after the last epoch."""
+    import matplotlib.pyplot as plt
+
+    ep = epoch_frame(df)
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    colors = {}
+    for (h, q, s), g in ep.groupby(["config_hash", "quantizer", "seed"], sort=False):
+        c = colors.setdefault(q, f"C{len(colors)}")
+        x = g["epoch"].to_numpy() + 1
+        ax.plot(x, g["train_epoch_usage"], "-o", color=c, ms=3,
+                label=f"{METHOD_NAMES.get(q, q)} (train epochs)" if s == ep[ep.quantizer == q].seed.min() else None)
+        ev = df.loc[df["config_hash"] == h, "eval_usage"]
+        if len(ev):
+            ax.plot([x.max() + 0.3], [float(ev.iloc[0])], marker="*", ms=10, color=c, ls="none",
+                    label=f"{METHOD_NAMES.get(q, q)} (eval split)" if s == ep[ep.quantizer == q].seed.min() else None)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("codebook usage")
+    ax.set_ylim(0, 1.02)
+    ax.set_xticks(sorted(set((ep["epoch"] + 1).tolist())))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"Codebook usage, K = {int(df['num_codes'].iloc[0])}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_reconstructions(df: pd.DataFrame):
+    """Stored sample reconstructions (first eval images): per method, originals above and
+    reconstructions below (the PNG saved beside each record; first seed of each method)."""
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    picks = []
+    for (q, k, d), g in _groups(df):
+        g = g.sort_values("seed")
+        png = Path(g["record_path"].iloc[0]).with_suffix(".png")
+        if png.exists():
+            picks.append((f"{METHOD_NAMES.get(q, q)} (K={int(k)}, D={int(d)}, seed {int(g['seed'].iloc[0])})",
+                          np.asarray(Image.open(png))))
+    if not picks:
+        raise FileNotFoundError("no sample PNGs stored beside these records")
+    fig, axes = plt.subplots(len(picks), 1, figsize=(8, 2.1 * len(picks)), squeeze=False)
+    for ax, (title, img) in zip(axes[:, 0], picks):
+        ax.imshow(img, interpolation="nearest")
+        ax.set_title(f"{title}: top originals, bottom reconstructions", fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
