@@ -221,6 +221,8 @@ def train(cfg: TrainConfig, run_dir=None, resume: bool = True, deadline: float |
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
         torch.use_deterministic_algorithms(True, warn_only=True)
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True      # fixed shapes: let cuDNN pick the fastest kernels
     run_dir = Path(run_dir) if run_dir is not None else None
     ckpt_path = run_dir / CHECKPOINT_NAME if run_dir is not None else None
     is_main = rank == 0
@@ -234,6 +236,8 @@ def train(cfg: TrainConfig, run_dir=None, resume: bool = True, deadline: float |
                                  weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_gamma)
 
+    if is_main:
+        preflight_metrics(cfg, device)
     train_x, eval_x = data if data is not None else load_data(cfg)
     train_x = _check_images(train_x, "training", cfg)
     eval_x = _check_images(eval_x, "evaluation", cfg)
@@ -321,10 +325,10 @@ def train(cfg: TrainConfig, run_dir=None, resume: bool = True, deadline: float |
             if cfg.freeze_encoder_at_epoch is not None:
                 _encoder(model).requires_grad_(not frozen)
             model.train()
-            order = sampler.rank_indices(epoch)
+            order = sampler.rank_indices(epoch).to(train_x.device)
             while st["step_in_epoch"] < spe and st["global_step"] < total_steps:
                 idx = order[st["step_in_epoch"]]
-                x = _to_float(train_x[idx.to(train_x.device)].to(device, non_blocking=True))
+                x = _to_float(train_x[idx].to(device, non_blocking=True))
                 try:
                     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                         out = model(x)
@@ -447,6 +451,17 @@ def _account(st, t_seg, seg_images):
 
 
 # -- evaluation ------------------------------------------------------------------------------------
+def preflight_metrics(cfg: TrainConfig, device) -> None:
+    """Load the perceptual-metric weights before training, so a missing file fails in seconds
+    rather than after a long run (LPIPS AlexNet; VGG16 for the FD proxy unless Inception exists)."""
+    from .. import metrics as M
+
+    if "lpips" in cfg.eval_metrics:
+        M.lpips_model("alex", device)
+    if "fd" in cfg.eval_metrics and M.inception_weights_path() is None:
+        M.vgg16_features_model(cfg.fd_resize, device)
+
+
 @torch.no_grad()
 def evaluate(model, eval_x: torch.Tensor, cfg: TrainConfig, device) -> tuple[dict, bytes | None]:
     """Eval-set metrics after training, and a PNG of the first ``cfg.num_samples`` reconstructions.

@@ -20,11 +20,21 @@ def _free_port() -> int:
 
 
 def _rank_main(rank, world, port, cfg_jsons, out_dir):
+    """One rank, as torchrun would start it. The process group is created once here (trainer sees
+    it initialised and leaves it alone): re-creating a group on the same port between two runs can
+    hang, and a short timeout turns any hang into a failure."""
+    from datetime import timedelta
+
+    import torch.distributed as dist
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
     torch.set_num_threads(1)
-    for i, cfg_json in enumerate(cfg_jsons):
-        _train_rank(rank, cfg_json, os.path.join(out_dir, str(i)))
+    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=60))
+    try:
+        for i, cfg_json in enumerate(cfg_jsons):
+            _train_rank(rank, cfg_json, os.path.join(out_dir, str(i)))
+    finally:
+        dist.destroy_process_group()
 
 
 def _train_rank(rank, cfg_json, out_dir):

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Run (part of) a named experiment grid on the GPU machine within one device command, resumably.
+#
+#   bash scripts/gpu_sweep.sh --prepare              # HERE, once: fill .data/ .weights/ .whl/ to carry
+#   bash scripts/gpu_sweep.sh NAME PROFILE JOBS [BUDGET_S]    # THERE, via the device tool:
+#       run(command="bash scripts/gpu_sweep.sh first_run gpu 8", carry=[".data", ".weights", ".whl"])
+#   bash scripts/gpu_sweep.sh --collect FILES_AT/results_NAME_PROFILE.tgz   # HERE: merge the records
+#
+# What it does on the device machine (torch + pandas there; no lpips, no Fashion-MNIST, no internet):
+# 1. installs the carried lpips wheel into $HOME/site, points PAPER_REPRO_WEIGHTS at the carried
+#    fp16 LPIPS / VGG16 weights and FASHION_MNIST_DIR at the carried idx files; checks all three load;
+# 2. seeds the device-side results store runs/_results/ with the records already committed in
+#    data/results/NAME/PROFILE (so finished runs are skipped) and runs
+#    `python -m paper_repro sweep NAME --profile PROFILE --device cuda --jobs JOBS --time-budget T`:
+#    JOBS worker processes share the one GPU (2 CPU threads each); at the budget each worker
+#    checkpoints and exits 75;
+# 3. writes every finished record (+ sample PNG) to $OUT/results_NAME_PROFILE.tgz, and a sweep log
+#    with images/s per run and in total to $OUT/sweep_NAME_PROFILE.log.
+# Checkpoints stay in runs/ (git-ignored). The device tool keeps ignored paths between commands only
+# while the machine stays warm: call the same command again within its idle window to continue the
+# partial runs; on a fresh machine partial runs restart from zero (finished ones are never redone,
+# as long as their records were collected and committed here).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ "${1:-}" == "--prepare" ]]; then
+  py=${PYTHON:-.venv/bin/python}
+  mkdir -p .data/fashion-mnist
+  for f in train-images-idx3-ubyte.gz t10k-images-idx3-ubyte.gz; do
+    [[ -f .data/fashion-mnist/$f ]] || cp /usr/share/datasets/fashion-mnist/$f .data/fashion-mnist/
+  done
+  [[ -f .weights/vgg16_features.pt ]] || make weights
+  mkdir -p .whl                   # git-ignored (.gitignore)
+  ls .whl/lpips-*.whl >/dev/null 2>&1 || "$py" -m pip download -q --no-deps --only-binary=:all: -d .whl lpips==0.1.4
+  du -shc .data .weights .whl
+  echo "carry [\".data\", \".weights\", \".whl\"] (must total < 64 MiB)"
+  exit 0
+fi
+
+if [[ "${1:-}" == "--collect" ]]; then
+  tgz=${2:?path of results_NAME_PROFILE.tgz}
+  tmp=$(mktemp -d)
+  tar xzf "$tgz" -C "$tmp"
+  ${PYTHON:-.venv/bin/python} -c "
+import sys
+from paper_repro.experiments.store import copy_results
+from paper_repro.paths import RESULTS_DIR
+out = copy_results(sys.argv[1], RESULTS_DIR)
+print(f'merged {len(out)} record(s) into {RESULTS_DIR}')" "$tmp"
+  rm -rf "$tmp"
+  exit 0
+fi
+
+name=${1:?usage: gpu_sweep.sh NAME PROFILE JOBS [BUDGET_S]}
+profile=${2:-gpu}
+jobs=${3:-8}
+budget=${4:-540}                  # whole command, seconds (device limit: 600)
+device=${SWEEP_DEVICE:-cuda}      # SWEEP_DEVICE=cpu: a local rehearsal of the whole flow
+t0=$(date +%s)
+OUT=${OUT:-$PWD/_build/gpu_out}
+mkdir -p "$OUT"
+log="$OUT/sweep_${name}_${profile}.log"
+exec > >(tee -a "$log") 2>&1
+
+PY=python3
+export PYTHONPATH=$PWD
+if ls .whl/lpips-*.whl >/dev/null 2>&1; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --target "$HOME/site" .whl/lpips-*.whl
+  export PYTHONPATH=$PWD:$HOME/site
+fi
+[[ -d .weights ]] && export PAPER_REPRO_WEIGHTS=$PWD/.weights
+[[ -d .data/fashion-mnist ]] && export FASHION_MNIST_DIR=$PWD/.data/fashion-mnist
+export PAPER_REPRO_RESULTS=$PWD/runs/_results
+export PYTHONUNBUFFERED=1
+
+echo "== $(date -u +%FT%TZ) sweep $name profile=$profile jobs=$jobs budget=${budget}s"
+nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader || true
+$PY - "$device" <<'EOF'
+# preflight: data and metric weights load, CUDA present (fails in seconds, not after training)
+import sys
+import torch
+from paper_repro import metrics as M
+from paper_repro.data import load_tensor_dataset
+dev = sys.argv[1]
+assert dev == "cpu" or torch.cuda.is_available(), "no CUDA device"
+x = load_tensor_dataset("fashion_mnist", "val", limit=8)
+M.lpips_model("alex", dev); M.vgg16_features_model(224, dev)
+name = torch.cuda.get_device_name(0) if dev != "cpu" else "cpu"
+print(f"preflight ok: torch {torch.__version__}, {name}, data {tuple(x.shape)}")
+EOF
+
+# committed records -> device-side store, so finished runs are skipped
+if [[ -d "data/results/$name/$profile" ]]; then
+  mkdir -p "$PAPER_REPRO_RESULTS/$name/$profile"
+  cp -n data/results/"$name"/"$profile"/* "$PAPER_REPRO_RESULTS/$name/$profile/" 2>/dev/null || true
+fi
+
+elapsed=$(( $(date +%s) - t0 ))
+train_budget=$(( budget - elapsed - 90 ))   # margin: final evaluation of running workers + tarball
+(( train_budget > 30 )) || { echo "not enough time left ($train_budget s)"; exit 1; }
+set +e
+$PY -m paper_repro sweep "$name" --profile "$profile" --device "$device" --jobs "$jobs" \
+    --threads-per-job 2 --time-budget "$train_budget"
+rc=$?
+set -e
+
+# progress of every run (finished or checkpointed) and throughput
+$PY - "$name" "$profile" <<'EOF'
+import sys
+from pathlib import Path
+from paper_repro.experiments.grids import get_grid
+from paper_repro.experiments.runner import run_dir_for
+from paper_repro.experiments.store import record_path
+from paper_repro.training import config_hash, load_checkpoint
+name, profile = sys.argv[1:3]
+tot_img = tot_s = 0.0
+for cfg in get_grid(name, profile):
+    h = config_hash(cfg)
+    done = record_path(name, profile, h).exists()
+    ck = run_dir_for(cfg) / "checkpoint.pt"
+    if ck.exists():
+        st = load_checkpoint(ck)["state"]
+        ips = st["train_images"] / st["train_seconds"] if st["train_seconds"] else 0.0
+        tot_img += st["train_images"]; tot_s = max(tot_s, st["train_seconds"])
+        print(f"{h} {cfg.quantizer:8s} seed {cfg.seed}: step {st['global_step']}, epoch {st['epoch']}"
+              f"/{cfg.epochs}, {ips:.0f} images/s{' DONE' if done else ''}")
+    else:
+        print(f"{h} {cfg.quantizer:8s} seed {cfg.seed}: {'DONE (stored)' if done else 'not started'}")
+print(f"aggregate: {tot_img / tot_s if tot_s else 0:.0f} images/s over concurrent runs (approx.)")
+EOF
+
+if [[ -d "$PAPER_REPRO_RESULTS/$name/$profile" ]]; then
+  tar czf "$OUT/results_${name}_${profile}.tgz" -C "$PAPER_REPRO_RESULTS" "$name/$profile"
+  echo "records: $(ls "$PAPER_REPRO_RESULTS/$name/$profile"/*.json 2>/dev/null | wc -l) in $OUT/results_${name}_${profile}.tgz"
+fi
+echo "== done in $(( $(date +%s) - t0 )) s (sweep exit $rc: 0 complete, 75 partial - rerun to continue, 1 failed)"
+exit 0
