@@ -1,0 +1,192 @@
+"""Sec. 3.2, measured: one encoder update moves OTHER samples' latents out of their Voronoi cells.
+
+Setup (Sec. 3.2's assumptions made concrete): a seeded small Table-1 encoder/decoder
+(``paper_repro.backbones``), real images (Fashion-MNIST 32x32 in [-1, 1]), and a codebook set to a
+k-means solution of the encoder's latents of ``n_images`` images (Sec. 3.2: ``c_k = E[x | x in V_k]``,
+a fixed point of VQ while the encoder is frozen, Supp. 8). Then ``steps`` optimiser steps on
+batches of size ``B`` (the VQ-VAE loss: ``||x - g(Q_e)||^2 + ||sg(E) - c_q||^2 + beta ||E - sg(c_q)||^2``
+with the plain STE of Sec. 3.1, mean-reduced, Adam lr 5e-4 as in Sec. 4 unless overridden) update
+encoder, decoder and the selected codes (Eq. 1-3). We then recompute the latents of every image and
+measure:
+
+- ``moved_other``: fraction of the latents of images NOT in any batch whose nearest code changed
+  (Eq. 4: ``E_{theta(1)}(x_2)`` left ``V_{q_2}``);
+- ``codes_emptied``: codes that had latents before and have none after (candidate dead codes);
+- ``codes_hit``: distinct codes selected by the batch latents (the codes Eq. 3 updates);
+- ``rel_drift``: mean ``||Delta E||`` of the other latents over their mean distance to the nearest code.
+
+Sec. 3.2.2's claim is about batch size: ``batch_size_sweep`` compares batch sizes at one step each
+and at a fixed number of images seen (``n_seen``: ``ceil(n_seen / B)`` steps).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ._common import flat_latents, lloyd_torch, load_images, make_encoder
+
+
+@dataclass
+class DriftResult:
+    batch_size: int
+    steps: int
+    seed: int
+    moved_other: float
+    codes_emptied: int
+    codes_dead_before: int
+    codes_hit: int
+    rel_drift: float
+    num_codes: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _assign(z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    return torch.addmm((z * z).sum(1, keepdim=True) + (c * c).sum(1)[None], z, c.T, alpha=-2.0).argmin(1)
+
+
+_STATE_CACHE: dict = {}
+
+
+def initial_state(images: torch.Tensor, init_seed: int = 0, num_codes: int = 64, code_dim: int = 16,
+                  width: float = 0.25, pretrain_steps: int = 200, pretrain_batch: int = 32):
+    """Encoder/decoder state and k-means codebook at the start of the measurement (cached).
+
+    ``pretrain_steps`` Adam steps (lr 1e-3) of the plain (un-quantised) autoencoder first give the
+    latents a meaningful scale (a freshly initialised Table-1 encoder maps every image to latents of
+    norm ~0.01); ``pretrain_steps=0`` measures at initialisation. The codebook is then Lloyd's
+    k-means of all ``n`` images' latents (Sec. 3.2).
+    """
+    key = (images.data_ptr(), images.shape, float(images[0].sum()), init_seed, num_codes, code_dim, width, pretrain_steps, pretrain_batch)
+    if key in _STATE_CACHE:
+        return _STATE_CACHE[key]
+    enc, dec = make_encoder(code_dim, width, init_seed, decoder=True)
+    if pretrain_steps:
+        g = torch.Generator().manual_seed(10_000 + init_seed)
+        opt = torch.optim.Adam(list(enc.parameters()) + list(dec.parameters()), lr=1e-3)
+        for _ in range(pretrain_steps):
+            xb = images[torch.randint(0, images.shape[0], (pretrain_batch,), generator=g)]
+            loss = F.mse_loss(dec(enc(xb)), xb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        z0 = flat_latents(enc(images))
+    codebook = lloyd_torch(z0, num_codes, iters=300, seed=init_seed)
+    state = ({k: v.clone() for k, v in enc.state_dict().items()},
+             {k: v.clone() for k, v in dec.state_dict().items()}, codebook, z0)
+    if len(_STATE_CACHE) >= 4:
+        _STATE_CACHE.pop(next(iter(_STATE_CACHE)))
+    _STATE_CACHE[key] = state
+    return state
+
+
+def drift_experiment(batch_size: int, seed: int = 0, steps: int = 1, n_images: int = 256,
+                     num_codes: int = 64, code_dim: int = 16, width: float = 0.25, lr: float = 5e-4,
+                     optimizer: str = "adam", beta: float = 0.25, images: torch.Tensor | None = None,
+                     init_seed: int = 0, pretrain_steps: int = 200) -> DriftResult:
+    """Run the Sec. 3.2 measurement once. The network and codebook depend only on ``init_seed``
+    (see :func:`initial_state`); ``seed`` picks which images form the batches. ``images``
+    (n, 3, 32, 32) in [-1, 1] may be passed to avoid reloading."""
+    if batch_size < 1 or steps < 1:
+        raise ValueError(f"batch_size and steps must be >= 1, got {batch_size}, {steps}")
+    if optimizer not in ("adam", "sgd"):
+        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+    x = load_images(n_images, 32, seed=0) if images is None else images
+    n = x.shape[0]
+    if batch_size * steps >= n:
+        raise ValueError(f"batch_size * steps = {batch_size * steps} must be < n_images = {n} (need held-out images)")
+    enc_sd, dec_sd, cb0, z0 = initial_state(x, init_seed, num_codes, code_dim, width, pretrain_steps)
+    enc, dec = make_encoder(code_dim, width, init_seed, decoder=True)
+    enc.load_state_dict(enc_sd)
+    dec.load_state_dict(dec_sd)
+    codebook = torch.nn.Parameter(cb0.clone())
+    with torch.no_grad():
+        idx0 = _assign(z0, codebook)
+    params = list(enc.parameters()) + list(dec.parameters()) + [codebook]
+    opt = (torch.optim.Adam(params, lr=lr) if optimizer == "adam" else torch.optim.SGD(params, lr=lr))
+
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(n, generator=g)
+    used = order[: batch_size * steps]
+    hit = set()
+    for t in range(steps):
+        xb = x[used[t * batch_size:(t + 1) * batch_size]]
+        ze = enc(xb)
+        zf = flat_latents(ze)
+        with torch.no_grad():
+            q = _assign(zf, codebook)
+        hit.update(q.tolist())
+        c = codebook[q]
+        zq = zf + (c - zf).detach()                                   # plain STE (Sec. 3.1)
+        zq = zq.reshape(ze.shape[0], ze.shape[2], ze.shape[3], -1).permute(0, 3, 1, 2)
+        loss = F.mse_loss(dec(zq), xb) + F.mse_loss(c, zf.detach()) + beta * F.mse_loss(zf, c.detach())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    with torch.no_grad():
+        z1 = flat_latents(enc(x))
+        idx1 = _assign(z1, codebook)
+    per_img = z0.shape[0] // n
+    other = torch.ones(n, dtype=torch.bool)
+    other[used] = False
+    other_lat = other.repeat_interleave(per_img)
+    moved = (idx1[other_lat] != idx0[other_lat]).float().mean().item()
+    before = torch.bincount(idx0, minlength=num_codes) > 0
+    after = torch.bincount(idx1, minlength=num_codes) > 0
+    dz = (z1 - z0)[other_lat].norm(dim=1).mean()
+    dist0 = (z0 - codebook.detach()[idx0]).norm(dim=1)[other_lat].mean()
+    return DriftResult(batch_size, steps, seed, moved, int((before & ~after).sum()), int((~before).sum()),
+                       len(hit), float(dz / dist0.clamp_min(1e-12)), num_codes)
+
+
+def batch_size_sweep(batch_sizes=(1, 4, 16, 64), seeds=(0, 1, 2), n_seen: int | None = None, **kwargs):
+    """DataFrame of :func:`drift_experiment` over batch sizes and seeds.
+
+    ``n_seen=None``: one step per batch size (Sec. 3.2.1's single update); otherwise
+    ``ceil(n_seen / B)`` steps, so every batch size sees the same number of images.
+    """
+    import pandas as pd
+
+    images = kwargs.pop("images", None)
+    if images is None:
+        images = load_images(kwargs.get("n_images", 256), 32, seed=0)
+    rows = []
+    for b in batch_sizes:
+        steps = 1 if n_seen is None else math.ceil(n_seen / b)
+        for sd in seeds:
+            rows.append(drift_experiment(b, seed=sd, steps=steps, images=images, **kwargs).to_dict())
+    return pd.DataFrame(rows)
+
+
+#: Settings compared in the notebook: (label, drift_experiment overrides).
+DEFAULT_SETTINGS = (
+    ("Adam 5e-4, at init", {"optimizer": "adam", "lr": 5e-4, "pretrain_steps": 0}),
+    ("Adam 5e-4, pretrained", {"optimizer": "adam", "lr": 5e-4, "pretrain_steps": 200}),
+    ("SGD 0.05, pretrained", {"optimizer": "sgd", "lr": 0.05, "pretrain_steps": 200}),
+)
+
+
+def settings_sweep(settings=DEFAULT_SETTINGS, batch_sizes=(1, 4, 16, 64), seeds=(0, 1, 2),
+                   n_seen: int | None = None, n_images: int = 256):
+    """:func:`batch_size_sweep` for each (label, overrides) in ``settings``; summary mean/std per
+    (setting, batch size). Returns (summary DataFrame, raw DataFrame)."""
+    import pandas as pd
+
+    images = load_images(n_images, 32, seed=0)
+    raw = []
+    for label, ov in settings:
+        df = batch_size_sweep(batch_sizes, seeds, n_seen=n_seen, images=images, n_images=n_images, **ov)
+        df.insert(0, "setting", label)
+        raw.append(df)
+    raw = pd.concat(raw, ignore_index=True)
+    cols = ["moved_other", "codes_emptied", "codes_hit", "rel_drift"]
+    summ = raw.groupby(["setting", "batch_size"], sort=False)[cols].agg(["mean", "std"])
+    summ.columns = [f"{a}_{b}" for a, b in summ.columns]
+    summ.insert(0, "steps", raw.groupby(["setting", "batch_size"], sort=False)["steps"].first())
+    return summ.reset_index(), raw
