@@ -204,6 +204,19 @@ def train(cfg: TrainConfig, run_dir=None, resume: bool = True, deadline: float |
     """
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"train() needs a TrainConfig, got {type(cfg).__name__}")
+    # cfg.num_threads applies for this run only (restored after): small CPU runs are far faster,
+    # and immune to oversubscription when other processes share the cores, with one thread.
+    previous_threads = torch.get_num_threads()
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    try:
+        return _train(cfg, run_dir, resume, deadline, data, model_factory, _stop_after_step,
+                      _inject_nan_at_step)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train(cfg, run_dir, resume, deadline, data, model_factory, _stop_after_step, _inject_nan_at_step):
     t_wall0 = time.perf_counter()
     chash = config_hash(cfg)
     rank, local_rank, world, own_group = ddp.init_from_env(cfg.device)
@@ -214,8 +227,6 @@ def train(cfg: TrainConfig, run_dir=None, resume: bool = True, deadline: float |
         if world > 1:
             device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
     if cfg.deterministic and device.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.backends.cudnn.deterministic = True

@@ -11,7 +11,7 @@ def tiny_config(**overrides) -> TrainConfig:
     d = dict(dataset="fashion_mnist", image_size=16, width=1 / 16, backbone_options={"n_res": 1},
              quantizer="vq", num_codes=32, code_dim=8, batch_size=8, epochs=2, seed=3,
              eval_metrics=["usage", "psnr"], eval_batch_size=32, num_samples=4, progress=False,
-             checkpoint_every=None)
+             checkpoint_every=None, num_threads=1)
     d.update(overrides)
     return TrainConfig.from_dict(d)
 
