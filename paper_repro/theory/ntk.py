@@ -1,0 +1,145 @@
+"""Sec. 3.3.2 / Supp. 10, measured: the empirical NTK of an encoder vs the RBF stand-in of NS-VQ.
+
+One gradient step on sample ``x_i`` with loss ``L(E(x_i))`` changes every other latent by (Eq. 8-11)
+
+    Delta E(x_j) ~ J(x_j) Delta theta = -eta J(x_j) J(x_i)^T g_i = -eta K(x_j, x_i) g_i,
+
+``K(x_j, x_i) = J(x_j) J(x_i)^T`` (D x D), ``g_i = dL/dE(x_i)``. The paper then writes
+``Delta E(x_j) ~ K_ji K_ii^{-1} Delta E(x_i)`` (Eq. 12), replaces the NTK by an RBF kernel of the
+latent distance (Eq. 13-14) and in practice uses ``exp(-||E(x_i) - c_{q_j}||^2 / 2 s^2) (E(x_i) - c_{q_j})``
+(Eq. 15). :func:`compare_predictions` computes the TRUE ``Delta E(x_j)`` after one SGD step and all four
+predictions on real images with a small Table-1 encoder.
+
+Choices: the latent vector is the one at a fixed grid position (the centre) of each image, so
+``E(x) in R^D``; the loss is the VQ commitment ``||E(x_i) - sg(c_{q_i})||^2`` to a k-means codebook of
+the same latents (``g_i = 2 (E_i - c_{q_i})``); the encoder is first pre-trained briefly as a plain
+autoencoder (a freshly initialised one has all latents within ~0.01 of each other).
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, jacrev, vmap
+
+from ._common import lloyd_torch, load_images, make_encoder
+
+
+def jacobians(model: torch.nn.Module, xs: torch.Tensor, output_fn=None) -> torch.Tensor:
+    """Per-sample Jacobians ``J(x) = d f(x) / d theta`` as (n, D, P) (all trainable parameters, flattened).
+
+    ``f(x) = output_fn(model(x[None]))`` must return a vector (D,); default: ``model(x[None])[0]`` flattened.
+    """
+    params = {k: v.detach() for k, v in model.named_parameters() if v.requires_grad}
+    out_fn = output_fn or (lambda y: y[0].reshape(-1))
+
+    def f(p, x):
+        return out_fn(functional_call(model, p, (x[None],)))
+
+    jac = vmap(jacrev(f), in_dims=(None, 0))(params, xs)
+    n = xs.shape[0]
+    return torch.cat([j.reshape(n, j.shape[1], -1) for j in jac.values()], dim=2)
+
+
+def empirical_ntk(j1: torch.Tensor, j2: torch.Tensor | None = None) -> torch.Tensor:
+    """``K[a, b] = J(x_a) J(x_b)^T``: (n1, n2, D, D) from Jacobians (n, D, P)."""
+    j2 = j1 if j2 is None else j2
+    return torch.einsum("adp,bep->abde", j1, j2)
+
+
+def centre_latent(z: torch.Tensor) -> torch.Tensor:
+    """(B, D, h, w) -> the latent at the centre position (B, D)."""
+    return z[:, :, z.shape[2] // 2, z.shape[3] // 2]
+
+
+@dataclass
+class NTKComparison:
+    anchors: list
+    table: "object"          # pandas DataFrame of per-method metrics (means over anchors)
+    per_pair: "object"       # DataFrame: anchor, j, distances, true and predicted norms, cosines
+    ntk_vs_distance: float   # Spearman correlation of normalised NTK trace with latent distance^2
+
+
+def _cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp_min(1e-30)
+
+
+def compare_predictions(n: int = 48, anchors=(0, 1, 2, 3), code_dim: int = 8, width: float = 0.125,
+                        image_size: int = 16, num_codes: int = 8, lr: float = 1e-4, seed: int = 0,
+                        pretrain_steps: int = 100, two_sigma2: tuple = (1.0, "median")) -> NTKComparison:
+    """True one-step ``Delta E(x_j)`` vs Eq. 11, Eq. 12, Eq. 14 and Eq. 15 (see module docstring).
+
+    ``lr``: the SGD step on the anchor's loss. ``two_sigma2``: the RBF widths ``2 s^2`` to try
+    (``"median"`` = median squared latent distance to the anchor).
+    """
+    import pandas as pd
+    from scipy.stats import spearmanr
+
+    x = load_images(n, image_size, seed=seed)
+    enc, dec = make_encoder(code_dim, width, seed, decoder=True)
+    if pretrain_steps:
+        g = torch.Generator().manual_seed(20_000 + seed)
+        opt = torch.optim.Adam(list(enc.parameters()) + list(dec.parameters()), lr=1e-3)
+        for _ in range(pretrain_steps):
+            xb = x[torch.randint(0, n, (min(16, n),), generator=g)]
+            loss = F.mse_loss(dec(enc(xb)), xb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    enc = enc.double()
+    xd = x.double()
+    with torch.no_grad():
+        e = centre_latent(enc(xd))                                   # (n, D)
+    codebook = lloyd_torch(e, num_codes, iters=100, seed=seed)
+    q = torch.cdist(e, codebook).argmin(1)
+    jac = jacobians(enc, xd, output_fn=lambda y: centre_latent(y)[0])   # (n, D, P)
+
+    rows, pair_rows = [], []
+    ntk_corr = []
+    for i in anchors:
+        gi = 2.0 * (e[i] - codebook[q[i]])                            # dL/dE(x_i), L = ||E_i - sg(c)||^2
+        # true step
+        enc2 = copy.deepcopy(enc)
+        loss = ((centre_latent(enc2(xd[i:i + 1]))[0] - codebook[q[i]]) ** 2).sum()
+        grads = torch.autograd.grad(loss, [p for p in enc2.parameters()])
+        with torch.no_grad():
+            for p, gr in zip(enc2.parameters(), grads):
+                p -= lr * gr
+            e2 = centre_latent(enc2(xd))
+        true = e2 - e                                                 # (n, D)
+        others = torch.tensor([j for j in range(n) if j != i])
+        k_ji = torch.einsum("jdp,ep->jde", jac[others], jac[i])       # (n-1, D, D)
+        k_ii = jac[i] @ jac[i].T
+        pred = {"Eq.11 NTK linear (-eta K_ji g_i)": -lr * k_ji @ gi,
+                "Eq.12 K_ji K_ii^-1 dE_i": k_ji @ torch.linalg.solve(k_ii, true[i])}
+        d2 = ((e[others] - e[i]) ** 2).sum(1)
+        for s2 in two_sigma2:
+            s2v = float(d2.median()) if s2 == "median" else float(s2)
+            tag = f"2s^2={'median' if s2 == 'median' else s2}"
+            pred[f"Eq.14 RBF ({tag}) x dE_i"] = torch.exp(-d2 / s2v)[:, None] * true[i]
+            dq = e[i] - codebook[q[others]]
+            pred[f"Eq.15 practical ({tag})"] = torch.exp(-(dq ** 2).sum(1) / s2v)[:, None] * dq
+        t = true[others]
+        for name, p in pred.items():
+            cos = _cos(p, t)
+            rel = ((p - t).norm(dim=1) / t.norm(dim=1).clamp_min(1e-30))
+            norm_corr = float(spearmanr(p.norm(dim=1).numpy(), t.norm(dim=1).numpy())[0])
+            rows.append({"anchor": i, "method": name, "mean_cosine": float(cos.mean()),
+                         "median_rel_error": float(rel.median()), "spearman_norms": norm_corr,
+                         "scale_free": name.startswith("Eq.15")})
+        ntk_tr = torch.einsum("jdd->j", k_ji) / torch.sqrt(torch.einsum("dd->", k_ii) *
+                                                          torch.einsum("jdd->j", torch.einsum("jdp,jep->jde", jac[others], jac[others])))
+        ntk_corr.append(float(spearmanr(ntk_tr.numpy(), d2.numpy())[0]))
+        for jj, j in enumerate(others.tolist()):
+            pair_rows.append({"anchor": i, "j": j, "dist2": float(d2[jj]), "ntk_norm_trace": float(ntk_tr[jj]),
+                              "true_norm": float(t[jj].norm()),
+                              "cos_eq11": float(_cos(pred["Eq.11 NTK linear (-eta K_ji g_i)"][jj], t[jj])),
+                              "cos_eq12": float(_cos(pred["Eq.12 K_ji K_ii^-1 dE_i"][jj], t[jj])),
+                              "cos_eq14": float(_cos(true[i], t[jj]))})
+    df = pd.DataFrame(rows)
+    table = df.groupby("method", sort=False)[["mean_cosine", "median_rel_error", "spearman_norms"]].mean().reset_index()
+    table.loc[table.method.str.startswith("Eq.15"), "median_rel_error"] = np.nan   # Eq. 15 has no scale
+    return NTKComparison(list(anchors), table, pd.DataFrame(pair_rows), float(np.mean(ntk_corr)))
