@@ -105,7 +105,12 @@ def usage_claim(df: pd.DataFrame, better: str = "nsvq", than: str = "vq") -> str
 
 
 def _sig(v: float, sig: int) -> str:
-    return f"{float(v):.{sig}g}"
+    """``v`` to ``sig`` significant digits, trailing zeros kept (17.0, 0.500, 150, 1230)."""
+    v = float(v)
+    if v == 0 or not np.isfinite(v):
+        return f"{v:g}"
+    d = sig - 1 - int(np.floor(np.log10(abs(v))))
+    return f"{v:.{d}f}" if d > 0 else f"{round(v, d):.0f}"
 
 
 def provenance_lines(df: pd.DataFrame) -> list[str]:

@@ -162,3 +162,24 @@ def test_cli_train_deadline_exits_75_then_resume_publishes(tmp_path, monkeypatch
     assert main(args + ["--deadline", "1"]) == 75
     assert main(args) == 0
     assert store.record_path("cli", "gpu", config_hash(cfg), tmp_path / "res").exists()
+
+
+@pytest.mark.slow
+def test_worker_processes_run_and_publish(tmp_path, monkeypatch):
+    """jobs=2: each run is a `python -m paper_repro train` worker writing its own record."""
+    from paper_repro.data import DatasetNotFoundError, load_tensor_dataset
+    try:
+        load_tensor_dataset("fashion_mnist", "val", limit=2)
+    except DatasetNotFoundError:
+        pytest.skip("Fashion-MNIST not available")
+
+    def grid(profile):
+        return [tiny_config(quantizer=q, image_size=32, train_images=64, eval_images=32, epochs=1,
+                            eval_metrics=["usage"]) for q in ("vq", "nsvq")]
+    monkeypatch.setitem(GRIDS, GRID, grid)
+    root, runs = tmp_path / "results", tmp_path / "runs"
+    s = run_grid(GRID, "gpu", jobs=2, root=root, runs_root=runs, verbose=False)
+    assert list(s["status"]) == ["done", "done"], s.to_string()
+    df = store.load_results(GRID, "gpu", root)
+    assert len(df) == 2 and (df["steps"] == 8).all() and (df["eval_images"] == 32).all()
+    assert all((runs / GRID / "gpu" / h / "worker.log").exists() for h in df["config_hash"])

@@ -1,0 +1,52 @@
+"""Report helpers: seed aggregation, named FD column, captions naming the proxies, rounding."""
+import pandas as pd
+import pytest
+
+from paper_repro.experiments import report
+
+
+def _df(fd_metric="FD-VGG16"):
+    rows = []
+    for q, usage in (("vq", [0.1, 0.3]), ("nsvq", [0.9, 1.0])):
+        for s, u in enumerate(usage):
+            rows.append(dict(quantizer=q, num_codes=1024, code_dim=64, seed=s, eval_usage=u,
+                             eval_perplexity=10.0 * (s + 1), psnr=20.0 + s, ssim=0.5, lpips=0.2, fd=30.0 + s,
+                             fd_metric=fd_metric, dataset="fashion_mnist", image_size=32, profile="gpu",
+                             epochs=10, batch_size=16, width=1.0, train_images=None, eval_images=10000))
+    return pd.DataFrame(rows)
+
+
+def test_summary_table_means_and_sds_over_seeds():
+    t = report.summary_table(_df())
+    assert list(t["Method"]) == ["VQ (vanilla)", "NS-VQ"]
+    vq = t.iloc[0]
+    assert vq["Seeds"] == 2 and vq["Eval usage"] == pytest.approx(0.2)
+    assert vq["Eval usage sd"] == pytest.approx(((0.1 - 0.2) ** 2 * 2) ** 0.5)   # ddof = 1
+    assert "FD-VGG16" in t.columns and "FD-VGG16 sd" in t.columns
+
+
+def test_caption_names_every_proxy_and_mixed_fd_is_refused():
+    cap = report.caption(_df())
+    assert "Fashion-MNIST 32\u00d732" in cap and "not rFID" in cap and "VGG16 features" in cap
+    assert "CelebA-HQ" in cap and "evaluation split" in cap
+    assert "native resolution" in report.caption(_df("FD-VGG16@native"))
+    mixed = _df()
+    mixed.loc[0, "fd_metric"] = "rFID"
+    with pytest.raises(ValueError, match="not comparable"):
+        report.summary_table(mixed)
+
+
+def test_check_lines_and_claim():
+    lines = report.check_lines(_df())
+    assert lines[0] == ("VQ (vanilla) K=1024 D=64: Eval usage=0.200, PSNR (dB)=20.5, SSIM=0.500, "
+                        "LPIPS (AlexNet)=0.200, FD-VGG16=30.5")
+    assert report.usage_claim(_df()).endswith(": True")
+    flipped = _df()
+    flipped["quantizer"] = flipped["quantizer"].map({"vq": "nsvq", "nsvq": "vq"})
+    assert report.usage_claim(flipped).endswith(": False")
+
+
+@pytest.mark.parametrize("v, s", [(17.0, "17.0"), (150.0, "150"), (0.0137, "0.0137"), (0.5, "0.500"),
+                                  (1234.5, "1230"), (-2.345, "-2.35"), (0.0, "0")])
+def test_significant_digits(v, s):
+    assert report._sig(v, 3) == s
