@@ -62,10 +62,10 @@ mkdir -p "$OUT"
 log="$OUT/sweep_${name}_${profile}.log"
 exec > >(tee -a "$log") 2>&1
 
-PY=python3
+PY=${PYTHON:-python3}
 export PYTHONPATH=$PWD
 if ls .whl/lpips-*.whl >/dev/null 2>&1; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --target "$HOME/site" .whl/lpips-*.whl
+  $PY -m pip install -q --upgrade --no-index --no-deps --no-compile --target "$HOME/site" .whl/lpips-*.whl 2>&1 | grep -v "^WARNING: Running pip as" || true
   export PYTHONPATH=$PWD:$HOME/site
 fi
 [[ -d .weights ]] && export PAPER_REPRO_WEIGHTS=$PWD/.weights
@@ -74,7 +74,7 @@ export PAPER_REPRO_RESULTS=$PWD/runs/_results
 export PYTHONUNBUFFERED=1
 
 echo "== $(date -u +%FT%TZ) sweep $name profile=$profile jobs=$jobs budget=${budget}s"
-nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader || true
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader || true
 $PY - "$device" <<'EOF'
 # preflight: data and metric weights load, CUDA present (fails in seconds, not after training)
 import sys
