@@ -66,9 +66,16 @@ AUTO = "auto"
 
 
 def get_profile(name: str | Profile) -> Profile:
-    """Look up a profile by name; a clear error lists the valid names."""
+    """Look up a profile by name; a clear error lists the valid names.
+
+    ``auto`` resolves to ``ci`` here: it is what a computation with no committed results (the toy
+    demos and proof walkthroughs) runs at in a book build. Experiment grids handle ``auto`` before
+    this, in :func:`paper_repro.experiments.run_or_load`, by loading committed ``gpu`` results.
+    """
     if isinstance(name, Profile):
         return name
+    if name == AUTO:
+        return PROFILES["ci"]
     try:
         return PROFILES[name]
     except KeyError:
