@@ -23,6 +23,7 @@ from torch import nn
 
 from .search import DEFAULT_CHUNK_BYTES, check_chunk_bytes, check_precision, nearest_code
 from .stats import CodeUsage, batch_perplexity
+from .ste import straight_through
 
 
 @dataclass
@@ -42,6 +43,14 @@ def _to_floats(stats: dict) -> dict:
         vals = torch.stack([stats[k].detach().float().reshape(()).to(dev) for k in keys]).tolist()
         out.update(zip(keys, vals))
     return {k: out[k] for k in stats}
+
+
+def vq_loss(z: torch.Tensor, c: torch.Tensor, beta: float):
+    """The VQ-VAE codebook and commitment terms (Sec. 3.1; Eq. 2 as a mean over elements):
+    ``mse(c, sg z) + beta * mse(z, sg c)``. Returns ``(loss, stats)``."""
+    codebook_loss = F.mse_loss(c, z.detach())
+    commit_loss = F.mse_loss(z, c.detach())
+    return codebook_loss + beta * commit_loss, {"codebook_loss": codebook_loss, "commit_loss": commit_loss}
 
 
 def _check_positive_int(name: str, value) -> int:
@@ -153,6 +162,14 @@ class BaseQuantizer(nn.Module):
     def _quantize(self, z_flat: torch.Tensor):
         """(N, D) fp32 -> (zq_flat (N, D), indices (N,), loss (scalar), stats dict of 0-dim tensors)."""
         raise NotImplementedError
+
+    def _quantize_plain(self, z_flat: torch.Tensor, codebook: torch.Tensor, beta: float):
+        """Nearest code, :func:`vq_loss`, plain STE: the ``_quantize`` of methods whose only
+        difference is how ``codebook`` is produced (SimVQ, TransVQ)."""
+        idx = self.search(z_flat, codebook)
+        c = F.embedding(idx, codebook)
+        loss, stats = vq_loss(z_flat, c, beta)
+        return straight_through(z_flat, c), idx, loss, stats
 
     def _replace_codes(self, dead: torch.Tensor, latents: torch.Tensor) -> None:
         """Make codes ``dead`` (int64) represent ``latents`` (len(dead), D); see replacement.py."""

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import BaseQuantizer
+from .base import BaseQuantizer, vq_loss
 from .registry import register_quantizer
 from .ste import straight_through
 
@@ -54,10 +54,8 @@ class FC(BaseQuantizer):
         cn = self.lookup_codebook
         idx = self.search(zn, cn)
         c = F.embedding(idx, cn)
-        codebook_loss = F.mse_loss(c, zn.detach())
-        commit_loss = F.mse_loss(zn, c.detach())
+        loss, stats = vq_loss(zn, c, self.beta)
         y = self.proj_out(straight_through(zn, c))
         effective = F.embedding(idx, self.proj_out(cn)).detach()
         zq = effective + (y - y.detach())  # value: the table row exactly; gradients: those of y
-        return zq, idx, codebook_loss + self.beta * commit_loss, {
-            "codebook_loss": codebook_loss, "commit_loss": commit_loss}
+        return zq, idx, loss, stats

@@ -37,6 +37,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .base import vq_loss
 from .registry import register_quantizer
 from .search import PRECISIONS, rows_per_chunk
 from .vq import VQ
@@ -221,15 +222,12 @@ class NSVQ(VQ):
             idx = self.search(z_flat, cb)
             kernel_loss = None
         c = F.embedding(idx, cb)
-        codebook_loss = F.mse_loss(c, z_flat.detach())
-        commit_loss = F.mse_loss(z_flat, c.detach())
-        stats = {"codebook_loss": codebook_loss, "commit_loss": commit_loss}
+        loss, stats = vq_loss(z_flat, c, self.beta)
         if use_loss_kernel and self.flavor == "official":
-            loss = kernel_loss + self.beta * commit_loss  # the kernel loss includes the winner (w = 1)
-        else:
-            loss = codebook_loss + self.beta * commit_loss
-            if kernel_loss is not None:
-                loss = loss + kernel_loss
+            # the kernel loss includes the winner (w = 1) and replaces the codebook term
+            loss = kernel_loss + self.beta * stats["commit_loss"]
+        elif kernel_loss is not None:
+            loss = loss + kernel_loss
         if kernel_loss is not None:
             stats["kernel_loss"] = kernel_loss
         stats["kernel_scale"] = self.current_scale

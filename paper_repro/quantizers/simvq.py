@@ -13,12 +13,10 @@ in floating point, which differs from the looked-up code by rounding; here the o
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .base import BaseQuantizer
 from .registry import register_quantizer
-from .ste import straight_through
 
 
 @register_quantizer("simvq")
@@ -42,10 +40,4 @@ class SimVQ(BaseQuantizer):
         self.base[dead] = new.to(self.base.dtype)
 
     def _quantize(self, z_flat):
-        cb = self.codebook
-        idx = self.search(z_flat, cb)
-        c = F.embedding(idx, cb)
-        codebook_loss = F.mse_loss(c, z_flat.detach())
-        commit_loss = F.mse_loss(z_flat, c.detach())
-        return (straight_through(z_flat, c), idx, codebook_loss + self.beta * commit_loss,
-                {"codebook_loss": codebook_loss, "commit_loss": commit_loss})
+        return self._quantize_plain(z_flat, self.codebook, self.beta)

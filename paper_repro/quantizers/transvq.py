@@ -20,7 +20,6 @@ from torch import nn
 
 from .base import BaseQuantizer
 from .registry import register_quantizer
-from .ste import straight_through
 
 MAPPERS = ("transformer", "mlp")
 
@@ -114,10 +113,4 @@ class TransVQ(BaseQuantizer):
             self.mapper.pos.weight[dead] = self.mapper.pos.weight[j]
 
     def _quantize(self, z_flat):
-        cb = self.codebook
-        idx = self.search(z_flat, cb)
-        c = F.embedding(idx, cb)
-        codebook_loss = F.mse_loss(c, z_flat.detach())
-        commit_loss = F.mse_loss(z_flat, c.detach())
-        return (straight_through(z_flat, c), idx, codebook_loss + self.beta * commit_loss,
-                {"codebook_loss": codebook_loss, "commit_loss": commit_loss})
+        return self._quantize_plain(z_flat, self.codebook, self.beta)

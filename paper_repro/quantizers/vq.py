@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import BaseQuantizer
+from .base import BaseQuantizer, vq_loss
 from .registry import register_quantizer
 from .stats import distributed_ready
 from .ste import check_ste_d, modified_straight_through, resolve_ste_d, straight_through
@@ -111,8 +111,5 @@ class VQ(BaseQuantizer):
         cb = self.codebook
         idx = self.search(z_flat, cb)
         c = F.embedding(idx, cb)
-        codebook_loss = F.mse_loss(c, z_flat.detach())
-        commit_loss = F.mse_loss(z_flat, c.detach())
-        loss = codebook_loss + self.beta * commit_loss
-        zq = self._ste(z_flat, c, z_flat.shape[0])
-        return zq, idx, loss, {"codebook_loss": codebook_loss, "commit_loss": commit_loss}
+        loss, stats = vq_loss(z_flat, c, self.beta)
+        return self._ste(z_flat, c, z_flat.shape[0]), idx, loss, stats
