@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Callable
 
 from ..profiles import get_profile
-from ..training.config import TrainConfig
+from ..training.config import TrainConfig, config_hash
 
 GRIDS: dict[str, Callable[[str], list[TrainConfig]]] = {}
 
@@ -30,13 +30,9 @@ def get_grid(name: str, profile: str, device: str | None = None) -> list[TrainCo
         raise ValueError(f"unknown grid {name!r}; expected one of: {', '.join(sorted(GRIDS))}")
     prof = get_profile(profile).name
     cfgs = GRIDS[name](prof)
-    out = []
-    for c in cfgs:
-        c = c.replace(experiment=name, profile=prof, **({"device": device} if device else {}))
-        out.append(c)
-    hashes = [c for c in out]
-    from ..training.config import config_hash
-    hs = [config_hash(c) for c in hashes]
+    out = [c.replace(experiment=name, profile=prof, **({"device": device} if device else {}))
+           for c in cfgs]
+    hs = [config_hash(c) for c in out]
     if len(set(hs)) != len(hs):
         raise ValueError(f"grid {name!r} at profile {prof!r} has duplicate configs")
     return out
