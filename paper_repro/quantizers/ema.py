@@ -30,7 +30,7 @@ from .base import BaseQuantizer
 from .registry import register_quantizer
 from .stats import all_reduce_sum_, distributed_ready
 from .ste import straight_through
-from .vq import kmeans
+from .vq import kmeans_centres
 
 INITS = ("uniform", "normal", "kmeans")
 
@@ -88,12 +88,7 @@ class EMA(BaseQuantizer):
 
     @torch.no_grad()
     def init_kmeans(self, latents: torch.Tensor, iters: int | None = None) -> None:
-        if latents.dim() == 4:
-            latents = latents.permute(0, 2, 3, 1).reshape(-1, latents.shape[1])
-        centres = kmeans(latents, self.num_codes, self.kmeans_iters if iters is None else iters,
-                         search_fn=lambda x, c: self.search(x, c))
-        if distributed_ready():
-            dist.broadcast(centres, src=0)
+        centres = kmeans_centres(self, latents, iters)
         self.embed.copy_(centres)
         self.embed_avg.copy_(centres)
         self.cluster_size.fill_(1.0)

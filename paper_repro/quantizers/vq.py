@@ -44,6 +44,21 @@ def kmeans(latents: torch.Tensor, num_codes: int, iters: int = 10, *, generator=
     return centres
 
 
+@torch.no_grad()
+def kmeans_centres(q, latents: torch.Tensor, iters: int | None = None) -> torch.Tensor:
+    """k-means init of quantizer ``q`` (Sec. 3.2's assumption) from ``latents`` ((N, D) or
+    (B, D, H, W)) with ``q``'s own search; under DDP every process gets rank 0's solution."""
+    if latents.dim() == 4:
+        latents = latents.permute(0, 2, 3, 1).reshape(-1, latents.shape[1])
+    if latents.dim() != 2 or latents.shape[1] != q.code_dim:
+        raise ValueError(f"init_kmeans expects (N, {q.code_dim}) or (B, {q.code_dim}, H, W) latents")
+    centres = kmeans(latents, q.num_codes, q.kmeans_iters if iters is None else iters,
+                     search_fn=lambda x, c: q.search(x, c))
+    if distributed_ready():
+        torch.distributed.broadcast(centres, src=0)
+    return centres
+
+
 @register_quantizer("vq")
 class VQ(BaseQuantizer):
     def __init__(
@@ -79,15 +94,7 @@ class VQ(BaseQuantizer):
     @torch.no_grad()
     def init_kmeans(self, latents: torch.Tensor, iters: int | None = None) -> None:
         """Set the codebook to a k-means solution of ``latents`` ((N, D) or (B, D, H, W))."""
-        if latents.dim() == 4:
-            latents = latents.permute(0, 2, 3, 1).reshape(-1, latents.shape[1])
-        if latents.dim() != 2 or latents.shape[1] != self.code_dim:
-            raise ValueError(f"init_kmeans expects (N, {self.code_dim}) or (B, {self.code_dim}, H, W) latents")
-        centres = kmeans(latents, self.num_codes, self.kmeans_iters if iters is None else iters,
-                         search_fn=lambda x, c: self.search(x, c))
-        if distributed_ready():  # every process starts from rank 0's solution
-            torch.distributed.broadcast(centres, src=0)
-        self._set_codes(centres)
+        self._set_codes(kmeans_centres(self, latents, iters))
         self.initialized.fill_(True)
 
     def _set_codes(self, codes: torch.Tensor, index: torch.Tensor | None = None) -> None:
