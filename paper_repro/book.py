@@ -94,9 +94,7 @@ def strip_volatile_metadata(path: Path) -> None:
                                 if k in ("parameters", "default_parameters")}
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
-        pm_cell = cell.metadata.get("papermill")
-        if pm_cell is not None:
-            cell.metadata.pop("papermill")
+        cell.metadata.pop("papermill", None)
     nbformat.write(nb, str(path))
 
 
