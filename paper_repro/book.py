@@ -95,6 +95,8 @@ def strip_volatile_metadata(path: Path) -> None:
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
         cell.metadata.pop("papermill", None)
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell.id = "injected-parameters"  # papermill draws a new random id on every run
     nbformat.write(nb, str(path))
 
 
