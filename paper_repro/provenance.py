@@ -36,14 +36,26 @@ def library_versions() -> dict[str, str]:
 
 
 def device_description(device: str | None = None) -> str:
-    """Human-readable device, e.g. ``cuda: NVIDIA H100 80GB HBM3`` or ``cpu: x86_64 (2 threads)``."""
+    """Human-readable device, e.g. ``cuda: NVIDIA H100 80GB HBM3`` or ``cpu: AMD EPYC (2 threads)``."""
     import torch
 
     dev = str(device or "cpu")
     if dev.startswith("cuda") and torch.cuda.is_available():
         idx = torch.device(dev).index or 0
         return f"cuda: {torch.cuda.get_device_name(idx)}"
-    return f"cpu: {platform.machine()} ({torch.get_num_threads()} threads)"
+    return f"cpu: {cpu_model()} ({torch.get_num_threads()} threads)"
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else the machine architecture."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
 
 
 def provenance(device: str | None = None, **extra) -> dict:
