@@ -217,6 +217,14 @@ def main(argv=None):
         return
     isolate = device.type == "cpu" if args.isolate is None else args.isolate
     out = Path(args.out) if args.out else default_out(device, args.threads)
+    # provenance as of the start: the code measured is the code checked out now
+    setup = {k: getattr(args, k) for k in ("n", "d", "ks", "methods", "warmup", "repeats", "threads", "small")}
+    prov = provenance(str(device), benchmark="bench_quantizers", setup=setup, isolated=isolate,
+                      tf32=False if device.type == "cuda" else None, command=" ".join(sys.argv))
+    try:
+        prov["versions"]["vector-quantize-pytorch"] = metadata.version("vector-quantize-pytorch")
+    except metadata.PackageNotFoundError:
+        pass
     rows = []
     for k in args.ks:
         for m in args.methods:
@@ -227,13 +235,6 @@ def main(argv=None):
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    setup = {k: getattr(args, k) for k in ("n", "d", "ks", "methods", "warmup", "repeats", "threads", "small")}
-    prov = provenance(str(device), benchmark="bench_quantizers", setup=setup, isolated=isolate,
-                      tf32=False if device.type == "cuda" else None, command=" ".join(sys.argv))
-    try:
-        prov["versions"]["vector-quantize-pytorch"] = metadata.version("vector-quantize-pytorch")
-    except metadata.PackageNotFoundError:
-        pass
     out.with_suffix(".provenance.json").write_text(json.dumps(prov, indent=1) + "\n")
     kmax = max(args.ks)
     t = {r["method"]: r["ms_median"] for r in rows if r["K"] == kmax and r["ms_median"] != ""}

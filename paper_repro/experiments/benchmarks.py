@@ -1,0 +1,144 @@
+"""Quantizer speed and memory tables, read from ``benchmarks/bench_quantizers.py`` output.
+
+Each run of the benchmark leaves ``data/results/bench_quantizers/<device>.csv`` (one row per method
+and codebook size K: median / best ms of one forward + backward step, peak memory above the inputs)
+and ``<device>.provenance.json`` beside it (commit, versions, device, date, setup). Nothing here
+times anything: it only loads, compares and plots what the benchmark measured.
+
+The quantizer issue's targets are for a GPU: NS-VQ (paper flavour) within 1.5x of plain ``vq`` at
+N = 16,384, d = 64, K = 65,536, and plain ``vq`` at least 2x faster than vector-quantize-pytorch's
+``VectorQuantize``. :func:`target_table` evaluates them on every device measured and says which
+device each verdict is for.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from ..paths import RESULTS_DIR
+
+BENCH_DIR = RESULTS_DIR / "bench_quantizers"
+
+LABELS = {
+    "vq": "vq (chunked addmm search)",
+    "nsvq": "nsvq (paper: RBF kernel term, modified STE)",
+    "nsvq_official": "nsvq, flavor='official'",
+    "ema": "ema",
+    "simvq": "simvq",
+    "transvq": "transvq (transformer map)",
+    "nsvq_dense": "nsvq, naive dense N x K reference",
+    "vqpytorch": "vector-quantize-pytorch VectorQuantize",
+}
+
+# (name, numerator, denominator, bound, sense): ratio of median step times at the largest K.
+TARGETS = (
+    ("NS-VQ within 1.5x of vq", "nsvq", "vq", 1.5, "<="),
+    ("vq at least 2x faster than vector-quantize-pytorch", "vqpytorch", "vq", 2.0, ">="),
+)
+
+
+def load_benchmarks(root: Path | str | None = None) -> pd.DataFrame:
+    """Every benchmark table under ``root`` as one tidy frame, with its provenance columns
+    (``device_name``, ``commit``, ``date``, ``source`` = the CSV file's name).
+
+    Raises FileNotFoundError when there is none, ValueError when a table lacks its provenance."""
+    root = Path(root) if root is not None else BENCH_DIR
+    csvs = sorted(root.glob("*.csv"))
+    if not csvs:
+        raise FileNotFoundError(f"no benchmark tables in {root}; run "
+                                "`python benchmarks/bench_quantizers.py` to make one")
+    frames = []
+    for path in csvs:
+        prov_path = path.with_suffix(".provenance.json")
+        if not prov_path.exists():
+            raise ValueError(f"{path.name} has no provenance file {prov_path.name} beside it")
+        prov = json.loads(prov_path.read_text())
+        df = pd.read_csv(path, keep_default_na=False, na_values=[""])
+        missing = {"method", "K", "N", "d", "ms_median", "ms_min", "peak_mib"} - set(df.columns)
+        if missing:
+            raise ValueError(f"{path.name} lacks column(s) {sorted(missing)}")
+        df["note"] = df.get("note", pd.Series("", index=df.index)).fillna("").astype(str)
+        df["device_name"] = prov.get("device", "?")
+        df["commit"] = str(prov.get("git_commit", "?"))[:12]
+        df["date"] = prov.get("date", "?")
+        df["torch"] = prov.get("versions", {}).get("torch", "?")
+        df["source"] = path.name
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+def speed_table(df: pd.DataFrame, device_name: str) -> pd.DataFrame:
+    """Median ms per step for one device: rows = method (in a fixed order), columns = K."""
+    sub = df[df.device_name == device_name]
+    t = sub.pivot_table(index="method", columns="K", values="ms_median", aggfunc="first")
+    order = [m for m in LABELS if m in t.index] + [m for m in t.index if m not in LABELS]
+    t = t.loc[order]
+    t.index = [LABELS.get(m, m) for m in t.index]
+    t.columns = [f"K={k:,}" for k in t.columns]
+    t.index.name = "ms per forward+backward step (median)"
+    return t
+
+
+def ratio_table(df: pd.DataFrame, device_name: str, reference: str = "vq") -> pd.DataFrame:
+    """Median step time of each method divided by ``reference``'s, per K, for one device."""
+    sub = df[df.device_name == device_name]
+    t = sub.pivot_table(index="method", columns="K", values="ms_median", aggfunc="first")
+    if reference not in t.index:
+        raise ValueError(f"no {reference!r} rows for {device_name!r}")
+    r = t.div(t.loc[reference], axis=1)
+    order = [m for m in LABELS if m in r.index and m != reference]
+    r = r.loc[order]
+    r.index = [LABELS.get(m, m) for m in r.index]
+    r.columns = [f"K={k:,}" for k in r.columns]
+    r.index.name = f"time / time of {reference}"
+    return r
+
+
+def target_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The issue's two speed targets at each device's largest K: ratio, bound, and whether it is
+    met. ``applies`` is False on a CPU: the targets are stated for a GPU."""
+    rows = []
+    for device_name, sub in df.groupby("device_name", sort=True):
+        kmax = int(sub.K.max())
+        at = sub[sub.K == kmax].set_index("method")["ms_median"]
+        for name, num, den, bound, sense in TARGETS:
+            ratio = float(at[num] / at[den]) if num in at and den in at and pd.notna(at[num]) \
+                and pd.notna(at[den]) else float("nan")
+            met = (ratio <= bound if sense == "<=" else ratio >= bound) if ratio == ratio else None
+            rows.append(dict(device=device_name, K=kmax, target=name,
+                             ratio=round(ratio, 2) if ratio == ratio else None,
+                             bound=f"{sense} {bound}", met=met,
+                             applies=device_name.startswith("cuda")))
+    return pd.DataFrame(rows)
+
+
+def caption(df: pd.DataFrame, device_name: str) -> str:
+    sub = df[df.device_name == device_name].iloc[0]
+    kind = "GPU" if device_name.startswith("cuda") else "CPU (not the GPU the targets are stated for)"
+    return (f"{kind}: {device_name}; N = {int(sub.N):,} latents, d = {int(sub.d)}, fp32; "
+            f"commit {sub.commit}, torch {sub.torch}, {sub.date}; file {sub.source}.")
+
+
+def plot_benchmarks(df: pd.DataFrame):
+    """Time and peak memory against K, one pair of panels per device (log-log)."""
+    import matplotlib.pyplot as plt
+
+    devices = sorted(df.device_name.unique())
+    fig, axes = plt.subplots(len(devices), 2, figsize=(11, 3.8 * len(devices)), squeeze=False)
+    for row, device_name in zip(axes, devices):
+        sub = df[(df.device_name == device_name) & df.ms_median.notna()]
+        for m in [m for m in LABELS if m in set(sub.method)]:
+            s = sub[sub.method == m].sort_values("K")
+            style = dict(marker="o", lw=2 if m in ("vq", "nsvq") else 1,
+                         ls="--" if m in ("nsvq_dense", "vqpytorch") else "-")
+            row[0].plot(s.K, s.ms_median, label=LABELS[m], **style)
+            row[1].plot(s.K, s.peak_mib, label=LABELS[m], **style)
+        for ax, what in zip(row, ("ms per step (median)", "peak memory above inputs (MiB)")):
+            ax.set(xscale="log", yscale="log", xlabel="codebook size K", ylabel=what)
+            ax.grid(alpha=0.3, which="both")
+        row[0].set_title(device_name, fontsize=10)
+    axes[0, 1].legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return fig
