@@ -1,14 +1,25 @@
 #!/usr/bin/env bash
-# Run (part of) a named experiment grid on the GPU machine within one device command, resumably.
+# Run (part of) a named experiment grid, or an experiment notebook, on the GPU machine within one
+# device command, resumably.
 #
 #   bash scripts/gpu_sweep.sh --prepare              # HERE, once: fill .data/ .weights/ .whl/ to carry
 #   bash scripts/gpu_sweep.sh NAME PROFILE JOBS [BUDGET_S]    # THERE, via the device tool:
 #       run(command="bash scripts/gpu_sweep.sh first_run gpu 8", carry=[".data", ".weights", ".whl"])
 #   bash scripts/gpu_sweep.sh --collect FILES_AT/results_NAME_PROFILE.tgz   # HERE: merge the records
 #
-# What it does on the device machine (torch + pandas there; no lpips, no Fashion-MNIST, no internet):
-# 1. installs the carried lpips wheel into $HOME/site, points PAPER_REPRO_WEIGHTS at the carried
-#    fp16 LPIPS / VGG16 weights and FASHION_MNIST_DIR at the carried idx files; checks all three load;
+# The same grid through Papermill (the notebook trains the runs itself, into a separate store, so
+# CLI and notebook runs can be compared); papermill's wheels and the data do not fit in one 64 MiB
+# carry, so it takes two calls on a warm machine:
+#   ../shared/tools/gpu-wheels.sh && rm -f .whl/cuda_*.whl         # HERE: papermill, ipykernel, lpips
+#   run(command="bash scripts/gpu_sweep.sh --install", carry=[".whl"])          # THERE: into .site/
+#   run(command="bash scripts/gpu_sweep.sh --notebook first_training_run gpu 6", carry=[".data", ".weights"])
+#   -> $OUT/first_training_run_gpu.ipynb (executed) and $OUT/results_nb_NAME_gpu.tgz
+# (.site/ and .whl/ are git-ignored build outputs: the device keeps them between calls while warm.)
+#
+# What the sweep does on the device machine (torch + pandas there; no lpips, no Fashion-MNIST, no internet):
+# 1. installs the carried lpips wheel into .site/ (unless already there), points PAPER_REPRO_WEIGHTS
+#    at the carried fp16 LPIPS / VGG16 weights and FASHION_MNIST_DIR at the carried idx files;
+#    checks all three load;
 # 2. seeds the device-side results store runs/_results/ with the records already committed in
 #    data/results/NAME/PROFILE (so finished runs are skipped) and runs
 #    `python -m paper_repro sweep NAME --profile PROFILE --device cuda --jobs JOBS --time-budget T`:
@@ -20,6 +31,7 @@
 # while the machine stays warm: call the same command again within its idle window to continue the
 # partial runs; on a fresh machine partial runs restart from zero (finished ones are never redone,
 # as long as their records were collected and committed here).
+# SWEEP_DEVICE=cpu rehearses any of these modes on this machine (with profile ci).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,7 +63,17 @@ print(f'merged {len(out)} record(s) into {RESULTS_DIR}')" "$tmp"
   exit 0
 fi
 
-name=${1:?usage: gpu_sweep.sh NAME PROFILE JOBS [BUDGET_S]}
+if [[ "${1:-}" == "--install" ]]; then   # THERE: every carried wheel into .site/
+  PY=${PYTHON:-python3}
+  ls .whl/*.whl >/dev/null 2>&1 || { echo "no wheels in .whl/: run ../shared/tools/gpu-wheels.sh here and carry .whl" >&2; exit 1; }
+  $PY -m pip install -q --no-index --no-deps --no-compile --target .site .whl/*.whl 2>&1 | grep -v "^WARNING: Running pip as" || true
+  PYTHONPATH=$PWD/.site $PY -c "import papermill, ipykernel, lpips; print('installed in .site: papermill', papermill.__version__, '/ ipykernel', ipykernel.__version__)"
+  exit 0
+fi
+
+mode=sweep
+if [[ "${1:-}" == "--notebook" ]]; then mode=notebook; shift; fi
+name=${1:?usage: gpu_sweep.sh [--notebook] NAME PROFILE JOBS [BUDGET_S]}
 profile=${2:-gpu}
 jobs=${3:-8}
 budget=${4:-540}                  # whole command, seconds (device limit: 600)
@@ -59,21 +81,25 @@ device=${SWEEP_DEVICE:-cuda}      # SWEEP_DEVICE=cpu: a local rehearsal of the w
 t0=$(date +%s)
 OUT=${OUT:-$PWD/_build/gpu_out}
 mkdir -p "$OUT"
-log="$OUT/sweep_${name}_${profile}.log"
+log="$OUT/${mode}_${name}_${profile}.log"
 exec > >(tee -a "$log") 2>&1
 
 PY=${PYTHON:-python3}
-export PYTHONPATH=$PWD
-if ls .whl/lpips-*.whl >/dev/null 2>&1; then
-  $PY -m pip install -q --upgrade --no-index --no-deps --no-compile --target "$HOME/site" .whl/lpips-*.whl 2>&1 | grep -v "^WARNING: Running pip as" || true
-  export PYTHONPATH=$PWD:$HOME/site
+site=$PWD/.site                   # git-ignored; packages the GPU image lacks
+export PYTHONPATH=$PWD:$site PATH=$site/bin:$PATH
+if [[ ! -d $site/lpips ]] && ls .whl/lpips-*.whl >/dev/null 2>&1; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --target "$site" .whl/lpips-*.whl 2>&1 | grep -v "^WARNING: Running pip as" || true
 fi
 [[ -d .weights ]] && export PAPER_REPRO_WEIGHTS=$PWD/.weights
 [[ -d .data/fashion-mnist ]] && export FASHION_MNIST_DIR=$PWD/.data/fashion-mnist
-export PAPER_REPRO_RESULTS=$PWD/runs/_results
+if [[ $mode == notebook ]]; then   # the notebook trains its own runs, apart from the CLI's
+  export PAPER_REPRO_RESULTS=$PWD/runs/_results_nb PAPER_REPRO_RUNS=$PWD/runs/nb
+else
+  export PAPER_REPRO_RESULTS=$PWD/runs/_results
+fi
 export PYTHONUNBUFFERED=1
 
-echo "== $(date -u +%FT%TZ) sweep $name profile=$profile jobs=$jobs budget=${budget}s"
+echo "== $(date -u +%FT%TZ) $mode $name profile=$profile jobs=$jobs budget=${budget}s"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader || true
 $PY - "$device" <<'EOF'
 # preflight: data and metric weights load, CUDA present (fails in seconds, not after training)
@@ -88,6 +114,19 @@ M.lpips_model("alex", dev); M.vgg16_features_model(224, dev)
 name = torch.cuda.get_device_name(0) if dev != "cpu" else "cpu"
 print(f"preflight ok: torch {torch.__version__}, {name}, data {tuple(x.shape)}")
 EOF
+
+if [[ $mode == notebook ]]; then
+  nb_budget=$(( budget - ($(date +%s) - t0) - 90 ))   # margin: kernel start, last evaluation, tarball
+  (( nb_budget > 30 )) || { echo "not enough time left ($nb_budget s)"; exit 1; }
+  set +e
+  $PY -m papermill "notebooks/$name.ipynb" "$OUT/${name}_${profile}.ipynb" -k python3 \
+      -p profile "$profile" -p device "$device" -p jobs "$jobs" -p time_budget_s "$nb_budget"
+  rc=$?
+  set -e
+  [[ -d $PAPER_REPRO_RESULTS ]] && tar czf "$OUT/results_nb_${name}_${profile}.tgz" -C "$PAPER_REPRO_RESULTS" .
+  echo "== done in $(( $(date +%s) - t0 )) s (papermill exit $rc: 0 complete; otherwise see the notebook's last cell — a time-budget stop says to rerun, which resumes)"
+  exit 0
+fi
 
 # committed records -> device-side store, so finished runs are skipped
 if [[ -d "data/results/$name/$profile" ]]; then

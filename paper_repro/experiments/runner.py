@@ -218,11 +218,14 @@ def grid_results(name: str, profile: str, root=None) -> tuple[pd.DataFrame, list
 
 
 def run_or_load(name: str, profile: str = AUTO, device: str = "cpu", jobs: int = 1,
-                root=None, runs_root=None) -> tuple[pd.DataFrame, str]:
+                root=None, runs_root=None, time_budget_s: float | None = None
+                ) -> tuple[pd.DataFrame, str]:
     """(results table, sentence saying where it came from).
 
     ``profile="auto"``: the committed ``gpu`` results when every run of the grid is stored, else a
-    ``ci`` run. A concrete profile runs whatever is missing at that profile (on ``device``).
+    ``ci`` run. A concrete profile runs whatever is missing at that profile (on ``device``), with
+    ``jobs`` runs at once. With ``time_budget_s`` unfinished runs checkpoint and stop before the
+    budget ends, and a RuntimeError says to call again: the next call resumes them.
     """
     if profile == AUTO:
         df, missing = grid_results(name, "gpu", root)
@@ -235,10 +238,13 @@ def run_or_load(name: str, profile: str = AUTO, device: str = "cpu", jobs: int =
     else:
         get_profile(profile)
         why = ""
-    summary = run_grid(name, profile, device, jobs=jobs, root=root, runs_root=runs_root, verbose=False)
+    summary = run_grid(name, profile, device, jobs=jobs, root=root, runs_root=runs_root,
+                       time_budget_s=time_budget_s, verbose=False)
     bad = summary[~summary["status"].isin(["stored", "published", "done"])]
     if len(bad):
-        raise RuntimeError(f"grid {name!r} at {profile!r}: {len(bad)} run(s) did not finish:\n"
+        again = (" Time budget reached: run again to resume from the checkpoints."
+                 if set(bad["status"]) == {"interrupted"} else "")
+        raise RuntimeError(f"grid {name!r} at {profile!r}: {len(bad)} run(s) did not finish.{again}\n"
                            + bad.to_string(index=False))
     df, missing = grid_results(name, profile, root)
     ran = int((summary["status"] == "done").sum())

@@ -25,7 +25,8 @@ def test_ratios_and_targets(tmp_path):
         _row("vq", 1024, 1.0), _row("nsvq", 1024, 1.2), _row("vqpytorch", 1024, 5.0),
         _row("vq", 65536, 10.0), _row("nsvq", 65536, 16.0), _row("vqpytorch", 65536, 25.0)])
     _write(tmp_path, "cpu", "cpu: Some CPU (2 threads)", [
-        _row("vq", 65536, 100.0), _row("nsvq", 65536, 140.0), _row("vqpytorch", 65536, "", "out of memory")])
+        _row("vq", 65536, 100.0), _row("nsvq", 65536, 140.0), _row("vqpytorch", 65536, "", "out of memory"),
+        _row("vq", 1024, 10.0), _row("vqpytorch", 1024, 35.0)])
     df = load_benchmarks(tmp_path)
     assert set(df.device_name) == {"cuda: Some GPU", "cpu: Some CPU (2 threads)"}
     r = ratio_table(df, "cuda: Some GPU")
@@ -34,13 +35,21 @@ def test_ratios_and_targets(tmp_path):
     t = target_table(df).set_index(["device", "target"])
     gpu = t.loc["cuda: Some GPU"]
     assert gpu.loc["NS-VQ within 1.5x of vq", "met"] == False  # noqa: E712  1.6 > 1.5
-    assert gpu.loc["NS-VQ within 1.5x of vq", "K"] == 65536
+    assert gpu.loc["NS-VQ within 1.5x of vq", "K"] == 65536 and gpu["note"].eq("").all()
     assert gpu.loc["vq at least 2x faster than vector-quantize-pytorch", "met"] == True  # noqa: E712
     cpu = t.loc["cpu: Some CPU (2 threads)"]
     assert cpu.loc["NS-VQ within 1.5x of vq", "met"] == True  # noqa: E712  1.4 <= 1.5
     assert not cpu["applies"].any() and gpu["applies"].all()
-    # a method without a time (out of memory) gives no verdict, not a false one
-    assert cpu.loc["vq at least 2x faster than vector-quantize-pytorch", "met"] is None
+    # a target with no K where both methods ran gives no verdict, not a false one
+    _write(tmp_path, "other", "cuda: Other GPU", [_row("vq", 8, 1.0), _row("vqpytorch", 8, "", "not importable: x")])
+    other = target_table(load_benchmarks(tmp_path)).set_index(["device", "target"]).loc["cuda: Other GPU"]
+    assert other.loc["vq at least 2x faster than vector-quantize-pytorch", "met"] is None
+    assert "not importable" in other.loc["vq at least 2x faster than vector-quantize-pytorch", "note"]
+    # the vqpytorch target falls back to the largest K where both ran, and says so
+    cpu_ns = target_table(df)
+    row = cpu_ns[(cpu_ns.device == "cpu: Some CPU (2 threads)") & cpu_ns.target.str.startswith("vq at")].iloc[0]
+    assert row.K == 1024 and row.ratio == pytest.approx(3.5) and row.met
+    assert "K=65,536: out of memory" in row.note
     s = speed_table(df, "cuda: Some GPU")
     assert list(s.columns) == ["K=1,024", "K=65,536"] and s.index[0].startswith("vq")
 

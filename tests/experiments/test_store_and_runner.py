@@ -115,6 +115,19 @@ def test_run_or_load_auto_prefers_complete_committed_gpu_results(tmp_path, test_
     assert source.startswith("Loaded 2 committed gpu-profile runs") and set(df["profile"]) == {"gpu"}
 
 
+def test_run_or_load_time_budget_stops_cleanly_and_a_second_call_resumes(tmp_path, test_grid):
+    root, runs = tmp_path / "results", tmp_path / "runs"
+    with pytest.raises(RuntimeError, match="run again to resume"):
+        run_or_load(GRID, "gpu", root=root, runs_root=runs, time_budget_s=1e-9)
+    assert not list((root / GRID / "gpu").glob("*.json")) if (root / GRID / "gpu").exists() else True
+    assert all((run_dir_for(c, runs) / CHECKPOINT_NAME).exists() for c in grids.get_grid(GRID, "gpu"))
+    df, source = run_or_load(GRID, "gpu", root=root, runs_root=runs)
+    assert "Ran 2" in source and len(df) == 2
+    straight = train(grids.get_grid(GRID, "gpu")[1], data=tiny_data())
+    rec = store.load_record(df.loc[df.quantizer == "nsvq", "record_path"].item())
+    assert rec["resumes"] == 1 and rec["final"] == straight["final"]
+
+
 def test_unknown_grid_and_bad_jobs_are_named():
     with pytest.raises(ValueError, match="unknown grid"):
         run_grid("nope", "ci")
