@@ -23,7 +23,7 @@
 # 2. seeds the device-side results store runs/_results/ with the records already committed in
 #    data/results/NAME/PROFILE (so finished runs are skipped) and runs
 #    `python -m paper_repro sweep NAME --profile PROFILE --device cuda --jobs JOBS --time-budget T`:
-#    JOBS worker processes share the one GPU (2 CPU threads each); at the budget each worker
+#    JOBS worker processes share the one GPU (nproc/JOBS CPU threads each); at the budget each worker
 #    checkpoints and exits 75;
 # 3. writes every finished record (+ sample PNG) to $OUT/results_NAME_PROFILE.tgz, and a sweep log
 #    with images/s per run and in total to $OUT/sweep_NAME_PROFILE.log.
@@ -78,6 +78,8 @@ profile=${2:-gpu}
 jobs=${3:-8}
 budget=${4:-540}                  # whole command, seconds (device limit: 600)
 device=${SWEEP_DEVICE:-cuda}      # SWEEP_DEVICE=cpu: a local rehearsal of the whole flow
+ncpu=$(nproc)
+threads=${SWEEP_THREADS:-$(( ncpu / jobs > 0 ? ncpu / jobs : 1 ))}   # CPU threads per run: no oversubscription
 t0=$(date +%s)
 OUT=${OUT:-$PWD/_build/gpu_out}
 mkdir -p "$OUT"
@@ -139,7 +141,7 @@ train_budget=$(( budget - elapsed - 90 ))   # margin: final evaluation of runnin
 (( train_budget > 30 )) || { echo "not enough time left ($train_budget s)"; exit 1; }
 set +e
 $PY -m paper_repro sweep "$name" --profile "$profile" --device "$device" --jobs "$jobs" \
-    --threads-per-job 2 --time-budget "$train_budget"
+    --threads-per-job "$threads" --time-budget "$train_budget"
 rc=$?
 set -e
 
