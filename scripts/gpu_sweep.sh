@@ -10,7 +10,7 @@
 # The same grid through Papermill (the notebook trains the runs itself, into a separate store, so
 # CLI and notebook runs can be compared); papermill's wheels and the data do not fit in one 64 MiB
 # carry, so it takes two calls on a warm machine:
-#   ../shared/tools/gpu-wheels.sh && rm -f .whl/cuda_*.whl         # HERE: papermill, ipykernel, lpips
+#   ../shared/tools/gpu-wheels.sh                     # HERE: papermill, ipykernel, lpips (~26 MiB)
 #   run(command="bash scripts/gpu_sweep.sh --install", carry=[".whl"])          # THERE: into .site/
 #   run(command="bash scripts/gpu_sweep.sh --notebook first_training_run gpu 6", carry=[".data", ".weights"])
 #   -> $OUT/first_training_run_gpu.ipynb (executed) and $OUT/results_nb_NAME_gpu.tgz
@@ -66,7 +66,8 @@ fi
 if [[ "${1:-}" == "--install" ]]; then   # THERE: every carried wheel into .site/
   PY=${PYTHON:-python3}
   ls .whl/*.whl >/dev/null 2>&1 || { echo "no wheels in .whl/: run ../shared/tools/gpu-wheels.sh here and carry .whl" >&2; exit 1; }
-  $PY -m pip install -q --no-index --no-deps --no-compile --target .site .whl/*.whl 2>&1 | grep -v "^WARNING: Running pip as" || true
+  wheels=$(ls .whl/*.whl | grep -v '/cuda_')   # never shadow the image's CUDA Python bindings
+  $PY -m pip install -q --no-index --no-deps --no-compile --target .site $wheels 2>&1 | grep -v "^WARNING: Running pip as" || true
   PYTHONPATH=$PWD/.site $PY -c "import papermill, ipykernel, lpips; print('installed in .site: papermill', papermill.__version__, '/ ipykernel', ipykernel.__version__)"
   exit 0
 fi
