@@ -67,7 +67,7 @@ if [[ "${1:-}" == "--install" ]]; then   # THERE: every carried wheel into .site
   PY=${PYTHON:-python3}
   ls .whl/*.whl >/dev/null 2>&1 || { echo "no wheels in .whl/: run ../shared/tools/gpu-wheels.sh here and carry .whl" >&2; exit 1; }
   wheels=$(ls .whl/*.whl | grep -v '/cuda_')   # never shadow the image's CUDA Python bindings
-  $PY -m pip install -q --no-index --no-deps --no-compile --target .site $wheels 2>&1 | grep -v "^WARNING: Running pip as" || true
+  $PY -m pip install -q --upgrade --no-index --no-deps --no-compile --target .site $wheels 2>&1 | grep -v "^WARNING: Running pip as" || true
   PYTHONPATH=$PWD/.site $PY -c "import papermill, ipykernel, lpips; print('installed in .site: papermill', papermill.__version__, '/ ipykernel', ipykernel.__version__)"
   exit 0
 fi
