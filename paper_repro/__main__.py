@@ -171,8 +171,8 @@ def cmd_sweep(args) -> int:
     done = summary["status"].isin(["stored", "published", "done"])
     ips = summary.loc[summary["status"] == "done", "images_per_s"].dropna()
     print(f"sweep {args.name} ({args.profile}): {int(done.sum())}/{len(summary)} runs complete"
-          + (f"; images/s per run: mean {ips.mean():.0f}, total {ips.sum():.0f} (concurrent runs)"
-             if len(ips) else ""), flush=True)
+          + (f"; training images/s per run: mean {ips.mean():.0f}, with {min(args.jobs, len(ips))} at once "
+             f"~{ips.mean() * min(args.jobs, len(ips)):.0f} in all" if len(ips) else ""), flush=True)
     if (summary["status"] == "failed").any():
         return 1
     return 0 if done.all() else 75

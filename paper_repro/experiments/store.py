@@ -142,7 +142,7 @@ def is_reusable(record: dict, commit: str | None = None) -> bool:
 # -- tidy table --------------------------------------------------------------------------------------
 _CONFIG_COLUMNS = ("quantizer", "num_codes", "code_dim", "seed", "dataset", "image_size", "backbone",
                    "width", "batch_size", "epochs", "max_steps", "lr", "train_images", "eval_images",
-                   "amp", "freeze_encoder_at_epoch")
+                   "amp", "freeze_encoder_at_epoch", "tag")
 
 
 def flatten_record(rec: dict) -> dict:

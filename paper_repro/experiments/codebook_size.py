@@ -1,0 +1,168 @@
+"""Tables 2-3 and Figure 3: codebook usage and reconstruction against codebook size K and code
+dimension D, our runs (grid ``codebook_size``) beside the paper's transcribed numbers.
+
+Our runs are labelled by the paper's method names (the config's ``tag``; see
+:data:`paper_repro.experiments.grids.PAPER_METHODS` for the settings behind each name). The paper's
+rFID and our Frechet distance are never put in one column: ours is named after the metric computed
+(``FD-VGG16`` offline) and is measured on other data (Fashion-MNIST unless the ``paper`` profile ran
+on CelebA-HQ). Usage is the same quantity in both (fraction of the K codes selected on the
+evaluation split), so it is the one number compared directly, and even then across different data.
+
+The paper's claims about these tables are written once, as :data:`CLAIMS`, and evaluated on the
+paper's own numbers and on ours by :func:`claim_table`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import pandas as pd
+
+from .grids import CODE_DIMS, PAPER_METHODS
+from .report import _fd_name
+
+METHODS = list(PAPER_METHODS)
+OURS_METHODS = ("NS-VQ", "TransVQ")
+
+
+def _check_tags(df: pd.DataFrame) -> None:
+    if "tag" not in df or df["tag"].isna().any():
+        raise ValueError("runs without a paper method name (config tag); use the codebook_size grid")
+    unknown = sorted(set(df["tag"]) - set(METHODS))
+    if unknown:
+        raise ValueError(f"unknown method tag(s) {unknown}; expected {METHODS}")
+
+
+def ours_long(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean over seeds per (method, D, K): usage, FD (named), PSNR; with the seed count."""
+    _check_tags(df)
+    fd = _fd_name(df)
+    g = df.groupby(["tag", "code_dim", "num_codes"])
+    out = g.agg(usage=("eval_usage", "mean"), usage_sd=("eval_usage", "std"), fd=("fd", "mean"),
+                psnr=("psnr", "mean"), seeds=("seed", "nunique")).reset_index()
+    out = out.rename(columns={"tag": "method", "code_dim": "D", "num_codes": "K"})
+    out["fd_metric"] = fd
+    return out
+
+
+def paper_long(paper: pd.DataFrame) -> pd.DataFrame:
+    """The paper's Tables 2-3 as (method, D, K, usage, rFID). Codebook size 8912 (as printed) is
+    read as 8192."""
+    t = paper[paper["table"].isin([2, 3])].copy()
+    t["K"] = t["codebook_size"].astype(int).replace({8912: 8192})
+    t["D"] = t["code_dim"].astype(int)
+    w = t.pivot_table(index=["method", "D", "K"], columns="metric", values="value").reset_index()
+    w.columns.name = None
+    return w.rename(columns={"rFID": "rfid"})
+
+
+def usage_table(ours: pd.DataFrame, paper: pd.DataFrame, code_dim: int) -> pd.DataFrame:
+    """Rows = method, columns = (K, ours | paper) usage, for one code dimension."""
+    o = ours[ours.D == code_dim].pivot(index="method", columns="K", values="usage")
+    p = paper[paper.D == code_dim].pivot(index="method", columns="K", values="usage")
+    ks = sorted(set(o.columns) | set(p.columns))
+    cols = {}
+    for k in ks:
+        cols[(f"K = {k:,}", "ours")] = o[k] if k in o else pd.Series(dtype=float)
+        cols[(f"K = {k:,}", "paper")] = p[k] if k in p else pd.Series(dtype=float)
+    t = pd.DataFrame(cols).reindex(METHODS)
+    t.columns = pd.MultiIndex.from_tuples(t.columns)
+    t.index.name = f"usage, D = {code_dim}"
+    return t
+
+
+def fd_table(ours: pd.DataFrame) -> pd.DataFrame:
+    """Our Frechet distance (named after the metric) by method, D and K."""
+    t = ours.pivot(index="method", columns=["D", "K"], values="fd").reindex(METHODS)
+    t.columns = [f"D={d}, K={k:,}" for d, k in t.columns]
+    t.index.name = f"{ours['fd_metric'].iloc[0]} (ours; lower is better)"
+    return t
+
+
+# -- the paper's claims about Tables 2-3, as data ---------------------------------------------------
+
+@dataclass(frozen=True)
+class Claim:
+    text: str
+    holds: Callable[[pd.DataFrame], bool | None]   # on a (method, D, K, usage) frame; None: cannot tell
+
+
+def _usage(df, method, d=None):
+    s = df[df.method == method]
+    return s if d is None else s[s.D == d]
+
+
+def _all_at_least(methods, bound):
+    def f(df):
+        vals = df[df.method.isin(methods)]["usage"]
+        return None if vals.empty else bool((vals >= bound).all())
+    return f
+
+
+def _beats_everywhere(a, b):
+    def f(df):
+        m = _usage(df, a).merge(_usage(df, b), on=["D", "K"], suffixes=("_a", "_b"))
+        return None if m.empty else bool((m.usage_a >= m.usage_b).all())
+    return f
+
+
+def _falls_with_k(method, d):
+    def f(df):
+        s = _usage(df, method, d).sort_values("K")
+        return None if len(s) < 2 else bool(s.usage.iloc[-1] < s.usage.iloc[0])
+    return f
+
+
+CLAIMS = (
+    Claim("NS-VQ and TransVQ use >= 95% of the codes at every K and D", _all_at_least(OURS_METHODS, 0.95)),
+    Claim("NS-VQ's usage >= VQVAE2's (EMA) at every K and D", _beats_everywhere("NS-VQ", "VQVAE2")),
+    Claim("TransVQ's usage >= VQGAN-FC's at every K and D", _beats_everywhere("TransVQ", "VQGAN-FC")),
+    Claim("VQGAN-FC's usage falls as K grows at D = 64", _falls_with_k("VQGAN-FC", 64)),
+    Claim("VQVAE2's usage falls as K grows at D = 64", _falls_with_k("VQVAE2", 64)),
+)
+
+
+def claim_table(ours: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+    """Each claim evaluated on the paper's numbers and on ours, restricted to the (method, D, K)
+    cells both have, so the two verdicts speak about the same cells."""
+    cells = ours[["method", "D", "K"]].merge(paper[["method", "D", "K"]])
+    o = ours.merge(cells)
+    p = paper.merge(cells)
+    verdict = {True: "holds", False: "fails", None: "n/a"}
+    return pd.DataFrame([{"claim": c.text, "paper": verdict[c.holds(p)], "ours": verdict[c.holds(o)]}
+                         for c in CLAIMS])
+
+
+def plot_usage_and_fd(ours: pd.DataFrame, paper: pd.DataFrame, caption: str = ""):
+    """Figure 3 style: usage against K (ours solid, paper dashed) for D = 3 and 64, and our FD."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    colors = dict(zip(METHODS, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    for ax, d in zip(axes[:2], CODE_DIMS):
+        for m in METHODS:
+            o = ours[(ours.method == m) & (ours.D == d)].sort_values("K")
+            p = paper[(paper.method == m) & (paper.D == d)].sort_values("K")
+            if len(o):
+                ax.plot(o.K, o.usage, "-o", color=colors[m], label=f"{m} (ours)")
+            if len(p):
+                ax.plot(p.K, p.usage, "--", marker="x", color=colors[m], alpha=0.6, label=f"{m} (paper)")
+        ax.set(xscale="log", ylim=(-0.03, 1.05), xlabel="codebook size K", ylabel="codebook usage",
+               title=f"usage, D = {d}")
+        ax.grid(alpha=0.3)
+    for d, ls in zip(CODE_DIMS, ("-", ":")):
+        for m in METHODS:
+            o = ours[(ours.method == m) & (ours.D == d)].sort_values("K")
+            if len(o):
+                axes[2].plot(o.K, o.fd, ls, marker="o", color=colors[m], label=f"{m}, D={d}")
+    axes[2].set(xscale="log", xlabel="codebook size K", ylabel=f"{ours['fd_metric'].iloc[0]} (ours)",
+                title="Frechet distance (ours; not the paper's rFID)")
+    axes[2].grid(alpha=0.3)
+    axes[1].legend(fontsize=7, ncol=2, loc="lower left")
+    axes[2].legend(fontsize=7, ncol=2)
+    if caption:
+        fig.suptitle(caption, fontsize=8, y=0.01, va="bottom")
+        fig.tight_layout(rect=(0, 0.06, 1, 1))
+    else:
+        fig.tight_layout()
+    return fig

@@ -1,0 +1,71 @@
+"""Tables 2-3 grid and its analysis: grid contents, the paper's numbers reshaped, claims evaluated
+on known numbers (the paper's own, and made-up runs where a claim must fail)."""
+import pandas as pd
+import pytest
+
+from paper_repro.experiments import codebook_size as cs
+from paper_repro.experiments import get_grid
+from paper_repro.experiments.grids import PAPER_METHODS
+from paper_repro.experiments.paper_tables import load_paper_tables
+
+
+def test_grid_covers_the_papers_cells():
+    gpu = get_grid("codebook_size", "gpu")
+    assert len(gpu) == 6 * 2 * 3 * 3
+    cells = {(c.tag, c.code_dim, c.num_codes) for c in gpu}
+    assert cells == {(m, d, k) for m in PAPER_METHODS for d in (3, 64) for k in (64, 1024, 8192)}
+    for c in gpu:
+        q, opts = PAPER_METHODS[c.tag]
+        assert c.quantizer == q
+        if q == "fc":
+            assert c.quantizer_options == {"lookup_dim": c.code_dim}
+        else:
+            assert c.quantizer_options == opts
+    ci = get_grid("codebook_size", "ci")
+    assert {c.num_codes for c in ci} == {64, 1024} and {c.epochs for c in ci} == {1}
+
+
+def test_paper_long_reads_8912_as_8192_and_keeps_every_cell():
+    p = cs.paper_long(load_paper_tables())
+    assert len(p) == 36 and set(p.K) == {64, 1024, 8192} and set(p.D) == {3, 64}
+    row = p[(p.method == "VQGAN-FC") & (p.D == 64) & (p.K == 1024)].iloc[0]
+    assert row.usage == pytest.approx(0.03) and row.rfid == pytest.approx(25.77)
+
+
+def test_claims_hold_on_the_papers_numbers():
+    p = cs.paper_long(load_paper_tables())
+    t = cs.claim_table(p[["method", "D", "K", "usage"]], p)
+    assert list(t["paper"]) == ["holds"] * len(cs.CLAIMS)
+    assert list(t["ours"]) == ["holds"] * len(cs.CLAIMS)      # same numbers, same verdicts
+
+
+def _ours(usage_of):
+    return pd.DataFrame([dict(method=m, D=d, K=k, usage=usage_of(m, d, k))
+                         for m in PAPER_METHODS for d in (3, 64) for k in (64, 1024)])
+
+
+def test_claims_fail_where_the_numbers_say_so_and_use_only_shared_cells():
+    p = cs.paper_long(load_paper_tables())
+    # everything at full usage: no collapse, so the two "falls as K grows" claims fail
+    t = cs.claim_table(_ours(lambda m, d, k: 1.0), p).set_index("claim")["ours"]
+    assert t[cs.CLAIMS[0].text] == "holds"
+    assert t[cs.CLAIMS[3].text] == "fails" and t[cs.CLAIMS[4].text] == "fails"
+    # NS-VQ collapses at one cell: claims 1 and 2 fail
+    t = cs.claim_table(_ours(lambda m, d, k: 0.3 if (m, d, k) == ("NS-VQ", 64, 1024) else 0.9), p)
+    t = t.set_index("claim")["ours"]
+    assert t[cs.CLAIMS[0].text] == "fails" and t[cs.CLAIMS[1].text] == "fails"
+    # the paper's verdict is taken over the same cells (K = 64, 1024 only): VQVAE2 D=64 0.82 -> 0.57
+    t = cs.claim_table(_ours(lambda m, d, k: 1.0), p).set_index("claim")["paper"]
+    assert t[cs.CLAIMS[4].text] == "holds"
+
+
+def test_usage_table_layout_and_missing_tags():
+    p = cs.paper_long(load_paper_tables())
+    ours = _ours(lambda m, d, k: 0.5)
+    t = cs.usage_table(ours, p, 64)
+    assert list(t.index) == list(PAPER_METHODS)
+    assert t[("K = 1,024", "ours")].eq(0.5).all()
+    assert t.loc["VQGAN-FC", ("K = 8,192", "paper")] == pytest.approx(0.0)
+    assert t[("K = 8,192", "ours")].isna().all()
+    with pytest.raises(ValueError, match="paper method name"):
+        cs.ours_long(pd.DataFrame({"tag": [None], "eval_usage": [1.0]}))
