@@ -134,35 +134,34 @@ def claim_table(ours: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_usage_and_fd(ours: pd.DataFrame, paper: pd.DataFrame, caption: str = ""):
-    """Figure 3 style: usage against K (ours solid, paper dashed) for D = 3 and 64, and our FD."""
+    """Figure 3 style: usage against K (ours solid, paper dashed) for D = 3 and 64, and our FD
+    (solid D = 3, dotted D = 64). One legend below: colour = method."""
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.4))
     colors = dict(zip(METHODS, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
     for ax, d in zip(axes[:2], CODE_DIMS):
         for m in METHODS:
             o = ours[(ours.method == m) & (ours.D == d)].sort_values("K")
             p = paper[(paper.method == m) & (paper.D == d)].sort_values("K")
-            if len(o):
-                ax.plot(o.K, o.usage, "-o", color=colors[m], label=f"{m} (ours)")
-            if len(p):
-                ax.plot(p.K, p.usage, "--", marker="x", color=colors[m], alpha=0.6, label=f"{m} (paper)")
+            ax.plot(o.K, o.usage, "-o", color=colors[m])
+            ax.plot(p.K, p.usage, "--x", color=colors[m], alpha=0.6)
         ax.set(xscale="log", ylim=(-0.03, 1.05), xlabel="codebook size K", ylabel="codebook usage",
-               title=f"usage, D = {d}")
+               title=f"usage, D = {d} (solid: ours, dashed: paper)")
         ax.grid(alpha=0.3)
     for d, ls in zip(CODE_DIMS, ("-", ":")):
         for m in METHODS:
             o = ours[(ours.method == m) & (ours.D == d)].sort_values("K")
-            if len(o):
-                axes[2].plot(o.K, o.fd, ls, marker="o", color=colors[m], label=f"{m}, D={d}")
+            axes[2].plot(o.K, o.fd, ls, marker="o", color=colors[m])
     axes[2].set(xscale="log", xlabel="codebook size K", ylabel=f"{ours['fd_metric'].iloc[0]} (ours)",
-                title="Frechet distance (ours; not the paper's rFID)")
+                title="ours only, not rFID (solid: D = 3, dotted: D = 64)")
     axes[2].grid(alpha=0.3)
-    axes[1].legend(fontsize=7, ncol=2, loc="lower left")
-    axes[2].legend(fontsize=7, ncol=2)
+    for ax in axes:
+        ax.title.set_fontsize(9)
+    handles = [Line2D([], [], color=colors[m], marker="o", label=m) for m in METHODS]
+    fig.legend(handles=handles, loc="lower center", ncol=len(METHODS), fontsize=8, frameon=False)
     if caption:
-        fig.suptitle(caption, fontsize=8, y=0.01, va="bottom")
-        fig.tight_layout(rect=(0, 0.06, 1, 1))
-    else:
-        fig.tight_layout()
+        fig.suptitle(caption, fontsize=7, wrap=True)
+    fig.tight_layout(rect=(0, 0.07, 1, 0.93 if caption else 1))
     return fig

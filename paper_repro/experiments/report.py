@@ -66,7 +66,8 @@ def caption(df: pd.DataFrame) -> str:
         parts[0] += " (offline stand-in for CelebA-HQ)"
     prof = ", ".join(sorted(set(df["profile"])))
     n_train = "all" if pd.isna(r["train_images"]) else f"{int(r['train_images']):,}"
-    parts.append(f"profile {prof}: {int(r['epochs'])} epochs, batch {int(r['batch_size'])}, "
+    epochs = int(r["epochs"])
+    parts.append(f"profile {prof}: {epochs} epoch{'s' if epochs != 1 else ''}, batch {int(r['batch_size'])}, "
                  f"backbone width {r['width']:g}, {n_train} training / {int(r['eval_images']):,} "
                  f"evaluation images, {df['seed'].nunique()} seed(s)")
     fd = _fd_name(df)
