@@ -1,5 +1,6 @@
-"""Tables 2-3 and Figure 3: codebook usage and reconstruction against codebook size K and code
-dimension D, our runs (grid ``codebook_size``) beside the paper's transcribed numbers.
+"""Tables 2-4, Figures 3 and 5: codebook usage and reconstruction against codebook size K and code
+dimension D, our runs (grid ``codebook_size``) beside the paper's transcribed numbers; each
+method's best configuration (Table 4's rule) and its reconstructions.
 
 Our runs are labelled by the paper's method names (the config's ``tag``; see
 :data:`paper_repro.experiments.grids.PAPER_METHODS` for the settings behind each name). The paper's
@@ -77,6 +78,42 @@ def fd_table(ours: pd.DataFrame) -> pd.DataFrame:
     t.columns = [f"D={d}, K={k:,}" for d, k in t.columns]
     t.index.name = f"{ours['fd_metric'].iloc[0]} (ours; lower is better)"
     return t
+
+
+def best_configs(df: pd.DataFrame) -> pd.DataFrame:
+    """Table 4's rule on our runs: for each method, the (K, D) with the lowest mean Frechet
+    distance over seeds, with its SSIM, LPIPS, distance and usage (means over seeds)."""
+    _check_tags(df)
+    fd = _fd_name(df)
+    m = df.groupby(["tag", "num_codes", "code_dim"]).agg(
+        ssim=("ssim", "mean"), lpips=("lpips", "mean"), fd=("fd", "mean"), usage=("eval_usage", "mean"),
+        seeds=("seed", "nunique")).reset_index()
+    best = m.loc[m.groupby("tag")["fd"].idxmin()].set_index("tag").reindex(
+        [x for x in METHODS if x in set(m.tag)])
+    best.index.name = "method"
+    best = best.rename(columns={"num_codes": "K", "code_dim": "D", "ssim": "SSIM", "lpips": "LPIPS (AlexNet)",
+                                "fd": fd, "usage": "eval usage"})
+    return best
+
+
+def best_runs(df: pd.DataFrame) -> pd.DataFrame:
+    """The runs (all seeds) of each method's best configuration, for its reconstructions."""
+    best = best_configs(df)
+    keep = {(m, int(r.K), int(r.D)) for m, r in best.iterrows()}
+    mask = [(t, int(k), int(d)) in keep for t, k, d in zip(df["tag"], df["num_codes"], df["code_dim"])]
+    out = df[mask].copy()
+    out["_order"] = [METHODS.index(t) for t in out["tag"]]
+    return out.sort_values(["_order", "seed"]).drop(columns="_order")
+
+
+def paper_table4(paper: pd.DataFrame) -> pd.DataFrame:
+    """The paper's Table 4 (its best configurations), in the layout of :func:`best_configs`."""
+    t = paper[paper["table"] == 4]
+    w = t.pivot_table(index=["method", "codebook_size", "code_dim"], columns="metric", values="value")
+    w = w.reset_index().set_index("method").reindex([m for m in METHODS if m in set(t.method)])
+    w = w.rename(columns={"codebook_size": "K (as printed)", "code_dim": "D"})
+    w.columns.name = None
+    return w[["K (as printed)", "D", "SSIM", "LPIPS", "rFID"]]
 
 
 # -- the paper's claims about Tables 2-3, as data ---------------------------------------------------

@@ -93,3 +93,18 @@ def _options(quantizer: str, options: dict, code_dim: int) -> dict:
     if quantizer == "fc":
         out.setdefault("lookup_dim", code_dim)
     return out
+
+
+# Figure 4: vanilla VQ-VAE, K = D = 64, at several batch sizes. The paper does not list the batch
+# sizes it tried; learning rate and epochs stay at the profile's values for every batch size.
+BATCH_SIZES = {"ci": (4, 16, 64), "gpu": (4, 8, 16, 32, 64), "paper": (4, 8, 16, 32, 64)}
+
+
+@register_grid("batch_size")
+def batch_size(profile: str) -> list[TrainConfig]:
+    """Figure 4 (Sec. 3.2.2): vanilla ``vq`` with K = D = 64 at each batch size of ``BATCH_SIZES``,
+    evaluated after every epoch (the figure shows curves), one run per profile seed."""
+    p = get_profile(profile)
+    return [TrainConfig.from_profile(p, quantizer="vq", num_codes=64, code_dim=64, batch_size=b,
+                                     seed=s, eval_every_epoch=True, **_profile_overrides(p.name))
+            for b in BATCH_SIZES[p.name] for s in p.seeds]

@@ -132,12 +132,16 @@ def _records(df: pd.DataFrame) -> list[dict]:
 
 
 def epoch_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """Long table of per-epoch training metrics: one row per (run, epoch)."""
+    """Long table of per-epoch training metrics: one row per (run, epoch); with
+    ``eval_every_epoch`` runs, the evaluation after each epoch as ``eval.<metric>`` columns."""
     rows = []
     for rec in _records(df):
         for e in rec["epochs"]:
+            ev = {f"eval.{k}": v for k, v in e.get("eval", {}).items()}
             rows.append({"config_hash": rec["config_hash"], "quantizer": rec["config"]["quantizer"],
-                         "seed": rec["config"]["seed"], **e})
+                         "tag": rec["config"].get("tag"), "batch_size": rec["config"]["batch_size"],
+                         "seed": rec["config"]["seed"],
+                         **{k: v for k, v in e.items() if k != "eval"}, **ev})
     return pd.DataFrame(rows)
 
 
@@ -171,16 +175,19 @@ def plot_usage_per_epoch(df: pd.DataFrame):
 
 def plot_reconstructions(df: pd.DataFrame):
     """Stored sample reconstructions (first eval images): per method, originals above and
-    reconstructions below (the PNG saved beside each record; first seed of each method)."""
+    reconstructions below (the PNG saved beside each record; first seed of each method, labelled by
+    the config's ``tag`` where it has one)."""
     import matplotlib.pyplot as plt
     from PIL import Image
 
     picks = []
-    for (q, k, d), g in _groups(df):
+    df = df.assign(_label=[t if isinstance(t, str) and t else METHOD_NAMES.get(q, q)
+                           for t, q in zip(df.get("tag", [None] * len(df)), df["quantizer"])])
+    for (label, k, d), g in df.groupby(["_label", "num_codes", "code_dim"], sort=False):
         g = g.sort_values("seed")
         png = Path(g["record_path"].iloc[0]).with_suffix(".png")
         if png.exists():
-            picks.append((f"{METHOD_NAMES.get(q, q)} (K={int(k)}, D={int(d)}, seed {int(g['seed'].iloc[0])})",
+            picks.append((f"{label} (K={int(k)}, D={int(d)}, seed {int(g['seed'].iloc[0])})",
                           np.asarray(Image.open(png))))
     if not picks:
         raise FileNotFoundError("no sample PNGs stored beside these records")

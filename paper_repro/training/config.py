@@ -70,6 +70,7 @@ class TrainConfig:
     eval_batch_size: int = 256
     fd_resize: int | None = 224              # FD-VGG16 proxy input size (None: native resolution)
     num_samples: int = 8                     # reconstructions saved beside the record (PNG)
+    eval_every_epoch: bool = False           # also evaluate after each epoch (curves; record["epochs"][i]["eval"])
     # bookkeeping (not hashed)
     device: str = "cpu"
     checkpoint_every: int | None = 500       # optimiser steps; also at every epoch end
@@ -156,6 +157,8 @@ class TrainConfig:
             raise ValueError(f"data_seed must be a non-negative integer, got {self.data_seed!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if not isinstance(self.eval_every_epoch, bool):
+            raise ValueError(f"eval_every_epoch must be true or false, got {self.eval_every_epoch!r}")
         if self.freeze_encoder_at_epoch is not None:
             if not isinstance(self.freeze_encoder_at_epoch, int) or self.freeze_encoder_at_epoch < 0:
                 raise ValueError("freeze_encoder_at_epoch must be a non-negative integer or null, "

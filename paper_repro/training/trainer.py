@@ -413,6 +413,10 @@ def _train(cfg, run_dir, resume, deadline, data, model_factory, _stop_after_step
                      "train_epoch_perplexity": u["perplexity"], "train_epoch_dead_codes": u["dead_codes"],
                      "encoder_frozen": bool(frozen)}
             entry.update({f"q_{k}": v / n for k, v in acc.stats.items()})
+            if full_epoch and cfg.eval_every_epoch and is_main:
+                entry["eval"], _ = evaluate(model, eval_x, cfg, device)   # no RNG, no training state
+                model.train()
+                t_seg = time.perf_counter()          # evaluation time is not training time
             st["history"].append(entry)
             acc = _EpochAccumulator(cfg.num_codes, device)
             if full_epoch:

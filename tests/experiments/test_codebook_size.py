@@ -69,3 +69,23 @@ def test_usage_table_layout_and_missing_tags():
     assert t[("K = 8,192", "ours")].isna().all()
     with pytest.raises(ValueError, match="paper method name"):
         cs.ours_long(pd.DataFrame({"tag": [None], "eval_usage": [1.0]}))
+
+
+def test_best_configs_pick_the_lowest_mean_distance_per_method():
+    rows = []
+    for m in PAPER_METHODS:
+        for k in (64, 1024):
+            for seed in (0, 1):
+                # method-specific optimum: NS-VQ best at K=64 on average although one seed says otherwise
+                fd = {64: 10.0, 1024: 20.0}[k] if m == "NS-VQ" else {64: 30.0, 1024: 25.0}[k]
+                fd += (-12.0 if (m, k, seed) == ("NS-VQ", 1024, 0) else 0.0)
+                rows.append(dict(tag=m, num_codes=k, code_dim=64, seed=seed, fd=fd, ssim=0.5,
+                                 lpips=0.1, eval_usage=0.5, fd_metric="FD-VGG16"))
+    best = cs.best_configs(pd.DataFrame(rows))
+    assert list(best.index) == list(PAPER_METHODS)
+    assert best.loc["NS-VQ", "K"] == 64 and best.loc["NS-VQ", "FD-VGG16"] == pytest.approx(10.0)
+    assert (best.drop(index="NS-VQ")["K"] == 1024).all()
+    runs = cs.best_runs(pd.DataFrame(rows))
+    assert len(runs) == 12 and set(runs[runs.tag == "NS-VQ"].num_codes) == {64}
+    p4 = cs.paper_table4(load_paper_tables())
+    assert p4.loc["TransVQ", "rFID"] == pytest.approx(13.70) and list(p4.index) == list(PAPER_METHODS)

@@ -196,3 +196,23 @@ def test_bf16_autocast_runs_and_stays_finite():
     rec = train(tiny_config(amp="bf16", epochs=1), data=tiny_data())
     assert rec["config"]["amp"] == "bf16"
     assert np.isfinite(rec["epochs"][0]["train_loss"]) and np.isfinite(rec["final"]["psnr"])
+
+
+def test_eval_every_epoch_records_curves_without_changing_training(tmp_path):
+    """Evaluating after each epoch leaves the weights and the final metrics exactly as without it;
+    the last epoch's evaluation equals the final one; a killed run resumes to the same curves."""
+    data = tiny_data()
+    plain = train(tiny_config(quantizer="nsvq"), data=data)
+    cfg = tiny_config(quantizer="nsvq", eval_every_epoch=True, checkpoint_every=3)
+    curves = train(cfg, run_dir=tmp_path / "a", data=data)
+    assert config_hash(cfg) != config_hash(tiny_config(quantizer="nsvq"))   # different record contents
+    assert [sorted(e["eval"]) for e in curves["epochs"]] == [sorted(curves["final"])] * 2
+    assert curves["epochs"][-1]["eval"] == curves["final"] == plain["final"]
+    assert curves["epochs"][0]["eval"] != curves["epochs"][1]["eval"]
+    strip = [{k: v for k, v in e.items() if k != "eval"} for e in curves["epochs"]]
+    assert strip == plain["epochs"]
+    train(cfg, run_dir=tmp_path / "b", data=data, _stop_after_step=11)      # killed in epoch 1
+    resumed = train(cfg, run_dir=tmp_path / "b", data=data, resume=True)
+    assert resumed["epochs"] == curves["epochs"] and resumed["final"] == curves["final"]
+    with pytest.raises(ValueError, match="eval_every_epoch"):
+        tiny_config(eval_every_epoch="yes")

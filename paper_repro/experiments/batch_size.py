@@ -1,0 +1,78 @@
+"""Figure 4 (Sec. 3.2.2): vanilla VQ-VAE with K = D = 64 at several batch sizes (grid ``batch_size``).
+
+Sec. 3.2.2 argues that a larger batch updates more codes per step, so fewer codes die; Figure 4
+shows rFID curves falling with batch size. The paper prints no numbers for the figure, so only its
+caption's claim is compared: :func:`claim_lines` evaluates it, and the usage side of the same
+argument, on our runs. Our distance is named after the metric computed (``FD-VGG16`` offline).
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from ..utils import claim
+from .report import _fd_name, epoch_frame
+
+
+def curves(df: pd.DataFrame) -> pd.DataFrame:
+    """Per (batch size, epoch): mean over seeds of the evaluation after that epoch (FD, usage,
+    PSNR) and the number of seeds. Needs runs trained with ``eval_every_epoch``."""
+    ep = epoch_frame(df)
+    if "eval.fd" not in ep and "eval.eval_usage" not in ep:
+        raise ValueError("runs have no per-epoch evaluation (train them with eval_every_epoch=True)")
+    ep = ep[ep["complete"]].copy()
+    ep["epoch"] = ep["epoch"] + 1
+    cols = {c: "mean" for c in ("eval.fd", "eval.eval_usage", "eval.psnr") if c in ep}
+    out = ep.groupby(["batch_size", "epoch"]).agg({**cols, "seed": "nunique"}).reset_index()
+    return out.rename(columns={"eval.fd": "fd", "eval.eval_usage": "usage", "eval.psnr": "psnr",
+                               "seed": "seeds"})
+
+
+def final_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Final evaluation per batch size (mean over seeds), with the optimiser steps each run took."""
+    fd = _fd_name(df)
+    g = df.groupby("batch_size")
+    t = g.agg(steps=("steps", "mean"), usage=("eval_usage", "mean"), fd=("fd", "mean"),
+              psnr=("psnr", "mean"), seeds=("seed", "nunique")).reset_index()
+    t["steps"] = t["steps"].round().astype(int)
+    return t.rename(columns={"batch_size": "batch size", "usage": "eval usage", "fd": fd,
+                             "psnr": "PSNR (dB)"})
+
+
+def claim_lines(df: pd.DataFrame) -> list[str]:
+    """The caption's claim (larger batch -> lower distance) and Sec. 3.2.2's mechanism (larger batch
+    -> more codes in use), each as "strictly monotone over the batch sizes run" on final metrics."""
+    t = df.groupby("batch_size")[["fd", "eval_usage"]].mean().sort_index()
+    if len(t) < 2:
+        raise ValueError("need runs at two or more batch sizes")
+    fd_down = bool((t["fd"].diff().dropna() < 0).all())
+    usage_up = bool((t["eval_usage"].diff().dropna() > 0).all())
+    name = _fd_name(df)
+    return [claim(f"Fig. 4: final {name} falls with every larger batch size", fd_down),
+            claim("Sec. 3.2.2: final eval usage rises with every larger batch size", usage_up)]
+
+
+def plot_curves(df: pd.DataFrame, caption: str = ""):
+    """Distance and usage after each epoch, one line per batch size (mean over seeds)."""
+    import matplotlib.pyplot as plt
+
+    c = curves(df)
+    fd = _fd_name(df)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.9))
+    cmap = plt.get_cmap("viridis")
+    sizes = sorted(c["batch_size"].unique())
+    for i, b in enumerate(sizes):
+        s = c[c.batch_size == b]
+        color = cmap(i / max(len(sizes) - 1, 1))
+        axes[0].plot(s.epoch, s.fd, "-o", color=color, label=f"batch {b}")
+        axes[1].plot(s.epoch, s.usage, "-o", color=color, label=f"batch {b}")
+    axes[0].set(xlabel="epoch", ylabel=f"{fd} (lower is better)", title=f"{fd} after each epoch")
+    axes[1].set(xlabel="epoch", ylabel="eval usage", ylim=(0, 1.02), title="codebook usage after each epoch")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.set_xticks(sorted(c["epoch"].unique()))
+        ax.title.set_fontsize(10)
+    axes[1].legend(fontsize=8)
+    if caption:
+        fig.suptitle(caption, fontsize=7, wrap=True)
+    fig.tight_layout(rect=(0, 0, 1, 0.9 if caption else 1))
+    return fig

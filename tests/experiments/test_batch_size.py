@@ -1,0 +1,49 @@
+"""Figure 4 grid and analysis: grid contents, monotonicity claims on known numbers, per-epoch curves
+from real (tiny) runs."""
+import pandas as pd
+import pytest
+
+import paper_repro.training.trainer as trainer_mod
+from paper_repro.experiments import GRIDS, batch_size as bs, get_grid, run_grid, store
+
+from training._helpers import tiny_config, tiny_data
+
+
+def test_grid():
+    g = get_grid("batch_size", "gpu")
+    assert {c.batch_size for c in g} == {4, 8, 16, 32, 64} and len(g) == 15
+    assert all(c.quantizer == "vq" and c.num_codes == 64 and c.code_dim == 64 and c.eval_every_epoch
+               for c in g)
+
+
+def _final(fd, usage):
+    return pd.DataFrame({"batch_size": [4, 16, 64], "fd": fd, "eval_usage": usage, "psnr": [20.0] * 3,
+                         "steps": [100, 25, 7], "seed": [0] * 3, "fd_metric": ["FD-VGG16"] * 3})
+
+
+def test_claims_are_strict_monotonicity_on_the_means():
+    ok = bs.claim_lines(_final([30.0, 20.0, 10.0], [0.2, 0.5, 0.9]))
+    assert ok == ["Fig. 4: final FD-VGG16 falls with every larger batch size: True",
+                  "Sec. 3.2.2: final eval usage rises with every larger batch size: True"]
+    bad = bs.claim_lines(_final([30.0, 35.0, 10.0], [0.2, 0.2, 0.9]))
+    assert bad[0].endswith("False") and bad[1].endswith("False")       # a rise, and a tie
+    t = bs.final_table(_final([30.0, 20.0, 10.0], [0.2, 0.5, 0.9]))
+    assert list(t["batch size"]) == [4, 16, 64] and "FD-VGG16" in t.columns
+    with pytest.raises(ValueError, match="two or more"):
+        bs.claim_lines(_final([1.0] * 3, [1.0] * 3).iloc[:1])
+
+
+def test_curves_from_real_runs(tmp_path, monkeypatch):
+    grid = lambda profile: [tiny_config(batch_size=b, eval_every_epoch=True) for b in (4, 16)]  # noqa: E731
+    monkeypatch.setitem(GRIDS, "_bs", grid)
+    monkeypatch.setattr(trainer_mod, "load_data", lambda cfg: tiny_data())
+    run_grid("_bs", "gpu", root=tmp_path / "r", runs_root=tmp_path / "runs", verbose=False)
+    df = store.load_results("_bs", "gpu", tmp_path / "r")
+    c = bs.curves(df)
+    assert list(zip(c.batch_size, c.epoch)) == [(4, 1), (4, 2), (16, 1), (16, 2)]
+    last = c[c.epoch == 2].set_index("batch_size")["usage"]
+    assert last.to_dict() == df.set_index("batch_size")["eval_usage"].to_dict()   # last epoch = final
+    monkeypatch.setitem(GRIDS, "_bs0", lambda profile: [tiny_config(batch_size=4)])
+    run_grid("_bs0", "gpu", root=tmp_path / "r", runs_root=tmp_path / "runs", verbose=False)
+    with pytest.raises(ValueError, match="eval_every_epoch"):
+        bs.curves(store.load_results("_bs0", "gpu", tmp_path / "r"))
