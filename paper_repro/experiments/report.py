@@ -67,7 +67,9 @@ def caption(df: pd.DataFrame) -> str:
     prof = ", ".join(sorted(set(df["profile"])))
     n_train = "all" if pd.isna(r["train_images"]) else f"{int(r['train_images']):,}"
     epochs = int(r["epochs"])
-    parts.append(f"profile {prof}: {epochs} epoch{'s' if epochs != 1 else ''}, batch {int(r['batch_size'])}, "
+    batches = sorted({int(b) for b in df["batch_size"]})
+    batch = f"batch {batches[0]}" if len(batches) == 1 else f"batch sizes {', '.join(map(str, batches))}"
+    parts.append(f"profile {prof}: {epochs} epoch{'s' if epochs != 1 else ''}, {batch}, "
                  f"backbone width {r['width']:g}, {n_train} training / {int(r['eval_images']):,} "
                  f"evaluation images, {df['seed'].nunique()} seed(s)")
     fd = _fd_name(df)
