@@ -233,9 +233,15 @@ def _check_json(v: Any, where: str) -> None:
     raise ValueError(f"{where}: {v!r} ({type(v).__name__}) is not JSON data")
 
 
+#: Result-relevant fields added after records existed, with their defaults: left out of the hash
+#: while at the default, so adding a field never changes (orphans) the hash of an existing config.
+ADDED_FIELD_DEFAULTS = {"eval_every_epoch": False}
+
+
 def hashed_fields(cfg: TrainConfig) -> dict:
     """The part of the config that determines a result (what ``config_hash`` hashes)."""
-    return {k: v for k, v in cfg.to_dict().items() if k not in BOOKKEEPING_FIELDS}
+    return {k: v for k, v in cfg.to_dict().items() if k not in BOOKKEEPING_FIELDS
+            and not (k in ADDED_FIELD_DEFAULTS and v == ADDED_FIELD_DEFAULTS[k])}
 
 
 def canonical_json(d: dict) -> str:

@@ -14,6 +14,13 @@ def test_default_hash_is_pinned():
         f"default config hash changed to {config_hash(TrainConfig())}")
 
 
+def test_fields_added_later_leave_old_hashes_alone_at_their_default():
+    from paper_repro.training.config import ADDED_FIELD_DEFAULTS
+    for k, default in ADDED_FIELD_DEFAULTS.items():
+        assert getattr(TrainConfig(), k) == default
+        assert k not in hashed_fields(TrainConfig()) and k in hashed_fields(TrainConfig(**{k: not default}))
+
+
 def test_hash_is_sha256_of_canonical_json_of_result_fields():
     import hashlib
     cfg = TrainConfig(quantizer="nsvq", num_codes=512)
@@ -33,7 +40,8 @@ def test_hash_ignores_bookkeeping_and_key_order_and_int_float():
 
 @pytest.mark.parametrize("change", [dict(lr=4e-4), dict(seed=1), dict(quantizer="nsvq"),
                                     dict(quantizer_options={"beta": 0.5}), dict(num_codes=512),
-                                    dict(eval_metrics=["usage"]), dict(amp="bf16"), dict(betas=[0.5, 0.9])])
+                                    dict(eval_metrics=["usage"]), dict(amp="bf16"), dict(betas=[0.5, 0.9]),
+                                    dict(eval_every_epoch=True)])
 def test_hash_changes_with_result_fields(change):
     assert config_hash(TrainConfig(**change)) != config_hash(TrainConfig())
 
