@@ -329,6 +329,7 @@ def _train(cfg, run_dir, resume, deadline, data, model_factory, _stop_after_step
     t_seg = time.perf_counter()
     seg_images = 0
     stopped = None
+    epoch_eval = None            # (global step, metrics, samples) of the last per-epoch evaluation
     try:
         while st["epoch"] < cfg.epochs and st["global_step"] < total_steps:
             epoch = st["epoch"]
@@ -414,7 +415,8 @@ def _train(cfg, run_dir, resume, deadline, data, model_factory, _stop_after_step
                      "encoder_frozen": bool(frozen)}
             entry.update({f"q_{k}": v / n for k, v in acc.stats.items()})
             if full_epoch and cfg.eval_every_epoch and is_main:
-                entry["eval"], _ = evaluate(model, eval_x, cfg, device)   # no RNG, no training state
+                entry["eval"], samples = evaluate(model, eval_x, cfg, device)   # no RNG, no training state
+                epoch_eval = (st["global_step"], entry["eval"], samples)
                 model.train()
                 t_seg = time.perf_counter()          # evaluation time is not training time
             st["history"].append(entry)
@@ -433,7 +435,10 @@ def _train(cfg, run_dir, resume, deadline, data, model_factory, _stop_after_step
     # -- final evaluation (rank 0) ---------------------------------------------------------------
     record = None
     if is_main:
-        final, samples = evaluate(model, eval_x, cfg, device)
+        if epoch_eval is not None and epoch_eval[0] == st["global_step"]:
+            final, samples = dict(epoch_eval[1]), epoch_eval[2]     # same weights: evaluated already
+        else:
+            final, samples = evaluate(model, eval_x, cfg, device)
         from ..provenance import provenance
         prov = provenance(str(device), seed=cfg.seed)
         prov["deterministic_algorithms"] = bool(cfg.deterministic and device.type == "cuda") or device.type == "cpu"
