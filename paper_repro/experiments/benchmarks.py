@@ -74,16 +74,26 @@ VALUE_NAMES = {"ms_median": "ms per forward+backward step (median)",
                "peak_mib": "peak memory above the inputs (MiB)"}
 
 
+def _by_method(df: pd.DataFrame, device_name: str, value: str) -> pd.DataFrame:
+    """One device's ``value``: rows = method, columns = K."""
+    sub = df[df.device_name == device_name]
+    return sub.pivot_table(index="method", columns="K", values=value, aggfunc="first")
+
+
+def _labelled(t: pd.DataFrame, methods: list[str], title: str) -> pd.DataFrame:
+    """Rows ``methods`` of ``t`` under their LABELS, columns named ``K=...``, index titled."""
+    t = t.loc[methods]
+    t.index = [LABELS.get(m, m) for m in methods]
+    t.columns = [f"K={k:,}" for k in t.columns]
+    t.index.name = title
+    return t
+
+
 def speed_table(df: pd.DataFrame, device_name: str, value: str = "ms_median") -> pd.DataFrame:
     """Median ms per step (or ``value="peak_mib"``) for one device: rows = method, columns = K."""
-    sub = df[df.device_name == device_name]
-    t = sub.pivot_table(index="method", columns="K", values=value, aggfunc="first")
+    t = _by_method(df, device_name, value)
     order = [m for m in LABELS if m in t.index] + [m for m in t.index if m not in LABELS]
-    t = t.loc[order]
-    t.index = [LABELS.get(m, m) for m in t.index]
-    t.columns = [f"K={k:,}" for k in t.columns]
-    t.index.name = VALUE_NAMES.get(value, value)
-    return t
+    return _labelled(t, order, VALUE_NAMES.get(value, value))
 
 
 def peak_memory_bound(df: pd.DataFrame, device_name: str, bound_mib: float = 1024.0) -> tuple[float, bool]:
@@ -97,17 +107,12 @@ def peak_memory_bound(df: pd.DataFrame, device_name: str, bound_mib: float = 102
 
 def ratio_table(df: pd.DataFrame, device_name: str, reference: str = "vq") -> pd.DataFrame:
     """Median step time of each method divided by ``reference``'s, per K, for one device."""
-    sub = df[df.device_name == device_name]
-    t = sub.pivot_table(index="method", columns="K", values="ms_median", aggfunc="first")
+    t = _by_method(df, device_name, "ms_median")
     if reference not in t.index:
         raise ValueError(f"no {reference!r} rows for {device_name!r}")
     r = t.div(t.loc[reference], axis=1)
     order = [m for m in LABELS if m in r.index and m != reference]
-    r = r.loc[order]
-    r.index = [LABELS.get(m, m) for m in r.index]
-    r.columns = [f"K={k:,}" for k in r.columns]
-    r.index.name = f"time / time of {reference}"
-    return r
+    return _labelled(r, order, f"time / time of {reference}")
 
 
 def target_table(df: pd.DataFrame) -> pd.DataFrame:
