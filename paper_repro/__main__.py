@@ -6,6 +6,8 @@ import json
 import sys
 import textwrap
 
+from .profiles import AUTO, PROFILES
+
 EPILOG = textwrap.dedent("""\
     examples:
       python -m paper_repro train --quantizer nsvq --num-codes 1024 --code-dim 64 --profile ci
@@ -78,19 +80,21 @@ def build_parser() -> argparse.ArgumentParser:
                                     "partial runs from their checkpoints.",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     sw.add_argument("name", help="grid name (see `grids`)")
-    sw.add_argument("--profile", default="ci", choices=["ci", "gpu", "paper"])
+    sw.add_argument("--profile", default="ci", choices=list(PROFILES))
     sw.add_argument("--device", default="cpu")
     sw.add_argument("--jobs", type=int, default=1, help="worker processes at once (1: in this process)")
     sw.add_argument("--threads-per-job", type=int, help="CPU threads per worker (default 1 on cpu, 2 on cuda)")
     sw.add_argument("--time-budget", type=float, help="seconds; workers checkpoint and stop before it ends")
     sw.add_argument("--results-root", help="results store root (default by profile)")
     sw.add_argument("--runs-root", help="checkpoint root (default runs/)")
-    sw.add_argument("--fresh", action="store_true", help="ignore stored results and checkpoints; rerun all")
+    sw.add_argument("--fresh", action="store_true", help="ignore stored results and checkpoints; rerun all "
+                    "(then commit the new records under data/results/NAME/PROFILE/)")
 
     rs = sub.add_parser("results", help="print the stored results table of a grid",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     rs.add_argument("name")
-    rs.add_argument("--profile", default="gpu", choices=["ci", "gpu", "paper"])
+    rs.add_argument("--profile", default=AUTO, choices=[*PROFILES, AUTO],
+                    help="auto: the highest-scale profile with stored runs")
     rs.add_argument("--results-root")
     rs.add_argument("--all-columns", action="store_true")
 
@@ -179,17 +183,26 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_results(args) -> int:
-    from .experiments import load_results
+    from .experiments import load_grid, load_results
     from .experiments.runner import grid_results
 
     from .experiments.grids import GRIDS
+    profile = args.profile
     if args.name in GRIDS:
-        df, missing = grid_results(args.name, args.profile, args.results_root)
+        if profile == AUTO:
+            try:
+                _, source = load_grid(args.name, AUTO, args.results_root)
+            except FileNotFoundError as e:
+                print(e)
+                return 1
+            profile = source.profile
+        df, missing = grid_results(args.name, profile, args.results_root)
     else:
-        df, missing = load_results(args.name, args.profile, args.results_root), []
+        df, missing = load_results(args.name, "ci" if profile == AUTO else profile, args.results_root), []
     if df.empty:
-        print(f"no stored results for {args.name!r} at profile {args.profile!r}")
+        print(f"no stored results for {args.name!r} at profile {profile!r}")
         return 1
+    print(f"{args.name} at profile {profile}: {len(df)} stored run(s)")
     cols = list(df.columns) if args.all_columns else [c for c in (
         "config_hash", "quantizer", "num_codes", "code_dim", "seed", "epochs_done", "eval_usage",
         "eval_perplexity", "psnr", "ssim", "lpips", "fd", "fd_metric", "train_epoch_usage",
@@ -206,7 +219,7 @@ def cmd_grids(args) -> int:
     from .experiments.grids import GRIDS, get_grid
 
     for name in sorted(GRIDS):
-        counts = ", ".join(f"{p}: {len(get_grid(name, p))}" for p in ("ci", "gpu", "paper"))
+        counts = ", ".join(f"{p}: {len(get_grid(name, p))}" for p in PROFILES)
         doc = (GRIDS[name].__doc__ or "").strip().splitlines()[0]
         print(f"{name:16s} runs ({counts})  {doc}")
     return 0

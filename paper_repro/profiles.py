@@ -10,7 +10,9 @@ to its configs.
   CelebA-HQ), the paper's backbone width, several seeds.
 - ``paper``: the paper's own protocol: CelebA-HQ (needs the images; see README), Table-1 backbone,
   batch 16, Adam 5e-4, 40 epochs.
-- ``auto`` (book builds only): committed ``gpu`` results where they exist, else run ``ci``.
+- ``auto`` (book builds): for an experiment grid, the committed records of the highest-scale
+  profile that has any (``paper`` > ``gpu`` > ``cpu`` > ``ci``, by ``Profile.rank``); a book build
+  never trains. For the toy demos and proof walkthroughs (computed on every build) it means ``ci``.
 """
 from __future__ import annotations
 
@@ -30,6 +32,11 @@ class Profile:
     batch_size: int
     lr: float
     seeds: tuple[int, ...]
+    # Scale order for ``auto`` (higher = closer to the paper): ci 0 < cpu 1 < gpu 2 < paper 3.
+    rank: int = 0
+    # Does a verdict at this profile count as evidence about the paper's claims? (``ci``: no, its
+    # runs are pipeline checks; see paper_repro.verdict.)
+    evidence: bool = True
     toy_seeds: tuple[int, ...] = field(default=(0, 1, 2, 3, 4))
     # Resize before the VGG16 features of FD-VGG16: None keeps the native size (fast, named
     # "FD-VGG16@native"); 224 is the ImageNet input size (named "FD-VGG16").
@@ -45,24 +52,31 @@ PROFILES: dict[str, Profile] = {
         description="CPU smoke scale: Fashion-MNIST 32x32, 2,048 training images, 1/4-width backbone",
         dataset="fashion_mnist", image_size=32, backbone_width=0.25,
         train_images=2048, eval_images=512, epochs=2, batch_size=16, lr=5e-4, seeds=(0,),
-        fd_resize=None,
+        fd_resize=None, rank=0, evidence=False,
     ),
     "gpu": Profile(
         name="gpu",
         description="one-GPU reproduction: Fashion-MNIST 32x32 (60k train / 10k eval), paper backbone",
         dataset="fashion_mnist", image_size=32, backbone_width=1.0,
         train_images=None, eval_images=None, epochs=10, batch_size=16, lr=5e-4, seeds=(0, 1, 2),
+        rank=2,
     ),
     "paper": Profile(
         name="paper",
         description="the paper's protocol: CelebA-HQ, Table-1 backbone, batch 16, Adam 5e-4, 40 epochs",
         dataset="celeba_hq", image_size=64, backbone_width=1.0,
         train_images=None, eval_images=None, epochs=40, batch_size=16, lr=5e-4, seeds=(1265,),
+        rank=3,
     ),
 }
 
-#: Pseudo-profile used by the book build: committed ``gpu`` results if present, else ``ci``.
+#: Pseudo-profile used by the book build: the highest-scale profile with committed records.
 AUTO = "auto"
+
+
+def profiles_by_scale() -> list[str]:
+    """Profile names from the highest scale (closest to the paper) to the lowest."""
+    return sorted(PROFILES, key=lambda n: -PROFILES[n].rank)
 
 
 def get_profile(name: str | Profile) -> Profile:
@@ -70,7 +84,7 @@ def get_profile(name: str | Profile) -> Profile:
 
     ``auto`` resolves to ``ci`` here: it is what a computation with no committed results (the toy
     demos and proof walkthroughs) runs at in a book build. Experiment grids handle ``auto`` before
-    this, in :func:`paper_repro.experiments.run_or_load`, by loading committed ``gpu`` results.
+    this, in :func:`paper_repro.experiments.load_grid`, by loading the highest-scale committed records.
     """
     if isinstance(name, Profile):
         return name

@@ -1,7 +1,10 @@
-"""Run a named grid (skipping what is stored), or load it: ``run_grid`` and ``run_or_load``.
+"""Run a named grid (skipping what is stored), or load it: ``run_grid``, ``load_grid``, ``run_or_load``.
+
+``load_grid(name, profile)`` only reads committed records (``auto``: the highest-scale profile that
+has any) and says where they came from; it never trains, so a book build trains nothing.
 
 ``run_grid(name, profile, device, jobs=N)``: each config is keyed by its hash. A run whose record is
-in the store (and reusable, see ``store.is_reusable``) is skipped; a run whose folder
+in the store (and complete) is skipped; a run whose folder
 ``runs/<experiment>/<profile>/<hash>/`` holds a checkpoint is resumed from it; the rest start fresh.
 With ``jobs > 1`` each run is a worker process (``python -m paper_repro train --config ...``) pinned
 to ``threads_per_job`` CPU threads, so several small runs share one GPU; each worker publishes its
@@ -16,16 +19,16 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from ..paths import REPO_ROOT, RUNS_DIR
-from ..profiles import AUTO, get_profile
+from ..profiles import AUTO, get_profile, profiles_by_scale
 from ..training.checkpoint import atomic_write_text
 from ..training.config import TrainConfig, config_hash
-from ..training.checkpoint import load_checkpoint
-from ..training.trainer import CHECKPOINT_NAME, RECORD_NAME, NonFiniteLossError, TrainingInterrupted, train
+from ..training.trainer import RECORD_NAME, NonFiniteLossError, TrainingInterrupted, train
 from . import store
 from .grids import get_grid
 
@@ -38,13 +41,13 @@ def run_dir_for(cfg: TrainConfig, runs_root=None) -> Path:
     return root / (cfg.experiment or "adhoc") / (cfg.profile or "custom") / config_hash(cfg)
 
 
-def _done(cfg: TrainConfig, root, runs_root, commit) -> str | None:
-    """'stored' / 'published' when a reusable record exists (publishing a finished run folder)."""
+def _done(cfg: TrainConfig, root, runs_root) -> str | None:
+    """'stored' / 'published' when a complete record exists (publishing a finished run folder)."""
     h = config_hash(cfg)
     p = store.record_path(cfg.experiment, cfg.profile, h, root)
     if p.exists():
         try:
-            if store.is_reusable(store.load_record(p), commit):
+            if store.is_reusable(store.load_record(p)):
                 return "stored"
         except (ValueError, json.JSONDecodeError):
             pass
@@ -52,28 +55,12 @@ def _done(cfg: TrainConfig, root, runs_root, commit) -> str | None:
     if rec_file.exists():
         try:
             rec = json.loads(rec_file.read_text())
-            if rec.get("config_hash") == h and store.is_reusable(rec, commit):
+            if rec.get("config_hash") == h and store.is_reusable(rec):
                 store.publish_run(rec_file.parent, root)
                 return "published"
         except (ValueError, json.JSONDecodeError):
             pass
     return None
-
-
-def _checkpoint_usable(cfg: TrainConfig, runs_root, commit: str) -> bool:
-    """Resume from a run folder's checkpoint? Always for committed profiles (gpu, paper); for the
-    cached ``ci`` profile only when the checkpoint was written by the current clean commit (the
-    same rule as for its records: ci results must come from the code being tested)."""
-    if cfg.profile not in store.CACHED_PROFILES:
-        return True
-    ck = run_dir_for(cfg, runs_root) / CHECKPOINT_NAME
-    if not ck.exists():
-        return True
-    try:
-        made = load_checkpoint(ck).get("git_commit")
-    except Exception:
-        return False
-    return made == commit and "+dirty" not in commit and commit != "unknown"
 
 
 def _summary_row(cfg, status, seconds=None, record=None, error=None):
@@ -103,16 +90,15 @@ def run_grid(name: str, profile: str, device: str = "cpu", jobs: int = 1, resume
     if progress is not None:
         cfgs = [c.replace(progress=progress) for c in cfgs]
     deadline = time.time() + time_budget_s if time_budget_s else None
-    commit = store.current_commit()
     rows, todo = [], []
     for c in cfgs:
-        st = _done(c, root, runs_root, commit) if resume else None
+        st = _done(c, root, runs_root) if resume else None
         if st:
             rows.append(_summary_row(c, st, record=store.load_record(
                 store.record_path(c.experiment, c.profile, config_hash(c), root))))
         else:
             todo.append(c)
-            if not resume or not _checkpoint_usable(c, runs_root, commit):
+            if not resume:
                 shutil.rmtree(run_dir_for(c, runs_root), ignore_errors=True)
     if verbose:
         print(f"grid {name!r} at profile {profile!r} on {device}: {len(cfgs)} runs, "
@@ -199,7 +185,7 @@ def _run_workers(todo, jobs, root, runs_root, deadline, threads, verbose):
     return rows
 
 
-# -- run or load -----------------------------------------------------------------------------------
+# -- load (never trains) / run or load -------------------------------------------------------------
 def grid_results(name: str, profile: str, root=None) -> tuple[pd.DataFrame, list[str]]:
     """Stored results of the grid's *current* configs (stale records of other configs ignored),
     and the hashes still missing."""
@@ -217,27 +203,92 @@ def grid_results(name: str, profile: str, root=None) -> tuple[pd.DataFrame, list
     return store.records_frame(records), missing
 
 
-def run_or_load(name: str, profile: str = AUTO, device: str = "cpu", jobs: int = 1,
-                root=None, runs_root=None, time_budget_s: float | None = None
-                ) -> tuple[pd.DataFrame, str]:
-    """(results table, sentence saying where it came from).
+@dataclass(frozen=True)
+class GridSource:
+    """Where a page's runs came from: the grid, the profile chosen, how many of the grid's runs are
+    committed, their seeds, devices, commits and dates."""
 
-    ``profile="auto"``: the committed ``gpu`` results when every run of the grid is stored, else a
-    ``ci`` run. A concrete profile runs whatever is missing at that profile (on ``device``), with
-    ``jobs`` runs at once. With ``time_budget_s`` unfinished runs checkpoint and stop before the
-    budget ends, and a RuntimeError says to call again: the next call resumes them.
+    grid: str
+    profile: str
+    requested: str
+    runs: int
+    grid_runs: int
+    seeds: tuple
+    devices: tuple
+    commits: tuple
+    dates: tuple
+    folder: str
+
+    @property
+    def complete(self) -> bool:
+        return self.runs == self.grid_runs
+
+    @property
+    def evidence(self) -> bool:
+        """Do verdicts at this profile count as evidence (False at ``ci``: pipeline checks)?"""
+        return get_profile(self.profile).evidence
+
+    def sentence(self) -> str:
+        chosen = (f"profile {self.profile} (chosen by profile=auto: the highest-scale profile with "
+                  f"committed runs)" if self.requested == AUTO else f"profile {self.profile}")
+        seeds = ", ".join(map(str, self.seeds))
+        dates = self.dates[0] if len(set(self.dates)) == 1 else f"{min(self.dates)} to {max(self.dates)}"
+        return (f"Grid {self.grid!r}: {self.runs} of its {self.grid_runs} runs at {chosen}, "
+                f"seed{'s' if len(self.seeds) > 1 else ''} {seeds}, on {'; '.join(self.devices)}, "
+                f"trained {dates}; committed records in {self.folder}/."
+                + ("" if self.evidence else " At this profile every verdict is a pipeline check, "
+                   "not evidence about the paper."))
+
+    def __str__(self) -> str:
+        return self.sentence()
+
+
+def _source(name, profile, requested, df, n_grid, root) -> GridSource:
+    folder = store.results_dir(name, profile, root)
+    try:
+        folder = folder.relative_to(REPO_ROOT)
+    except ValueError:
+        pass
+    return GridSource(grid=name, profile=profile, requested=requested, runs=len(df), grid_runs=n_grid,
+                      seeds=tuple(sorted({int(s) for s in df["seed"]})),
+                      devices=tuple(sorted({str(d) for d in df["device"]})),
+                      commits=tuple(sorted({str(c) for c in df["git_commit"]})),
+                      dates=tuple(sorted({str(d)[:10] for d in df["date"]})), folder=str(folder))
+
+
+def load_grid(name: str, profile: str = AUTO, root=None) -> tuple[pd.DataFrame, GridSource]:
+    """(results table, ``GridSource``) from the committed records of grid ``name``; never trains.
+
+    ``profile="auto"``: the highest-scale profile (``paper`` > ``gpu`` > ``cpu`` > ``ci``) with at
+    least one committed run of the grid's current configs. A partial grid is loaded as it is; the
+    source says how many of how many runs it holds. No records at all is an error that names the
+    command to make them.
     """
+    candidates = profiles_by_scale() if profile == AUTO else [get_profile(profile).name]
+    for prof in candidates:
+        df, missing = grid_results(name, prof, root)
+        if len(df):
+            return df, _source(name, prof, profile, df, len(df) + len(missing), root)
+    where = store.results_dir(name, candidates[-1], root).parent
+    raise FileNotFoundError(
+        f"no committed runs of grid {name!r} at profile {'/'.join(candidates)} under {where}; make "
+        f"them with `python -m paper_repro sweep {name} --profile {candidates[-1]}` and commit "
+        f"{where.relative_to(REPO_ROOT) if where.is_relative_to(REPO_ROOT) else where}")
+
+
+def run_or_load(name: str, profile: str = AUTO, device: str = "cpu", train: bool = False,
+                jobs: int = 1, root=None, runs_root=None, time_budget_s: float | None = None
+                ) -> tuple[pd.DataFrame, GridSource]:
+    """``load_grid``, after training the runs of ``profile`` that are not stored when ``train`` is
+    true (an explicit request, e.g. ``papermill -p profile gpu -p train True``; never in a book
+    build). With ``time_budget_s`` unfinished runs checkpoint and stop before the budget ends, and a
+    RuntimeError says to call again: the next call resumes them.
+    """
+    if not train:
+        return load_grid(name, profile, root)
     if profile == AUTO:
-        df, missing = grid_results(name, "gpu", root)
-        if not missing:
-            return df, (f"Loaded {len(df)} committed gpu-profile runs of {name!r} from "
-                        f"{store.results_dir(name, 'gpu', root).relative_to(REPO_ROOT) if root is None else store.results_dir(name, 'gpu', root)} "
-                        f"(profile auto).")
-        profile = "ci"
-        why = (f" (profile auto: {len(missing)} of {len(missing) + len(df)} gpu runs not committed)")
-    else:
-        get_profile(profile)
-        why = ""
+        raise ValueError("train=True needs a concrete profile (ci, gpu, paper, ...), not 'auto'")
+    get_profile(profile)
     summary = run_grid(name, profile, device, jobs=jobs, root=root, runs_root=runs_root,
                        time_budget_s=time_budget_s, verbose=False)
     bad = summary[~summary["status"].isin(["stored", "published", "done"])]
@@ -246,7 +297,4 @@ def run_or_load(name: str, profile: str = AUTO, device: str = "cpu", jobs: int =
                  if set(bad["status"]) == {"interrupted"} else "")
         raise RuntimeError(f"grid {name!r} at {profile!r}: {len(bad)} run(s) did not finish.{again}\n"
                            + bad.to_string(index=False))
-    df, missing = grid_results(name, profile, root)
-    ran = int((summary["status"] == "done").sum())
-    reused = len(summary) - ran
-    return df, (f"Ran {ran} and reused {reused} cached {profile}-profile runs of {name!r} on {device}{why}.")
+    return load_grid(name, profile, root)

@@ -1,12 +1,11 @@
 """Results store: one JSON record per run, ``<root>/<experiment>/<profile>/<config_hash>.json``.
 
-Where records live (decision):
-
-- ``gpu`` and ``paper`` profiles: ``data/results/`` (committed; the book shows them).
-- ``ci`` profile: ``_build/results/`` (a git-ignored cache), so executing a notebook or the book at
-  ``ci`` never dirties the working tree. A cached ``ci`` record is reused only when it was produced
-  by the current, clean git commit (see :func:`is_reusable`); otherwise the run is repeated.
-- ``$PAPER_REPRO_RESULTS`` overrides the root for every profile (tests, scratch sweeps).
+Where records live (decision): every profile, ``ci`` included, under ``data/results/`` (committed).
+Records are the results: the book loads them and never trains; regenerating them is an explicit
+``python -m paper_repro sweep GRID --profile P`` followed by a commit. Whether committed records
+still match the code is checked by the reproduction test (``tests/reproduction/``), which re-trains
+a sample of them and compares within stated tolerances. ``$PAPER_REPRO_RESULTS`` overrides the root
+(tests, scratch sweeps).
 
 Each record is written atomically (temporary file + ``os.replace``), one file per run, named by the
 config hash: merging the output of many GPU commands is copying files, nothing shared is mutated,
@@ -27,20 +26,17 @@ from ..training.checkpoint import atomic_write_bytes, atomic_write_json
 from ..training.config import TrainConfig, config_hash
 from ..training.trainer import RECORD_NAME, RECORD_SCHEMA, SAMPLES_NAME
 
-CI_CACHE_DIR = REPO_ROOT / "_build" / "results"
 ENV_VAR = "PAPER_REPRO_RESULTS"
-CACHED_PROFILES = ("ci",)
 
 #: keys every record has (tests check the trainer's output against this).
 RECORD_KEYS = ("schema", "status", "experiment", "profile", "config", "config_hash", "epochs", "final",
-               "provenance", "steps", "train_seconds", "images_per_s", "wall_time_s")
+               "provenance", "steps", "train_seconds", "images_per_s", "wall_time_s", "trace")
 
 
-def results_root(profile: str) -> Path:
+def results_root(profile: str | None = None) -> Path:
+    """``$PAPER_REPRO_RESULTS`` if set, else ``data/results`` (the same for every profile)."""
     env = os.environ.get(ENV_VAR)
-    if env:
-        return Path(env)
-    return CI_CACHE_DIR if profile in CACHED_PROFILES else RESULTS_DIR
+    return Path(env) if env else RESULTS_DIR
 
 
 def _check_name(kind: str, value) -> str:
@@ -119,24 +115,10 @@ def load_records(experiment: str, profile: str, root=None) -> list[dict]:
     return out
 
 
-def current_commit() -> str:
-    from ..provenance import git_commit
-    return git_commit()
-
-
-def is_reusable(record: dict, commit: str | None = None) -> bool:
-    """May a stored record stand in for running its config again?
-
-    Committed profiles (gpu, paper): always (the record is the result; rerun by deleting it).
-    Cached ``ci`` records: only when made by the current commit and that commit is clean.
-    """
-    if record.get("status") != "complete":
-        return False
-    if record.get("profile") not in CACHED_PROFILES:
-        return True
-    commit = commit or current_commit()
-    made = record.get("provenance", {}).get("git_commit", "unknown")
-    return made == commit and "+dirty" not in commit and commit != "unknown"
+def is_reusable(record: dict) -> bool:
+    """May a stored record stand in for running its config again? When it is complete: the record
+    is the result (rerun with ``sweep --fresh``, or by deleting it)."""
+    return record.get("status") == "complete"
 
 
 # -- tidy table --------------------------------------------------------------------------------------

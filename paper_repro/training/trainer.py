@@ -176,6 +176,28 @@ class _EpochAccumulator:
         self.steps, self.images, self.stats = int(s["steps"]), int(s["images"]), dict(s["stats"])
 
 
+def trace_steps(total_steps: int) -> list[int]:
+    """Global steps at which a run's short trace is taken: 1, 2, 5, 10, 20, 50, ... (1-2-5 per
+    decade) up to ``total_steps``, and ``total_steps`` itself. Each point holds the means over the
+    steps since the previous point, so the trace is the run's loss curve in a dozen numbers; the
+    reproduction test compares a re-run against it (early points agree across float kernels to
+    ~1e-5, late ones drift as training amplifies last-bit differences)."""
+    out, decade = [], 1
+    while decade <= total_steps:
+        out += [m * decade for m in (1, 2, 5) if m * decade <= total_steps]
+        decade *= 10
+    if total_steps > 0 and (not out or out[-1] != total_steps):
+        out.append(total_steps)
+    return out
+
+
+def _trace_point(step: int, win: "_EpochAccumulator") -> dict:
+    n = max(win.steps, 1)
+    loss, recon, qloss = (win.loss / n).tolist()
+    return {"step": step, "window_steps": win.steps, "loss": loss, "recon_loss": recon,
+            "quantizer_loss": qloss, "window_usage": _usage_summary(win.counts)["usage"]}
+
+
 def _usage_summary(counts: torch.Tensor) -> dict:
     c = counts.double()
     total = c.sum().item()
@@ -259,8 +281,10 @@ def _train(cfg, run_dir, resume, deadline, data, model_factory, _stop_after_step
     total_steps = cfg.epochs * spe if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * spe)
 
     acc = _EpochAccumulator(cfg.num_codes, device)
+    win = _EpochAccumulator(cfg.num_codes, device)      # since the last trace point
+    tracing = set(trace_steps(total_steps))
     st = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "history": [], "train_seconds": 0.0,
-          "train_images": 0, "resumes": 0}
+          "train_images": 0, "resumes": 0, "trace": []}
     if resume and ckpt_path is not None and ckpt_path.exists():
         ck = load_checkpoint(ckpt_path, map_location=device)
         if ck.get("config_hash") != chash:
@@ -270,7 +294,9 @@ def _train(cfg, run_dir, resume, deadline, data, model_factory, _stop_after_step
         optimizer.load_state_dict(ck["optimizer"])
         scheduler.load_state_dict(ck["scheduler"])
         acc.load(ck["accumulator"])
-        st.update({k: ck["state"][k] for k in st})
+        if "trace_window" in ck:
+            win.load(ck["trace_window"])
+        st.update({k: ck["state"].get(k, st[k]) for k in st})
         st["resumes"] += 1
         set_rng_state(ck["rng"])
         ddp.broadcast_module(model)
@@ -314,7 +340,7 @@ def _train(cfg, run_dir, resume, deadline, data, model_factory, _stop_after_step
                 "git_commit": commit,
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "rng": rng_state(),
-                "accumulator": acc.state(), "state": dict(st),
+                "accumulator": acc.state(), "trace_window": win.state(), "state": dict(st),
             }, ckpt_path)
         ddp.barrier()
         last_good.update(path=str(ckpt_path), step=st["global_step"])
@@ -361,8 +387,13 @@ def _train(cfg, run_dir, resume, deadline, data, model_factory, _stop_after_step
                 optimizer.step()
                 ddp.broadcast_module(model, buffers_only=True)
                 with torch.no_grad():
-                    acc.loss += torch.stack([loss.detach(), recon_loss.detach(), q_loss.detach()]).double()
-                    acc.counts += torch.bincount(qo.indices.reshape(-1), minlength=cfg.num_codes)
+                    terms = torch.stack([loss.detach(), recon_loss.detach(), q_loss.detach()]).double()
+                    hits = torch.bincount(qo.indices.reshape(-1), minlength=cfg.num_codes)
+                    acc.loss += terms
+                    acc.counts += hits
+                    win.loss += terms
+                    win.counts += hits
+                win.steps += 1
                 for k, v in (getattr(qo, "stats", None) or {}).items():
                     if isinstance(v, (int, float)) and not isinstance(v, bool):
                         acc.stats[k] = acc.stats.get(k, 0.0) + float(v)
@@ -372,6 +403,9 @@ def _train(cfg, run_dir, resume, deadline, data, model_factory, _stop_after_step
                 pending.append((st["global_step"], epoch, recon_loss.detach(), q_loss.detach()))
                 st["global_step"] += 1
                 st["step_in_epoch"] += 1
+                if st["global_step"] in tracing:
+                    st["trace"].append(_trace_point(st["global_step"], win))
+                    win = _EpochAccumulator(cfg.num_codes, device)
                 if bar is not None:
                     bar.update(1)
                 if len(pending) >= check_every:
@@ -446,7 +480,7 @@ def _train(cfg, run_dir, resume, deadline, data, model_factory, _stop_after_step
         record = {
             "schema": RECORD_SCHEMA, "status": "complete", "experiment": cfg.experiment,
             "profile": cfg.profile, "config": cfg.to_dict(), "config_hash": chash,
-            "epochs": st["history"], "final": final, "provenance": prov,
+            "epochs": st["history"], "trace": st["trace"], "final": final, "provenance": prov,
             "steps": st["global_step"], "steps_per_epoch": spe, "train_images_seen": st["train_images"],
             "train_seconds": st["train_seconds"],
             "images_per_s": st["train_images"] / st["train_seconds"] if st["train_seconds"] > 0 else None,

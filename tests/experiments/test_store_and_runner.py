@@ -1,5 +1,6 @@
 """Results store (atomic, mergeable by copying, tidy table), grid runner (skip done, publish finished,
-resume partial), run_or_load (committed gpu results vs a ci run) and the CLI."""
+resume partial), load_grid (committed records of the highest-scale profile; never trains),
+run_or_load (trains only when asked) and the CLI."""
 import json
 import shutil
 
@@ -7,7 +8,7 @@ import pandas as pd
 import pytest
 
 import paper_repro.training.trainer as trainer_mod
-from paper_repro.experiments import GRIDS, grids, run_grid, run_or_load, store
+from paper_repro.experiments import GRIDS, grids, load_grid, run_grid, run_or_load, store
 from paper_repro.experiments.runner import run_dir_for
 from paper_repro.training import CHECKPOINT_NAME, RECORD_NAME, config_hash, load_checkpoint, train
 
@@ -65,15 +66,13 @@ def test_finished_run_folder_is_published_and_partial_run_is_resumed(tmp_path, t
     assert rec["final"] == straight["final"] and rec["epochs"] == straight["epochs"]
 
 
-def test_ci_records_are_reused_only_from_the_same_clean_commit():
-    rec = {"status": "complete", "profile": "ci", "provenance": {"git_commit": "abc"}}
-    assert store.is_reusable(rec, "abc")
-    assert not store.is_reusable(rec, "abd")
-    assert not store.is_reusable(dict(rec, provenance={"git_commit": "abc+dirty"}), "abc+dirty")
-    assert store.is_reusable(dict(rec, profile="gpu"), "zzz+dirty")    # committed results: always
-    assert not store.is_reusable(dict(rec, status="killed"), "abc")
-    assert store.results_root("ci") == store.CI_CACHE_DIR
-    assert store.results_root("gpu") == store.RESULTS_DIR
+def test_every_profile_is_stored_under_data_results_and_complete_records_are_reused(monkeypatch):
+    monkeypatch.delenv(store.ENV_VAR, raising=False)
+    rec = {"status": "complete", "profile": "ci", "provenance": {"git_commit": "abc+dirty"}}
+    assert store.is_reusable(rec)                       # the record is the result, whatever made it
+    assert not store.is_reusable(dict(rec, status="killed"))
+    for p in ("ci", "gpu", "paper"):
+        assert store.results_root(p) == store.RESULTS_DIR
 
 
 def test_merging_two_result_trees_is_copying_files(tmp_path, test_grid):
@@ -100,29 +99,40 @@ def test_store_refuses_tampered_or_incomplete_records(tmp_path, test_grid):
         store.results_dir("../x", "gpu", tmp_path)
 
 
-def test_run_or_load_auto_prefers_complete_committed_gpu_results(tmp_path, test_grid, monkeypatch):
+def test_load_grid_auto_takes_the_highest_scale_profile_with_records_and_never_trains(
+        tmp_path, test_grid, monkeypatch):
     root, runs = tmp_path / "results", tmp_path / "runs"
-    # gpu grid incomplete -> auto runs ci (here: the test grid at ci, synthetic data)
+    with pytest.raises(FileNotFoundError, match=f"sweep {GRID} --profile ci"):
+        load_grid(GRID, "auto", root=root)
+    run_grid(GRID, "ci", root=root, runs_root=runs, verbose=False)
+    monkeypatch.setattr("paper_repro.experiments.runner.train", _no_training)
+    monkeypatch.setattr("paper_repro.experiments.runner.run_grid", _no_training)
+    df, source = load_grid(GRID, "auto", root=root)
+    assert set(df["profile"]) == {"ci"} and source.profile == "ci" and source.complete
+    assert not source.evidence and "pipeline check" in source.sentence()
+    # one gpu record (a partial grid) outranks a complete ci grid; the source says 1 of 2
+    monkeypatch.undo()
+    monkeypatch.setitem(GRIDS, GRID, test_grid)
+    monkeypatch.setattr(trainer_mod, "load_data", lambda cfg: tiny_data())
     run_grid(GRID, "gpu", root=root, runs_root=runs, verbose=False)
     (next((root / GRID / "gpu").glob("*.json"))).unlink()
-    df, source = run_or_load(GRID, "auto", root=root, runs_root=runs)
-    assert "Ran 2" in source and "ci" in source and "1 of 2 gpu runs not committed" in source
-    assert set(df["profile"]) == {"ci"} and len(df) == 2
-    # complete -> loads without training
-    run_grid(GRID, "gpu", root=root, runs_root=runs, verbose=False)
     monkeypatch.setattr("paper_repro.experiments.runner.train", _no_training)
     df, source = run_or_load(GRID, "auto", root=root, runs_root=runs)
-    assert source.startswith("Loaded 2 committed gpu-profile runs") and set(df["profile"]) == {"gpu"}
+    assert set(df["profile"]) == {"gpu"} and (source.runs, source.grid_runs) == (1, 2)
+    assert source.seeds == (3,) and source.evidence
+    assert "1 of its 2 runs at profile gpu (chosen by profile=auto" in source.sentence()
+    with pytest.raises(ValueError, match="concrete profile"):
+        run_or_load(GRID, "auto", train=True, root=root, runs_root=runs)
 
 
 def test_run_or_load_time_budget_stops_cleanly_and_a_second_call_resumes(tmp_path, test_grid):
     root, runs = tmp_path / "results", tmp_path / "runs"
     with pytest.raises(RuntimeError, match="run again to resume"):
-        run_or_load(GRID, "gpu", root=root, runs_root=runs, time_budget_s=1e-9)
+        run_or_load(GRID, "gpu", train=True, root=root, runs_root=runs, time_budget_s=1e-9)
     assert not list((root / GRID / "gpu").glob("*.json")) if (root / GRID / "gpu").exists() else True
     assert all((run_dir_for(c, runs) / CHECKPOINT_NAME).exists() for c in grids.get_grid(GRID, "gpu"))
-    df, source = run_or_load(GRID, "gpu", root=root, runs_root=runs)
-    assert "Ran 2" in source and len(df) == 2
+    df, source = run_or_load(GRID, "gpu", train=True, root=root, runs_root=runs)
+    assert source.runs == 2 and len(df) == 2
     straight = train(grids.get_grid(GRID, "gpu")[1], data=tiny_data())
     rec = store.load_record(df.loc[df.quantizer == "nsvq", "record_path"].item())
     assert rec["resumes"] == 1 and rec["final"] == straight["final"]

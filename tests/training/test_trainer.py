@@ -8,7 +8,7 @@ import torch
 
 from paper_repro.training import (CHECKPOINT_NAME, RECORD_NAME, SAMPLES_NAME, NonFiniteLossError,
                                   TrainingInterrupted, build_model, config_hash, load_checkpoint, train)
-from paper_repro.training.trainer import _to_float
+from paper_repro.training.trainer import _to_float, trace_steps
 
 from ._helpers import tiny_config, tiny_data
 
@@ -216,3 +216,28 @@ def test_eval_every_epoch_records_curves_without_changing_training(tmp_path):
     assert resumed["epochs"] == curves["epochs"] and resumed["final"] == curves["final"]
     with pytest.raises(ValueError, match="eval_every_epoch"):
         tiny_config(eval_every_epoch="yes")
+
+
+def test_trace_steps_are_1_2_5_per_decade_and_end_at_the_last_step():
+    assert trace_steps(128) == [1, 2, 5, 10, 20, 50, 100, 128]
+    assert trace_steps(100) == [1, 2, 5, 10, 20, 50, 100]
+    assert trace_steps(1) == [1] and trace_steps(0) == []
+
+
+def test_trace_windows_cover_every_step_and_average_to_the_epoch_loss(tmp_path):
+    cfg = tiny_config(epochs=1)
+    rec = train(cfg, data=tiny_data())
+    tr = rec["trace"]
+    assert [p["step"] for p in tr] == trace_steps(rec["steps"]) and len(tr) >= 3
+    assert sum(p["window_steps"] for p in tr) == rec["steps"]
+    mean = sum(p["loss"] * p["window_steps"] for p in tr) / rec["steps"]
+    assert abs(mean - rec["epochs"][0]["train_loss"]) < 1e-9
+    assert all(0 < p["window_usage"] <= 1 for p in tr)
+
+
+def test_trace_survives_a_kill_and_resume_exactly(tmp_path):
+    cfg = tiny_config(epochs=2, checkpoint_every=3)
+    straight = train(cfg, data=tiny_data())
+    train(cfg, run_dir=tmp_path, data=tiny_data(), _stop_after_step=7)
+    resumed = train(cfg, run_dir=tmp_path, data=tiny_data(), resume=True)
+    assert resumed["resumes"] == 1 and resumed["trace"] == straight["trace"]
