@@ -8,7 +8,11 @@ PY := $(VENV)/bin/python
 PROFILE ?= auto
 BUILD := _build
 
-.PHONY: book test venv notebooks mathjax system-deps weights clean
+.PHONY: book test test-kernels venv notebooks mathjax system-deps weights clean
+
+# The second float-kernel setting of CI (.ci/run): ATen's scalar kernels, oneDNN without AVX-512, one
+# thread. Results must not depend on it beyond the stated tolerances.
+OTHER_KERNELS := ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=AVX2 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
 venv: $(VENV)/.installed
 
@@ -41,6 +45,13 @@ book: venv mathjax system-deps
 
 test: venv system-deps book
 	$(PY) -m pytest tests notebooks --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+
+# The notebooks' checks again under other float kernels; prints a kernel fingerprint under both settings
+# first, to show that the raw numbers do change.
+test-kernels: venv system-deps
+	@echo "float kernels, default:  $$($(PY) scripts/kernel_fingerprint.py)"
+	@echo "float kernels, CI's 2nd: $$($(OTHER_KERNELS) $(PY) scripts/kernel_fingerprint.py)"
+	$(OTHER_KERNELS) $(PY) -m pytest notebooks --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
 # fp16 copies of the LPIPS / FD-VGG16 backbone weights in .weights/ (small enough to carry to a GPU machine)
 weights: venv

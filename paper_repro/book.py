@@ -6,10 +6,12 @@ Usage (the Makefile calls these)::
     python -m paper_repro.book refresh-notebooks [NAME ...]   # re-execute notebooks/ in place at `ci`
     python -m paper_repro.book screenshot PAGE OUT.png        # headless Chromium screenshot
 
-The stored notebooks in ``notebooks/`` carry outputs of the ``ci`` profile (nbval compares them in
-CI). The book never edits them: it executes copies into ``_build/src/notebooks/`` with the requested
-profile (default ``auto``: committed ``gpu`` results where they exist, else a fresh ``ci`` run) and
-builds from that staging tree, so a build leaves the working tree clean.
+The stored notebooks in ``notebooks/`` carry the outputs of their default parameters (``profile =
+"auto"``: each experiment page loads the committed records of the highest-scale profile that has
+any; the toy and theory pages compute at ``ci`` scale); nbval compares the checked cells in CI. The
+book never edits them: it executes copies into ``_build/src/notebooks/`` and builds from that staging
+tree, so a build leaves the working tree clean. No notebook trains at ``auto``: a build reads
+``data/results/`` and creates no run folder.
 """
 from __future__ import annotations
 
@@ -72,13 +74,18 @@ def toc_notebooks() -> list[Path]:
     return out
 
 
-def execute_notebook(src: Path, dst: Path, parameters: dict) -> float:
-    """Execute ``src`` with Papermill into ``dst``; returns seconds taken."""
+DEFAULT_PARAMETERS = {"profile": "auto", "device": "cpu"}
+
+
+def execute_notebook(src: Path, dst: Path, parameters: dict | None = None) -> float:
+    """Execute ``src`` with Papermill into ``dst``; returns seconds taken. Parameters equal to the
+    notebooks' defaults are not injected (no second parameters cell on the page)."""
     import papermill as pm
 
+    parameters = {k: v for k, v in (parameters or {}).items() if DEFAULT_PARAMETERS.get(k, object()) != v}
     dst.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    pm.execute_notebook(str(src), str(dst), parameters=parameters, kernel_name="python3",
+    pm.execute_notebook(str(src), str(dst), parameters=parameters or None, kernel_name="python3",
                         cwd=str(REPO_ROOT), progress_bar=False, log_output=False)
     return time.perf_counter() - t0
 
@@ -101,13 +108,14 @@ def strip_volatile_metadata(path: Path) -> None:
 
 
 def refresh_notebooks(names: list[str] | None = None) -> None:
-    """Re-execute stored notebooks in place at the ``ci`` profile (their nbval reference outputs)."""
+    """Re-execute stored notebooks in place with their default parameters (their nbval reference
+    outputs); run after committing new records so the pages show them."""
     paths = toc_notebooks() if not names else [
         REPO_ROOT / "notebooks" / (n if n.endswith(".ipynb") else n + ".ipynb") for n in names]
     for p in paths:
         if not p.exists():
             raise FileNotFoundError(p)
-        secs = execute_notebook(p, p, {"profile": "ci", "device": "cpu"})
+        secs = execute_notebook(p, p)
         strip_volatile_metadata(p)
         print(f"refreshed {p.relative_to(REPO_ROOT)} in {secs:.1f} s")
 
@@ -147,7 +155,9 @@ def _stage(profile: str, device: str) -> dict:
 def build(profile: str = "auto", device: str = "cpu") -> Path:
     """Run every notebook of the toc at ``profile``, build the HTML book, return its index page."""
     t0 = time.perf_counter()
+    before = _run_folders()
     staged = _stage(profile, device)
+    created = sorted(_run_folders() - before)
     cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(STAGE_DIR),
            "--toc", str(STAGE_DIR / "_toc.yml"), "--config", str(REPO_ROOT / "book" / "_config.yml"),
            "--path-output", str(OUTPUT_DIR), "-W", "-n", "--keep-going"]
@@ -155,11 +165,13 @@ def build(profile: str = "auto", device: str = "cpu") -> Path:
         shutil.rmtree(OUTPUT_DIR / "_build")
     proc = subprocess.run(cmd, cwd=REPO_ROOT)
     info = {"profile": profile, "device": device, "seconds": round(time.perf_counter() - t0, 1),
-            "jupyter_book_exit": proc.returncode, **staged}
+            "jupyter_book_exit": proc.returncode, "run_folders_created": created, **staged}
     OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
     (OUTPUT_DIR / "build_info.json").write_text(json.dumps(info, indent=2))
     if staged["failures"]:
         raise SystemExit("notebooks failed while building the book:\n  " + "\n  ".join(staged["failures"]))
+    if created and profile == "auto":
+        raise SystemExit("a book build must not train, but it created run folders:\n  " + "\n  ".join(created))
     if proc.returncode != 0:
         raise SystemExit(f"jupyter-book build failed (exit {proc.returncode}); see the warnings above")
     intro = HTML_DIR / "book" / "intro.html"
@@ -168,6 +180,16 @@ def build(profile: str = "auto", device: str = "cpu") -> Path:
     print(f"\nBook built in {info['seconds']:.0f} s: {HTML_DIR / 'index.html'}"
           f"\n  open file://{intro}")
     return intro
+
+
+def _run_folders() -> set[str]:
+    """Training run folders (anything holding a config, checkpoint or record) under ``runs/``."""
+    from .paths import RUNS_DIR
+
+    if not RUNS_DIR.exists():
+        return set()
+    names = ("config.json", "checkpoint.pt", "record.json")
+    return {str(p.parent) for n in names for p in RUNS_DIR.rglob(n)}
 
 
 def chromium(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -201,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     b = sub.add_parser("build", help="execute the toc's notebooks and build the HTML book")
     b.add_argument("--profile", default=os.environ.get("PROFILE", "auto"))
     b.add_argument("--device", default="cpu")
-    r = sub.add_parser("refresh-notebooks", help="re-execute stored notebooks in place at profile ci")
+    r = sub.add_parser("refresh-notebooks", help="re-execute stored notebooks in place (default parameters)")
     r.add_argument("names", nargs="*")
     s = sub.add_parser("screenshot", help="screenshot a built page")
     s.add_argument("page", type=Path)

@@ -6,6 +6,8 @@ to its configs.
 
 - ``ci``: seconds on a 2-core CPU. Fashion-MNIST 32x32 subset, narrow backbone. Proves the pipeline
   and catches regressions; its numbers are *not* a reproduction.
+- ``cpu``: what two CPU cores afford running in the background for hours: full Fashion-MNIST
+  training split, a narrow backbone, a few epochs, three seeds (chosen from the ``pilot`` grid).
 - ``gpu``: the scaled reproduction on one GPU: full Fashion-MNIST 32x32 (the offline stand-in for
   CelebA-HQ), the paper's backbone width, several seeds.
 - ``paper``: the paper's own protocol: CelebA-HQ (needs the images; see README), Table-1 backbone,
@@ -53,6 +55,14 @@ PROFILES: dict[str, Profile] = {
         dataset="fashion_mnist", image_size=32, backbone_width=0.25,
         train_images=2048, eval_images=512, epochs=2, batch_size=16, lr=5e-4, seeds=(0,),
         fd_resize=None, rank=0, evidence=False,
+    ),
+    "cpu": Profile(
+        name="cpu",
+        description="what two CPU cores afford in the background: Fashion-MNIST 32x32 (60k train / 2,000 "
+                    "eval), 1/4-width backbone, 3 epochs, 3 seeds (provisional until the pilot grid decides)",
+        dataset="fashion_mnist", image_size=32, backbone_width=0.25,
+        train_images=None, eval_images=2000, epochs=3, batch_size=16, lr=5e-4, seeds=(0, 1, 2),
+        fd_resize=None, rank=1,
     ),
     "gpu": Profile(
         name="gpu",

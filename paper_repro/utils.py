@@ -1,4 +1,4 @@
-"""Small helpers shared by the whole package: seeding and printed claim checks."""
+"""Small helpers shared by the whole package: seeding. (Claims are judged by ``paper_repro.verdict``.)"""
 from __future__ import annotations
 
 import os
@@ -24,11 +24,3 @@ def seed_everything(seed: int) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed(seed)
     return g
-
-
-def claim(statement: str, holds: bool) -> str:
-    """Format a checked claim for notebooks, e.g. ``"NS-VQ usage >= 0.95: True"``.
-
-    Notebooks print these in cells that nbval compares, so a changed result fails CI.
-    """
-    return f"{statement}: {bool(holds)}"

@@ -92,3 +92,23 @@ def test_intro_screenshot():
     intro = HTML_DIR / "book" / "intro.html"
     out = screenshot(intro, SCREENSHOT_DIR / "intro.png")
     assert out.stat().st_size > 10_000, "the screenshot of the intro page is (nearly) empty"
+
+
+def test_the_book_build_trained_nothing_and_every_experiment_page_names_its_source():
+    """A book build reads committed records: it created no run folder, and each experiment page's
+    first output line says which profile, how many of the grid's runs, seeds and device."""
+    import json
+
+    from paper_repro.book import OUTPUT_DIR
+    from paper_repro.experiments import GRIDS
+
+    info = json.loads((OUTPUT_DIR / "build_info.json").read_text())
+    assert info["run_folders_created"] == [], info["run_folders_created"]
+    pages = {"first_training_run": "first_run", "codebook_size": "codebook_size", "batch_size": "batch_size"}
+    assert set(pages.values()) <= set(GRIDS)
+    for page, grid in pages.items():
+        text = (HTML_DIR / "notebooks" / f"{page}.html").read_text(encoding="utf-8")
+        m = re.search(rf"Grid &#39;{grid}&#39;: (\d+) of its (\d+) runs at profile (\w+)", text) or \
+            re.search(rf"Grid '{grid}': (\d+) of its (\d+) runs at profile (\w+)", text)
+        assert m, f"{page}: no source line naming grid {grid!r}"
+        assert int(m.group(1)) >= 1 and "seed" in text and ("on cpu" in text or "on cuda" in text)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..utils import claim
+from .. import verdict as V
 from .report import _fd_name, epoch_frame
 
 
@@ -38,17 +38,32 @@ def final_table(df: pd.DataFrame) -> pd.DataFrame:
                              "psnr": "PSNR (dB)"})
 
 
-def claim_lines(df: pd.DataFrame) -> list[str]:
-    """The caption's claim (larger batch -> lower distance) and Sec. 3.2.2's mechanism (larger batch
-    -> more codes in use), each as "strictly monotone over the batch sizes run" on final metrics."""
-    t = df.groupby("batch_size")[["fd", "eval_usage"]].mean().sort_index()
-    if len(t) < 2:
+def verdicts(df: pd.DataFrame) -> list:
+    """The caption's claim (a larger batch gives a lower final distance) and Sec. 3.2.2's mechanism
+    (a larger batch keeps more codes in use), each judged by the one rule
+    (``paper_repro.verdict``) on every pair of consecutive batch sizes, paired by seed."""
+    sizes = sorted(df["batch_size"].unique())
+    if len(sizes) < 2:
         raise ValueError("need runs at two or more batch sizes")
-    fd_down = bool((t["fd"].diff().dropna() < 0).all())
-    usage_up = bool((t["eval_usage"].diff().dropna() > 0).all())
+    profs = sorted(set(df["profile"]))
+    profile = profs[0] if len(profs) == 1 else None
     name = _fd_name(df)
-    return [claim(f"Fig. 4: final {name} falls with every larger batch size", fd_down),
-            claim("Sec. 3.2.2: final eval usage rises with every larger batch size", usage_up)]
+
+    def per_seed(b, col):
+        s = df[df.batch_size == b]
+        return pd.Series(s[col].to_numpy(float), index=s["seed"].to_numpy())
+
+    fd = [V.judge_difference(f"{name}(batch {a}) - {name}(batch {b}) > 0", per_seed(a, "fd"),
+                             per_seed(b, "fd"), ">", 0.0, profile) for a, b in zip(sizes, sizes[1:])]
+    us = [V.judge_difference(f"usage(batch {b}) - usage(batch {a}) > 0", per_seed(b, "eval_usage"),
+                             per_seed(a, "eval_usage"), ">", 0.0, profile) for a, b in zip(sizes, sizes[1:])]
+    return [V.judge_all(f"Fig. 4: the final {name} falls with every larger batch size", fd),
+            V.judge_all("Sec. 3.2.2: the final eval usage rises with every larger batch size", us)]
+
+
+def claim_lines(df: pd.DataFrame) -> list[str]:
+    """:func:`verdicts` as lines, each with its cells."""
+    return [V.explain(v) for v in verdicts(df)]
 
 
 def plot_curves(df: pd.DataFrame, caption: str = ""):

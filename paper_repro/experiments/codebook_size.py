@@ -9,8 +9,9 @@ rFID and our Frechet distance are never put in one column: ours is named after t
 on CelebA-HQ). Usage is the same quantity in both (fraction of the K codes selected on the
 evaluation split), so it is the one number compared directly, and even then across different data.
 
-The paper's claims about these tables are written once, as :data:`CLAIMS`, and evaluated on the
-paper's own numbers and on ours by :func:`claim_table`.
+The paper's claims about these tables are written once, as :data:`CLAIMS`, and judged on our runs
+by the one verdict rule (``paper_repro.verdict``, over seeds) and on the paper's printed numbers by
+:func:`claim_table`.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import Callable
 
 import pandas as pd
 
+from .. import verdict as V
 from .grids import CODE_DIMS, PAPER_METHODS
 from .report import _fd_name
 
@@ -120,54 +122,95 @@ def paper_table4(paper: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class Claim:
+    """A claim about the usage table: ``kind`` is ``at_least`` (methods, bound), ``beats`` (a, b:
+    a's usage >= b's in every cell) or ``falls`` (method, D: usage at the largest K < at the
+    smallest)."""
     text: str
-    holds: Callable[[pd.DataFrame], bool | None]   # on a (method, D, K, usage) frame; None: cannot tell
-
-
-def _usage(df, method, d=None):
-    s = df[df.method == method]
-    return s if d is None else s[s.D == d]
-
-
-def _all_at_least(methods, bound):
-    def f(df):
-        vals = df[df.method.isin(methods)]["usage"]
-        return None if vals.empty else bool((vals >= bound).all())
-    return f
-
-
-def _beats_everywhere(a, b):
-    def f(df):
-        m = _usage(df, a).merge(_usage(df, b), on=["D", "K"], suffixes=("_a", "_b"))
-        return None if m.empty else bool((m.usage_a >= m.usage_b).all())
-    return f
-
-
-def _falls_with_k(method, d):
-    def f(df):
-        s = _usage(df, method, d).sort_values("K")
-        return None if len(s) < 2 else bool(s.usage.iloc[-1] < s.usage.iloc[0])
-    return f
+    kind: str
+    args: tuple
 
 
 CLAIMS = (
-    Claim("NS-VQ and TransVQ use >= 95% of the codes at every K and D", _all_at_least(OURS_METHODS, 0.95)),
-    Claim("NS-VQ's usage >= VQVAE2's (EMA) at every K and D", _beats_everywhere("NS-VQ", "VQVAE2")),
-    Claim("TransVQ's usage >= VQGAN-FC's at every K and D", _beats_everywhere("TransVQ", "VQGAN-FC")),
-    Claim("VQGAN-FC's usage falls as K grows at D = 64", _falls_with_k("VQGAN-FC", 64)),
-    Claim("VQVAE2's usage falls as K grows at D = 64", _falls_with_k("VQVAE2", 64)),
+    Claim("NS-VQ and TransVQ use >= 95% of the codes at every K and D", "at_least", (OURS_METHODS, 0.95)),
+    Claim("NS-VQ's usage >= VQVAE2's (EMA) at every K and D", "beats", ("NS-VQ", "VQVAE2")),
+    Claim("TransVQ's usage >= VQGAN-FC's at every K and D", "beats", ("TransVQ", "VQGAN-FC")),
+    Claim("VQGAN-FC's usage falls as K grows at D = 64", "falls", ("VQGAN-FC", 64)),
+    Claim("VQVAE2's usage falls as K grows at D = 64", "falls", ("VQVAE2", 64)),
 )
 
 
-def claim_table(ours: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
-    """Each claim evaluated on the paper's numbers and on ours, restricted to the (method, D, K)
-    cells both have, so the two verdicts speak about the same cells."""
-    cells = ours[["method", "D", "K"]].merge(paper[["method", "D", "K"]])
+def ours_seeds(df: pd.DataFrame) -> pd.DataFrame:
+    """Per-seed usage: (method, D, K, seed, usage), one row per run."""
+    _check_tags(df)
+    return pd.DataFrame({"method": df["tag"], "D": df["code_dim"].astype(int), "K": df["num_codes"].astype(int),
+                         "seed": df["seed"].astype(int), "usage": df["eval_usage"].astype(float)})
+
+
+def _series(t: pd.DataFrame, method: str, d: int, k: int) -> pd.Series:
+    s = t[(t.method == method) & (t.D == d) & (t.K == k)]
+    return pd.Series(s["usage"].to_numpy(float), index=s["seed"].to_numpy())
+
+
+def judge_claim(c: Claim, t: pd.DataFrame, profile: str | None = None, printed: bool = False):
+    """The claim's verdict on per-seed usage ``t`` (method, D, K, seed, usage) by the one rule
+    (``paper_repro.verdict``). ``printed=True``: ``t`` holds the paper's numbers as printed (one
+    value per cell), each compared exactly. Returns None when ``t`` has no cell the claim needs."""
+    def cell(text, a, b=None, op=">=", thr=0.0):
+        if printed:
+            x = float(a.iloc[0]) - (float(b.iloc[0]) if b is not None else 0.0)
+            return V.judge(text, [x], op, thr, exact=True)
+        if b is None:
+            return V.judge(text, a, op, thr, profile)
+        return V.judge_difference(text, a, b, op, thr, profile)
+
+    parts = []
+    if c.kind == "at_least":
+        methods, bound = c.args
+        for (m, d, k), _ in t[t.method.isin(methods)].groupby(["method", "D", "K"]):
+            parts.append(cell(f"{m} D={d} K={k}: usage >= {bound}", _series(t, m, d, k), op=">=", thr=bound))
+    elif c.kind == "beats":
+        a, b = c.args
+        cells = set(map(tuple, t[t.method == a][["D", "K"]].to_numpy())) & \
+            set(map(tuple, t[t.method == b][["D", "K"]].to_numpy()))
+        for d, k in sorted(cells):
+            parts.append(cell(f"D={d} K={k}: {a} usage - {b} usage >= 0", _series(t, a, d, k),
+                              _series(t, b, d, k), ">=", 0.0))
+    elif c.kind == "falls":
+        m, d = c.args
+        ks = sorted(t[(t.method == m) & (t.D == d)]["K"].unique())
+        if len(ks) >= 2:
+            parts.append(cell(f"{m} D={d}: usage at K={ks[0]} - at K={ks[-1]} > 0",
+                              _series(t, m, d, ks[0]), _series(t, m, d, ks[-1]), ">", 0.0))
+    else:
+        raise ValueError(f"unknown claim kind {c.kind!r}")
+    return V.judge_all(c.text, parts) if parts else None
+
+
+def claim_table(df: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+    """Each claim judged on our runs (per seed, by the one rule) and on the paper's numbers as
+    printed, both restricted to the (method, D, K) cells both have, so they speak about the same
+    cells. ``df``: our runs (one row per run); ``paper``: :func:`paper_long`."""
+    ours = ours_seeds(df)
+    profile = _one_profile(df)
+    cells = ours[["method", "D", "K"]].drop_duplicates().merge(paper[["method", "D", "K"]])
     o = ours.merge(cells)
-    p = paper.merge(cells)
-    verdict = {True: "holds", False: "fails", None: "n/a"}
-    return pd.DataFrame([{"claim": c.text, "paper": verdict[c.holds(p)], "ours": verdict[c.holds(o)]}
-                         for c in CLAIMS])
+    p = paper.merge(cells).assign(seed=0)
+    rows = []
+    for c in CLAIMS:
+        vo, vp = judge_claim(c, o, profile), judge_claim(c, p, printed=True)
+        rows.append({"": vo.mark if vo else "", "claim": c.text,
+                     "ours": vo.verdict if vo else "no shared cells",
+                     "ours (seeds)": vo.n if vo else 0,
+                     "paper, as printed": ("holds" if vp.verdict == V.SUPPORTED else "does not hold")
+                     if vp else "no shared cells"})
+    return pd.DataFrame(rows)
+
+
+def _one_profile(df: pd.DataFrame) -> str:
+    profs = sorted(set(df["profile"]))
+    if len(profs) != 1:
+        raise ValueError(f"runs of several profiles {profs}; judge one profile at a time")
+    return profs[0]
 
 
 def plot_usage_and_fd(ours: pd.DataFrame, paper: pd.DataFrame, caption: str = ""):

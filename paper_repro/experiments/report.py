@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..provenance import format_provenance
-from ..utils import claim
+from ..verdict import judge_difference
 
 METHOD_NAMES = {"vq": "VQ (vanilla)", "ema": "VQ-EMA", "fc": "VQGAN-FC", "simvq": "SimVQ",
                 "nsvq": "NS-VQ", "transvq": "TransVQ"}
@@ -87,32 +87,40 @@ def styled_table(df: pd.DataFrame, digits: int = 3):
     return t.style.format({c: f"{{:.{digits}f}}" for c in num}).hide(axis="index").set_caption(caption(df))
 
 
-def check_lines(df: pd.DataFrame, sig: int = 3) -> list[str]:
-    """Deterministic, rounded lines (``sig`` significant digits) for nbval to compare."""
+def check_lines(df: pd.DataFrame, digits: int = 3) -> list[str]:
+    """Rounded lines (``digits`` significant digits) of the committed runs, for nbval to compare."""
     t = summary_table(df)
     fd = _fd_name(df)
     out = []
     for _, r in t.iterrows():
-        vals = [f"{name}={_sig(r[name], sig)}" for name in
+        vals = [f"{name}={sig(r[name], digits)}" for name in
                 ("Eval usage", "PSNR (dB)", "SSIM", "LPIPS (AlexNet)", fd) if name in r and pd.notna(r[name])]
         out.append(f"{r['Method']} K={r['K']} D={r['D']}: " + ", ".join(vals))
     return out
 
 
-def usage_claim(df: pd.DataFrame, better: str = "nsvq", than: str = "vq") -> str:
-    """``claim`` line: mean eval usage of ``better`` >= that of ``than``."""
-    m = df.groupby("quantizer")["eval_usage"].mean()
-    if better not in m or than not in m:
-        raise ValueError(f"need runs of both {better!r} and {than!r}, have {sorted(m.index)}")
-    return claim(f"{METHOD_NAMES[better]} eval usage >= {METHOD_NAMES[than]} eval usage", m[better] >= m[than])
+def usage_verdict(df: pd.DataFrame, better: str = "nsvq", than: str = "vq"):
+    """The claim "``better`` keeps more codes than ``than``" judged by the one rule on the per-seed
+    eval-usage differences (``paper_repro.verdict``)."""
+    have = set(df["quantizer"])
+    if better not in have or than not in have:
+        raise ValueError(f"need runs of both {better!r} and {than!r}, have {sorted(have)}")
+
+    def per_seed(q):
+        s = df[df.quantizer == q]
+        return pd.Series(s["eval_usage"].to_numpy(float), index=s["seed"].to_numpy())
+
+    profs = sorted(set(df["profile"]))
+    return judge_difference(f"{METHOD_NAMES[better]} eval usage > {METHOD_NAMES[than]} eval usage",
+                            per_seed(better), per_seed(than), ">", 0.0, profs[0] if len(profs) == 1 else None)
 
 
-def _sig(v: float, sig: int) -> str:
-    """``v`` to ``sig`` significant digits, trailing zeros kept (17.0, 0.500, 150, 1230)."""
+def sig(v: float, digits: int) -> str:
+    """``v`` to ``digits`` significant digits, trailing zeros kept (17.0, 0.500, 150, 1230)."""
     v = float(v)
     if v == 0 or not np.isfinite(v):
         return f"{v:g}"
-    d = sig - 1 - int(np.floor(np.log10(abs(v))))
+    d = digits - 1 - int(np.floor(np.log10(abs(v))))
     return f"{v:.{d}f}" if d > 0 else f"{round(v, d):.0f}"
 
 

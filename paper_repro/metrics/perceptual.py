@@ -48,30 +48,35 @@ def lpips_model(net: str = "alex", device="cpu", weights_dir=None) -> nn.Module:
     net = canonical_net(net)
     key = (net, str(torch.device(device)), str(weights_dir))
     if key not in _MODELS:
-        try:
-            import lpips as lpips_pkg
-        except ImportError as e:
-            raise ImportError("LPIPS needs the `lpips` package (pip install lpips==0.1.4)") from e
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), torch.device("meta"):
-            warnings.simplefilter("ignore")  # torchvision's deprecated `pretrained=False` argument
-            # built on the meta device: no time spent on random init (VGG16's 100M-parameter
-            # classifier); every tensor is then set below, and the check makes sure of it
-            model = lpips_pkg.LPIPS(net=net, pretrained=False, pnet_rand=True, verbose=False)
-        model = model.to_empty(device="cpu")
-        model.scaling_layer = lpips_pkg.lpips.ScalingLayer()  # its constant shift/scale buffers
-        backbone = backbone_state(net, weights_dir)
-        load_convs_into(model.net, backbone)
-        lin = lpips_linear_state(net, weights_dir)
-        missing, unexpected = model.load_state_dict(lin, strict=False)
-        n_set = 2 + len(backbone) + len(lin)  # scaling buffers + convs + linear layers
-        uncovered = [k for k in missing if not (k.startswith(("scaling_layer.", "net.", "lins.")))]
-        if unexpected or uncovered or len(model.state_dict()) != n_set + len(lin):  # lins.k aliases lin{k}
-            raise RuntimeError(f"LPIPS weights did not load: uncovered {uncovered}, unexpected {unexpected}")
-        model = model.to(device).eval()
-        for p in model.parameters():
-            p.requires_grad_(False)
-        _MODELS[key] = model
+        with torch.random.fork_rng(devices=[]):    # building it must not move the seeded RNG stream
+            _MODELS[key] = _build_lpips(net, device, weights_dir)
     return _MODELS[key]
+
+
+def _build_lpips(net: str, device, weights_dir) -> nn.Module:
+    try:
+        import lpips as lpips_pkg
+    except ImportError as e:
+        raise ImportError("LPIPS needs the `lpips` package (pip install lpips==0.1.4)") from e
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), torch.device("meta"):
+        warnings.simplefilter("ignore")  # torchvision's deprecated `pretrained=False` argument
+        # built on the meta device: no time spent on random init (VGG16's 100M-parameter
+        # classifier); every tensor is then set below, and the check makes sure of it
+        model = lpips_pkg.LPIPS(net=net, pretrained=False, pnet_rand=True, verbose=False)
+    model = model.to_empty(device="cpu")
+    model.scaling_layer = lpips_pkg.lpips.ScalingLayer()  # its constant shift/scale buffers
+    backbone = backbone_state(net, weights_dir)
+    load_convs_into(model.net, backbone)
+    lin = lpips_linear_state(net, weights_dir)
+    missing, unexpected = model.load_state_dict(lin, strict=False)
+    n_set = 2 + len(backbone) + len(lin)  # scaling buffers + convs + linear layers
+    uncovered = [k for k in missing if not (k.startswith(("scaling_layer.", "net.", "lins.")))]
+    if unexpected or uncovered or len(model.state_dict()) != n_set + len(lin):  # lins.k aliases lin{k}
+        raise RuntimeError(f"LPIPS weights did not load: uncovered {uncovered}, unexpected {unexpected}")
+    model = model.to(device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
 
 
 @torch.no_grad()
@@ -117,7 +122,11 @@ class VGG16Features(nn.Module):
 
 
 def vgg16_features_model(resize: int | None = 224, device="cpu", weights_dir=None) -> VGG16Features:
+    """The cached VGG16 feature network (FD-VGG16). Built without touching the global RNG: its random
+    initialisation (overwritten by the ImageNet weights) runs on a forked RNG state, so whether a
+    process built it before a training run cannot change that run's numbers."""
     key = ("vgg16feat", resize, str(torch.device(device)), str(weights_dir))
     if key not in _MODELS:
-        _MODELS[key] = VGG16Features(resize, weights_dir).to(device)
+        with torch.random.fork_rng(devices=[]):
+            _MODELS[key] = VGG16Features(resize, weights_dir).to(device)
     return _MODELS[key]

@@ -190,3 +190,36 @@ def settings_sweep(settings=DEFAULT_SETTINGS, batch_sizes=(1, 4, 16, 64), seeds=
     summ.columns = [f"{a}_{b}" for a, b in summ.columns]
     summ.insert(0, "steps", raw.groupby(["setting", "batch_size"], sort=False)["steps"].first())
     return summ.reset_index(), raw
+
+
+def claim_verdicts(one_step, same_seen) -> list:
+    """Sec. 3.2 / 3.2.2's statements on the raw tables of :func:`settings_sweep` (one row per
+    setting, batch size and seed), each judged by the one rule over the batch seeds
+    (``paper_repro.verdict``), per setting."""
+    import pandas as pd
+
+    from .. import verdict as V
+
+    def col(raw, setting, b, name):
+        s = raw[(raw.setting == setting) & (raw.batch_size == b)]
+        return pd.Series(s[name].to_numpy(float), index=s["seed"].to_numpy())
+
+    out = []
+    for s in dict.fromkeys(one_step["setting"]):
+        sizes = sorted(one_step.loc[one_step.setting == s, "batch_size"].unique())
+        lo, hi = sizes[0], sizes[-1]
+        out.append(V.judge(f"[{s}] one step moves > 1% of other images' latents to another cell (B={lo})",
+                           col(one_step, s, lo, "moved_other"), ">", 0.01))
+        out.append(V.judge_difference(f"[{s}] the batch hits more codes at B={hi} than at B={lo}",
+                                      col(one_step, s, hi, "codes_hit"), col(one_step, s, lo, "codes_hit")))
+        out.append(V.judge_all(f"[{s}] one-step drift (moved_other) falls with every larger batch", [
+            V.judge_difference(f"moved_other(B={a}) - moved_other(B={b}) > 0", col(one_step, s, a, "moved_other"),
+                               col(one_step, s, b, "moved_other")) for a, b in zip(sizes, sizes[1:])]))
+        out.append(V.judge(f"[{s}] some code loses all its latents after one step (B={lo})",
+                           col(one_step, s, lo, "codes_emptied"), ">", 0.0))
+    for s in dict.fromkeys(same_seen["setting"]):
+        sizes = sorted(same_seen.loc[same_seen.setting == s, "batch_size"].unique())
+        lo, hi = sizes[0], sizes[-1]
+        out.append(V.judge_difference(f"[{s}, same images seen] fewer cells emptied at B={hi} than at B={lo}",
+                                      col(same_seen, s, lo, "codes_emptied"), col(same_seen, s, hi, "codes_emptied")))
+    return out

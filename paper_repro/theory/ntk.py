@@ -143,3 +143,34 @@ def compare_predictions(n: int = 48, anchors=(0, 1, 2, 3), code_dim: int = 8, wi
     table = df.groupby("method", sort=False)[["mean_cosine", "median_rel_error", "spearman_norms"]].mean().reset_index()
     table.loc[table.method.str.startswith("Eq.15"), "median_rel_error"] = np.nan   # Eq. 15 has no scale
     return NTKComparison(list(anchors), table, pd.DataFrame(pair_rows), float(np.mean(ntk_corr)))
+
+
+E11, E12 = "Eq.11 NTK linear (-eta K_ji g_i)", "Eq.12 K_ji K_ii^-1 dE_i"
+
+
+def claim_verdicts(small: dict, big: dict) -> list:
+    """The page's statements about Eq. 11-15, judged by the one rule over network seeds
+    (``paper_repro.verdict``). ``small`` / ``big``: seed -> :func:`compare_predictions` result at a
+    small (linear regime) and a large learning rate."""
+    import pandas as pd
+
+    from .. import verdict as V
+
+    def per_seed(res: dict, method: str, col: str = "mean_cosine") -> pd.Series:
+        return pd.Series({s: float(r.table.set_index("method").loc[method, col]) for s, r in res.items()})
+
+    return [
+        V.judge("small step: the NTK linearisation (Eq. 11) predicts the direction (mean cosine > 0.9)",
+                per_seed(small, E11), ">", 0.9),
+        V.judge("small step: Eq. 12 equals Eq. 11 in the linear regime (|cosine difference| < 0.05)",
+                (per_seed(small, E12) - per_seed(small, E11)).abs(), "<", 0.05),
+        V.judge("the NTK similarity falls with latent distance (Spearman < -0.5)",
+                pd.Series({s: r.ntk_vs_distance for s, r in small.items()}), "<", -0.5),
+        V.judge("Eq. 14 with 2s^2 = median distance: direction mostly right (cosine > 0.7)",
+                per_seed(small, "Eq.14 RBF (2s^2=median) x dE_i"), ">", 0.7),
+        V.judge("Eq. 14 with 2s^2 = 1 (the paper's start): magnitudes ~0 here (median rel. error > 0.95)",
+                per_seed(small, "Eq.14 RBF (2s^2=1.0) x dE_i", "median_rel_error"), ">", 0.95),
+        V.judge("Eq. 15's vector (E_i - c_qj) points along the true dE_j (cosine > 0.5)",
+                per_seed(small, "Eq.15 practical (2s^2=median)"), ">", 0.5),
+        V.judge("large step: the linearisation has broken down (Eq. 11 cosine < 0.9)", per_seed(big, E11), "<", 0.9),
+    ]

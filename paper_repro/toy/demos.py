@@ -391,21 +391,52 @@ def run(scenario: str, rule: str, seed: int = 0, **overrides) -> ToyResult:
                      n_steps, np.array(sc.state, copy=True))
 
 
-def summary_table(seeds, scenarios=SCENARIOS, rules=RULES, **overrides):
-    """Usage and distortion per (scenario, rule) over ``seeds``: a DataFrame with mean and std."""
+def seed_table(seeds, scenarios=SCENARIOS, rules=RULES, **overrides):
+    """Usage and distortion of every (scenario, rule, seed): one row per run."""
     import pandas as pd
 
-    rows = [
+    return pd.DataFrame([
         {"scenario": s, "rule": r, "seed": sd, "usage": (res := run(s, r, sd, **overrides)).usage,
          "distortion": res.distortion}
         for s in scenarios for r in rules for sd in seeds
-    ]
-    df = pd.DataFrame(rows)
+    ])
+
+
+def summary_table(seeds=None, scenarios=SCENARIOS, rules=RULES, raw=None, **overrides):
+    """Usage and distortion per (scenario, rule) over ``seeds`` (or over the rows of a
+    :func:`seed_table` passed as ``raw``): a DataFrame with mean and std."""
+    df = seed_table(seeds, scenarios, rules, **overrides) if raw is None else raw
     out = df.groupby(["scenario", "rule"], sort=False).agg(
         usage_mean=("usage", "mean"), usage_std=("usage", "std"),
         distortion_mean=("distortion", "mean"), distortion_std=("distortion", "std"),
         n_seeds=("seed", "count"))
     return out.reset_index()
+
+
+def _by_seed(raw, scenario, rule, col="usage"):
+    import pandas as pd
+
+    s = raw[(raw.scenario == scenario) & (raw.rule == rule)]
+    return pd.Series(s[col].to_numpy(float), index=s["seed"].to_numpy())
+
+
+def claim_verdicts(raw) -> list:
+    """Supp. 11's claims on a :func:`seed_table`, each judged by the one rule over the seeds
+    (``paper_repro.verdict``): on the three collapsing scenarios NS-VQ keeps more codes than EMA and
+    at least 90 % of them, the TransVQ-style map sits between the two; on expansion EMA already
+    keeps every code."""
+    from .. import verdict as V
+
+    out = []
+    for s in ("translation", "shrink", "split"):
+        ns, ema, tv = (_by_seed(raw, s, r) for r in ("nsvq", "ema", "transvq"))
+        out += [V.judge_difference(f"{s}: NS-VQ usage > EMA usage", ns, ema),
+                V.judge(f"{s}: NS-VQ usage >= 0.9", ns, ">=", 0.9),
+                V.judge_difference(f"{s}: TransVQ-style map usage > EMA usage", tv, ema),
+                V.judge_difference(f"{s}: TransVQ-style map usage < NS-VQ usage", tv, ns, "<")]
+    out.append(V.judge("expansion: EMA already keeps every code (usage >= 1)", _by_seed(raw, "expansion", "ema"),
+                       ">=", 1.0))
+    return out
 
 
 #: Default sensitivity settings over the values Supp. 11 leaves open: one factor at a time around
@@ -430,13 +461,14 @@ _NSVQ_ONLY = {"lr0", "tau0", "softmax_includes_winner", "lr_decay", "tau_decay"}
 _ONLY_FOR = {"expansion_scale": {"expansion"}, "shrink_scale": {"shrink"}}
 
 
-def sensitivity(seeds, scenarios=SCENARIOS, grid=None, rules=("ema", "nsvq")):
+def sensitivity(seeds, scenarios=SCENARIOS, grid=None, rules=("ema", "nsvq"), per_seed=False):
     """Sensitivity of usage/distortion to the values Supp. 11 leaves open.
 
     ``grid``: sequence of ``(label, overrides)`` (default :data:`SENSITIVITY_GRID`); a ``default``
-    row is always added. Returns a DataFrame (one row per setting x scenario, means over ``seeds``)
-    with ``usage_gain = nsvq_usage - ema_usage``: the qualitative conclusion of Figures 6/7 is
-    ``usage_gain >= 0`` everywhere and ``> 0`` where EMA loses codes. Settings that cannot change a scenario (``shrink_scale`` for
+    row is always added. Returns a DataFrame (one row per setting x scenario, means over ``seeds``;
+    with ``per_seed`` one row per setting x scenario x seed) with ``usage_gain = nsvq_usage -
+    ema_usage``: the qualitative conclusion of Figures 6/7 is ``usage_gain >= 0`` everywhere and
+    ``> 0`` where EMA loses codes. Settings that cannot change a scenario (``shrink_scale`` for
     translation, ...) are skipped; NS-VQ-only knobs reuse the default EMA runs.
     """
     import pandas as pd
@@ -445,11 +477,10 @@ def sensitivity(seeds, scenarios=SCENARIOS, grid=None, rules=("ema", "nsvq")):
     settings = (("default", {}),) + grid
     cache: dict = {}
 
-    def mean_run(s, r, ov):
+    def runs(s, r, ov):
         key = (s, r, tuple(sorted(ov.items())))
         if key not in cache:
-            res = [run(s, r, sd, **ov) for sd in seeds]
-            cache[key] = (float(np.mean([x.usage for x in res])), float(np.mean([x.distortion for x in res])))
+            cache[key] = [(x.usage, x.distortion) for x in (run(s, r, sd, **ov) for sd in seeds)]
         return cache[key]
 
     rows = []
@@ -457,12 +488,42 @@ def sensitivity(seeds, scenarios=SCENARIOS, grid=None, rules=("ema", "nsvq")):
         for s in scenarios:
             if any(k in _ONLY_FOR and s not in _ONLY_FOR[k] for k in ov):
                 continue
-            row = {"setting": label, "scenario": s}
-            for r in rules:
-                ov_r = {k: v for k, v in ov.items() if r == "nsvq" or k not in _NSVQ_ONLY}
-                row[f"{r}_usage"], row[f"{r}_distortion"] = mean_run(s, r, ov_r)
-            rows.append(row)
+            vals = {r: runs(s, r, {k: v for k, v in ov.items() if r == "nsvq" or k not in _NSVQ_ONLY})
+                    for r in rules}
+            if per_seed:
+                for i, sd in enumerate(seeds):
+                    row = {"setting": label, "scenario": s, "seed": sd}
+                    for r in rules:
+                        row[f"{r}_usage"], row[f"{r}_distortion"] = vals[r][i]
+                    rows.append(row)
+            else:
+                row = {"setting": label, "scenario": s}
+                for r in rules:
+                    row[f"{r}_usage"] = float(np.mean([u for u, _ in vals[r]]))
+                    row[f"{r}_distortion"] = float(np.mean([d for _, d in vals[r]]))
+                rows.append(row)
     df = pd.DataFrame(rows)
     if "ema" in rules and "nsvq" in rules:
         df["usage_gain"] = df["nsvq_usage"] - df["ema_usage"]
     return df
+
+
+def sensitivity_verdicts(per_seed) -> list:
+    """For each setting of a ``sensitivity(..., per_seed=True)`` table, Figures 6/7's conclusion
+    judged by the one rule over the seeds, cell by cell: NS-VQ keeps at least as many codes as EMA
+    on every scenario, and at least 90 % of them."""
+    import pandas as pd
+
+    from .. import verdict as V
+
+    out = []
+    for label, g in per_seed.groupby("setting", sort=False):
+        gain, keep = [], []
+        for s, h in g.groupby("scenario", sort=False):
+            ns = pd.Series(h["nsvq_usage"].to_numpy(float), index=h["seed"].to_numpy())
+            ema = pd.Series(h["ema_usage"].to_numpy(float), index=h["seed"].to_numpy())
+            gain.append(V.judge_difference(f"{s}: NS-VQ usage - EMA usage >= 0", ns, ema, ">=", 0.0))
+            keep.append(V.judge(f"{s}: NS-VQ usage >= 0.9", ns, ">=", 0.9))
+        out += [V.judge_all(f"[{label}] NS-VQ usage >= EMA usage on every scenario", gain),
+                V.judge_all(f"[{label}] NS-VQ usage >= 0.9 on every scenario", keep)]
+    return out

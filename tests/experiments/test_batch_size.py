@@ -16,17 +16,28 @@ def test_grid():
                for c in g)
 
 
-def _final(fd, usage):
-    return pd.DataFrame({"batch_size": [4, 16, 64], "fd": fd, "eval_usage": usage, "psnr": [20.0] * 3,
-                         "steps": [100, 25, 7], "seed": [0] * 3, "fd_metric": ["FD-VGG16"] * 3})
+def _final(fd, usage, seeds=(0,), jitter=0.0, profile="gpu"):
+    rows = []
+    for s in seeds:
+        for i, b in enumerate((4, 16, 64)):
+            rows.append({"batch_size": b, "fd": fd[i] + jitter * s, "eval_usage": usage[i] + jitter * s / 100,
+                         "psnr": 20.0, "steps": [100, 25, 7][i], "seed": s, "fd_metric": "FD-VGG16",
+                         "profile": profile})
+    return pd.DataFrame(rows)
 
 
-def test_claims_are_strict_monotonicity_on_the_means():
-    ok = bs.claim_lines(_final([30.0, 20.0, 10.0], [0.2, 0.5, 0.9]))
-    assert ok == ["Fig. 4: final FD-VGG16 falls with every larger batch size: True",
-                  "Sec. 3.2.2: final eval usage rises with every larger batch size: True"]
-    bad = bs.claim_lines(_final([30.0, 35.0, 10.0], [0.2, 0.2, 0.9]))
-    assert bad[0].endswith("False") and bad[1].endswith("False")       # a rise, and a tie
+def test_claims_are_judged_on_every_consecutive_pair_over_seeds():
+    ok = bs.verdicts(_final([30.0, 20.0, 10.0], [0.2, 0.5, 0.9], seeds=(0, 1, 2)))
+    assert [v.verdict for v in ok] == ["supported", "supported"]
+    assert ok[0].claim == "Fig. 4: the final FD-VGG16 falls with every larger batch size"
+    assert len(ok[0].parts) == 2 and ok[0].parts[0].n == 3
+    bad = bs.verdicts(_final([30.0, 35.0, 10.0], [0.2, 0.2, 0.9], seeds=(0, 1, 2)))
+    assert [v.verdict for v in bad] == ["contradicted", "contradicted"]     # a rise, and a tie
+    one = bs.verdicts(_final([30.0, 20.0, 10.0], [0.2, 0.5, 0.9]))
+    assert [v.verdict for v in one] == ["not judged", "not judged"]
+    ci = bs.verdicts(_final([30.0, 20.0, 10.0], [0.2, 0.5, 0.9], seeds=(0, 1), profile="ci"))
+    assert [v.verdict for v in ci] == ["pipeline check"] * 2
+    assert "\n    " in bs.claim_lines(_final([30.0, 20.0, 10.0], [0.2, 0.5, 0.9]))[0]   # one line per pair
     t = bs.final_table(_final([30.0, 20.0, 10.0], [0.2, 0.5, 0.9]))
     assert list(t["batch size"]) == [4, 16, 64] and "FD-VGG16" in t.columns
     with pytest.raises(ValueError, match="two or more"):

@@ -40,13 +40,17 @@ def test_check_lines_and_claim():
     lines = report.check_lines(_df())
     assert lines[0] == ("VQ (vanilla) K=1024 D=64: Eval usage=0.200, PSNR (dB)=20.5, SSIM=0.500, "
                         "LPIPS (AlexNet)=0.200, FD-VGG16=30.5")
-    assert report.usage_claim(_df()).endswith(": True")
+    # per-seed differences nsvq - vq: 0.8, 0.7 -> mean 0.75, sd 0.0707, se 0.05: supported
+    v = report.usage_verdict(_df())
+    assert v.verdict == "supported" and v.n == 2 and v.mean == pytest.approx(0.75)
     flipped = _df()
     flipped["quantizer"] = flipped["quantizer"].map({"vq": "nsvq", "nsvq": "vq"})
-    assert report.usage_claim(flipped).endswith(": False")
+    assert report.usage_verdict(flipped).verdict == "contradicted"
+    assert report.usage_verdict(_df().assign(profile="ci")).verdict == "pipeline check"
+    assert report.usage_verdict(_df()[_df().seed == 0]).verdict == "not judged"
 
 
 @pytest.mark.parametrize("v, s", [(17.0, "17.0"), (150.0, "150"), (0.0137, "0.0137"), (0.5, "0.500"),
                                   (1234.5, "1230"), (-2.345, "-2.35"), (0.0, "0")])
 def test_significant_digits(v, s):
-    assert report._sig(v, 3) == s
+    assert report.sig(v, 3) == s

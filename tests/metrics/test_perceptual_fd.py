@@ -222,3 +222,19 @@ def test_reconstruction_meter_streaming_equals_batch(pair):
     assert out["fd_name"] == "FD-VGG16@native"
     assert out["fd"] == pytest.approx(fd_vgg16(a, bc, resize=None), rel=1e-5)
     assert out["usage"] == 3 / 8 and out["dead_codes"] == 5
+
+
+def test_building_the_metric_networks_leaves_the_global_rng_alone():
+    """A training run seeds torch, then builds the metric networks (preflight): their random init
+    must not move the seeded stream, or a run's numbers would depend on whether the process had
+    built them before (a sweep's second run vs a fresh process)."""
+    import torch
+
+    from paper_repro.metrics import perceptual
+
+    perceptual._MODELS.clear()
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    perceptual.vgg16_features_model(None)
+    perceptual.lpips_model("alex")
+    assert torch.equal(torch.get_rng_state(), before)

@@ -1,0 +1,193 @@
+"""One verdict rule for every claim in the book: per-seed values in, a verdict out.
+
+A claim is "the mean of a quantity over seeds is above (or below) a threshold": a usage against a
+bound, a per-seed difference between two methods against 0, a slope against 0. :func:`judge` applies
+:data:`RULE` to the per-seed values; :func:`judge_difference` and :func:`judge_all` build the common
+shapes (A beats B; every cell of a table) on top of it, so nothing else decides a verdict.
+
+Verdicts: ``supported``, ``contradicted``, ``inconclusive``, ``not judged`` (one seed) and
+``pipeline check`` (runs at a profile that is not evidence, e.g. ``ci``: the numbers are shown, the
+rule is not applied). An exact computation (a maths identity, no seeds) is judged by the comparison
+itself and says ``exact``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
+NOT_JUDGED, PIPELINE = "not judged", "pipeline check"
+VERDICTS = (SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_JUDGED, PIPELINE)
+MARKS = {SUPPORTED: "\u2713", CONTRADICTED: "\u2717", INCONCLUSIVE: "?", NOT_JUDGED: "\u00b7",
+         PIPELINE: "\u00b7"}
+#: how many standard errors the mean must clear
+N_SE = 2.0
+
+RULE = ("A claim says that the mean over seeds of a quantity lies above (or below) a threshold. "
+        "With n >= 2 seeds, mean m, standard deviation s (ddof 1) and standard error s/sqrt(n): the "
+        "claim is supported when m lies beyond the threshold in the claimed direction by more than "
+        "2 standard errors, contradicted when it lies beyond it the other way by more than 2 standard "
+        "errors, and inconclusive otherwise; when every seed gives the same value (s = 0) the "
+        "comparison of m with the threshold decides. One seed: not judged. A claim about several "
+        "cells (every K and D, every batch size) is supported when every cell is, contradicted when "
+        "any cell is, and otherwise takes the weakest verdict of its cells. Runs at the ci profile "
+        "are pipeline checks: their numbers are shown and no verdict is given.")
+
+_OPS = {">": 1, ">=": 1, "<": -1, "<=": -1}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A judged claim: the verdict, the per-seed statistics behind it and where they came from."""
+
+    claim: str
+    verdict: str
+    n: int
+    mean: float
+    sd: float | None
+    op: str
+    threshold: float
+    profile: str | None = None
+    exact: bool = False
+    parts: tuple = field(default=(), repr=False)
+
+    @property
+    def mark(self) -> str:
+        return MARKS[self.verdict]
+
+    def stats(self, digits: int = 3) -> str:
+        """``mean ± sd (n seeds) op threshold``, or the single value of an exact computation."""
+        if self.parts:
+            return f"{len(self.parts)} cells"
+        if self.exact:
+            return f"{_fmt(self.mean, digits)} {self.op} {_fmt(self.threshold, digits)} (exact)"
+        sd = "" if self.sd is None or self.n < 2 else f" \u00b1 {_fmt(self.sd, digits)}"
+        return (f"{_fmt(self.mean, digits)}{sd} over {self.n} seed{'s' if self.n != 1 else ''}, "
+                f"claimed {self.op} {_fmt(self.threshold, digits)}")
+
+    def line(self, digits: int = 3) -> str:
+        """``claim: verdict [statistics]`` (the statistics at ``digits`` significant digits)."""
+        where = f"; profile {self.profile}" if self.profile else ""
+        return f"{self.mark} {self.claim}: {self.verdict} [{self.stats(digits)}{where}]"
+
+    def short(self) -> str:
+        """``claim: verdict (n seeds)`` without the numbers, for outputs compared across machines
+        where the numbers are recomputed (their digits move with the float kernels)."""
+        n = "exact" if self.exact else (f"{len(self.parts)} cells" if self.parts else
+                                        f"{self.n} seed{'s' if self.n != 1 else ''}")
+        return f"{self.mark} {self.claim}: {self.verdict} ({n})"
+
+    def __str__(self) -> str:
+        return self.line()
+
+
+def _fmt(v: float, digits: int) -> str:
+    if v is None or not np.isfinite(v):
+        return str(v)
+    if v == 0:
+        return "0"
+    mag = int(math.floor(math.log10(abs(v))))
+    if -3 <= mag < 5:
+        return f"{v:.{max(digits - 1 - mag, 0)}f}"
+    return f"{v:.{digits - 1}e}"
+
+
+def _values(values) -> np.ndarray:
+    x = np.asarray(list(values) if not isinstance(values, (np.ndarray, pd.Series)) else values,
+                   dtype=float).ravel()
+    if x.size == 0:
+        raise ValueError("a verdict needs at least one value")
+    if not np.isfinite(x).all():
+        raise ValueError(f"a verdict needs finite values, got {x.tolist()}")
+    return x
+
+
+def _evidence(profile: str | None) -> bool:
+    if profile is None:
+        return True
+    from .profiles import PROFILES
+    return PROFILES[profile].evidence if profile in PROFILES else True
+
+
+def judge(claim: str, values: Iterable[float], op: str = ">", threshold: float = 0.0,
+          profile: str | None = None, exact: bool = False) -> Verdict:
+    """Apply :data:`RULE` to per-seed ``values`` of a quantity claimed to be ``op threshold``.
+
+    profile: the profile the values come from; at one that is not evidence (``ci``) the verdict is
+    ``pipeline check``. exact: the value is an exact computation (no seed noise; one value): the
+    comparison decides.
+    """
+    if op not in _OPS:
+        raise ValueError(f"op must be one of {sorted(_OPS)}, got {op!r}")
+    x = _values(values)
+    n, m = x.size, float(x.mean())
+    sd = float(x.std(ddof=1)) if n > 1 else None
+    holds = {">": m > threshold, ">=": m >= threshold, "<": m < threshold, "<=": m <= threshold}[op]
+    if exact:
+        if n != 1:
+            raise ValueError("an exact computation gives one value")
+        v = SUPPORTED if holds else CONTRADICTED
+    elif not _evidence(profile):
+        v = PIPELINE
+    elif n == 1:
+        v = NOT_JUDGED
+    elif sd == 0:
+        v = SUPPORTED if holds else CONTRADICTED
+    else:
+        d = _OPS[op] * (m - threshold)
+        se = sd / math.sqrt(n)
+        v = SUPPORTED if d > N_SE * se else CONTRADICTED if d < -N_SE * se else INCONCLUSIVE
+    return Verdict(claim, v, n, m, sd, op, float(threshold), profile, exact)
+
+
+def judge_difference(claim: str, a, b, op: str = ">", threshold: float = 0.0,
+                     profile: str | None = None) -> Verdict:
+    """Claim ``mean(a - b) op threshold``. ``a`` and ``b`` are per-seed values: two
+    ``pandas.Series`` indexed by seed are paired on their common seeds (each seed's difference is
+    one value); plain sequences must have the same length and are paired in order."""
+    if isinstance(a, pd.Series) and isinstance(b, pd.Series):
+        common = a.index.intersection(b.index)
+        if len(common) == 0:
+            raise ValueError(f"{claim}: no seed in common ({list(a.index)} vs {list(b.index)})")
+        diff = a.loc[common].to_numpy(float) - b.loc[common].to_numpy(float)
+    else:
+        a, b = _values(a), _values(b)
+        if a.size != b.size:
+            raise ValueError(f"{claim}: {a.size} values against {b.size}; pair them by seed")
+        diff = a - b
+    return judge(claim, diff, op, threshold, profile)
+
+
+_WEAKNESS = (PIPELINE, NOT_JUDGED, INCONCLUSIVE, SUPPORTED)
+
+
+def judge_all(claim: str, parts: Sequence[Verdict]) -> Verdict:
+    """A claim about several cells: supported when every part is, contradicted when any part is,
+    else the weakest verdict among the parts (pipeline check < not judged < inconclusive)."""
+    parts = tuple(parts)
+    if not parts:
+        raise ValueError(f"{claim}: no cells to judge")
+    vs = [p.verdict for p in parts]
+    if CONTRADICTED in vs:
+        v = CONTRADICTED
+    else:
+        v = next(w for w in _WEAKNESS if w in vs)
+    profiles = {p.profile for p in parts}
+    return Verdict(claim, v, min(p.n for p in parts), float("nan"), None, "all", float("nan"),
+                   profiles.pop() if len(profiles) == 1 else None, all(p.exact for p in parts), parts)
+
+
+def verdict_table(verdicts: Sequence[Verdict], digits: int = 3) -> pd.DataFrame:
+    """One row per claim: mark, claim, verdict, the statistics behind it, profile."""
+    return pd.DataFrame([{"": v.mark, "claim": v.claim, "verdict": v.verdict,
+                          "evidence": v.stats(digits), "profile": v.profile or ""}
+                         for v in verdicts])
+
+
+def explain(v: Verdict, digits: int = 3) -> str:
+    """The verdict line and, for a claim about several cells, one indented line per cell."""
+    return "\n".join([v.line(digits)] + [f"    {p.line(digits)}" for p in v.parts])

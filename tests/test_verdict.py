@@ -1,0 +1,70 @@
+"""The one verdict rule (paper_repro.verdict): each branch of RULE on hand-computed cases."""
+import math
+
+import pandas as pd
+import pytest
+
+from paper_repro.verdict import (CONTRADICTED, INCONCLUSIVE, NOT_JUDGED, PIPELINE, RULE, SUPPORTED,
+                                 judge, judge_all, judge_difference, verdict_table)
+
+
+def test_two_standard_errors_decide_supported_inconclusive_contradicted():
+    # values 1, 2, 3: mean 2, sd 1, se 1/sqrt(3) = 0.577; 2 se = 1.155
+    assert judge("x > 0.8", [1, 2, 3], ">", 0.8).verdict == SUPPORTED        # 1.2 > 1.155
+    assert judge("x > 0.9", [1, 2, 3], ">", 0.9).verdict == INCONCLUSIVE     # 1.1 < 1.155
+    assert judge("x > 3.2", [1, 2, 3], ">", 3.2).verdict == CONTRADICTED     # -1.2 < -1.155
+    assert judge("x > 3.1", [1, 2, 3], ">", 3.1).verdict == INCONCLUSIVE
+    assert judge("x < 3.2", [1, 2, 3], "<", 3.2).verdict == SUPPORTED
+    v = judge("x > 0.8", [1, 2, 3], ">", 0.8, profile="gpu")
+    assert (v.n, v.mean, v.sd) == (3, 2.0, 1.0) and v.profile == "gpu"
+
+
+def test_one_seed_is_not_judged_and_ci_is_a_pipeline_check():
+    assert judge("x > 0", [5.0]).verdict == NOT_JUDGED
+    assert judge("x > 0", [5.0, 6.0, 7.0], profile="ci").verdict == PIPELINE
+    assert judge("x > 0", [-5.0, -6.0], profile="ci").verdict == PIPELINE     # never "fails" at ci
+
+
+def test_equal_seeds_are_decided_by_the_comparison_and_exact_values_by_the_op():
+    assert judge("usage >= 1", [1.0, 1.0, 1.0], ">=", 1.0).verdict == SUPPORTED
+    assert judge("usage > 1", [1.0, 1.0, 1.0], ">", 1.0).verdict == CONTRADICTED
+    assert judge("err < 1e-12", [3e-13], "<", 1e-12, exact=True).verdict == SUPPORTED
+    assert judge("err < 1e-12", [3e-11], "<", 1e-12, exact=True).verdict == CONTRADICTED
+    with pytest.raises(ValueError, match="one value"):
+        judge("err", [1, 2], exact=True)
+
+
+def test_differences_pair_by_seed():
+    a = pd.Series({0: 0.9, 1: 0.8, 2: 0.85, 7: 0.1})
+    b = pd.Series({0: 0.5, 1: 0.45, 2: 0.5})
+    v = judge_difference("a > b", a, b)
+    assert v.n == 3 and math.isclose(v.mean, (0.4 + 0.35 + 0.35) / 3) and v.verdict == SUPPORTED
+    with pytest.raises(ValueError, match="no seed in common"):
+        judge_difference("a > b", pd.Series({5: 1.0}), b)
+    with pytest.raises(ValueError, match="pair them"):
+        judge_difference("a > b", [1, 2], [1])
+
+
+def test_all_cells_claim_takes_the_weakest_and_any_contradiction():
+    s, i, c = (judge("s", [1, 2, 3], ">", 0), judge("i", [1, 2, 3], ">", 1.5), judge("c", [1, 2, 3], ">", 5))
+    assert judge_all("all", [s, s]).verdict == SUPPORTED
+    assert judge_all("all", [s, i]).verdict == INCONCLUSIVE
+    assert judge_all("all", [s, i, c]).verdict == CONTRADICTED
+    assert judge_all("all", [s, judge("one", [1.0])]).verdict == NOT_JUDGED
+    t = verdict_table([s, i, judge_all("all", [s, c])])
+    assert list(t["verdict"]) == [SUPPORTED, INCONCLUSIVE, CONTRADICTED]
+
+
+def test_bad_input_is_refused():
+    with pytest.raises(ValueError, match="finite"):
+        judge("x", [1.0, float("nan")])
+    with pytest.raises(ValueError, match="at least one"):
+        judge("x", [])
+    with pytest.raises(ValueError, match="op must be"):
+        judge("x", [1.0], "=>")
+
+
+def test_the_rule_is_stated_once_on_the_verification_page():
+    from paper_repro.paths import REPO_ROOT
+    page = (REPO_ROOT / "book" / "verification.md").read_text()
+    assert " ".join(RULE.split()) in " ".join(page.split())
