@@ -14,11 +14,14 @@ _PACKAGES = ("torch", "torchvision", "numpy", "scipy", "pandas", "scikit-image",
 
 def git_commit() -> str:
     """The repository's HEAD commit, suffixed ``+dirty`` when tracked files differ; ``unknown``
-    outside a git checkout (e.g. on the GPU machine, which gets a copy of the tree)."""
+    outside a git checkout (e.g. on the GPU machine, which gets a copy of the tree). Result records
+    under ``data/results/`` are outputs, not code: a sweep that has rewritten some of them is still
+    running clean code."""
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)data/results"],
                                cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):

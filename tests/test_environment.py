@@ -31,3 +31,27 @@ def test_nodeps_requirements_are_pinned():
     lines = [ln.strip() for ln in (REPO_ROOT / "requirements-nodeps.txt").read_text().splitlines()
              if ln.strip() and not ln.startswith("#")]
     assert lines and all("==" in ln for ln in lines)
+
+
+def test_git_commit_is_dirty_for_code_but_not_for_result_records(tmp_path, monkeypatch):
+    """A sweep rewrites records under data/results/ while it runs; its later records must still say
+    they came from a clean commit. A changed code file makes the commit +dirty."""
+    import subprocess
+
+    from paper_repro import provenance
+
+    def git(*a):
+        subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "data" / "results").mkdir(parents=True)
+    (tmp_path / "data" / "results" / "r.json").write_text("{}")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("-c", "user.email=a@b", "-c", "user.name=t", "add", ".")
+    git("-c", "user.email=a@b", "-c", "user.name=t", "commit", "-qm", "init")
+    monkeypatch.setattr(provenance, "REPO_ROOT", tmp_path)
+    assert not provenance.git_commit().endswith("+dirty")
+    (tmp_path / "data" / "results" / "r.json").write_text('{"new": 1}')
+    assert not provenance.git_commit().endswith("+dirty")
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert provenance.git_commit().endswith("+dirty")
