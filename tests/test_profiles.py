@@ -15,5 +15,12 @@ def test_auto_means_ci_for_computations_without_committed_results():
 
 
 def test_unknown_profile_names_the_valid_ones():
-    with pytest.raises(ValueError, match="ci, gpu, paper, auto"):
+    with pytest.raises(ValueError, match="ci, cpu, gpu, paper, auto"):
         get_profile("huge")
+
+
+def test_scale_order_for_auto_and_which_profiles_are_evidence():
+    from paper_repro.profiles import profiles_by_scale
+    assert profiles_by_scale() == ["paper", "gpu", "cpu", "ci"]
+    assert not PROFILES["ci"].evidence and all(PROFILES[p].evidence for p in ("cpu", "gpu", "paper"))
+    assert len({p.rank for p in PROFILES.values()}) == len(PROFILES)

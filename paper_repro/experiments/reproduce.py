@@ -7,8 +7,8 @@ compared with its record metric by metric, each within a tolerance (``TOLERANCES
 measured spread across float-kernel settings justifies (``tests/reproduction/``):
 
 - the **trace** (mean loss over the windows ending at steps 1, 2, 5, 10, 20, 50, ...): the first
-  steps agree across kernels to ~1e-6 relative, so a changed formula, initialisation or data order
-  shows at once; later points are compared more loosely;
+  steps agree across kernels to about 1e-5 relative or better, so a changed formula, initialisation
+  or data order shows at once; later points are compared more loosely (``TRACE_GROUPS``);
 - the **final metrics** (eval MSE, PSNR, SSIM, usage ...), each with its own absolute tolerance.
 
 ``REPRODUCTION_SAMPLE`` names the committed runs CI re-trains (at least three methods of the ``ci``
@@ -61,17 +61,27 @@ class Tolerance:
 
 
 #: Stated tolerances, justified in tests/reproduction/test_reproduce.py against the committed
-#: kernel-spread measurement (each is several times the largest difference any float-kernel
+#: kernel-spread measurement (each leaves at least twice the largest difference any float-kernel
 #: setting produced there, and is compared there with the spread between seeds).
 TOLERANCES = {
-    "trace_early": Tolerance(abs=0.0, rel=1e-4),    # window-mean loss at steps <= 20
-    "trace_late": Tolerance(abs=0.0, rel=0.05),     # window-mean loss at later steps
-    "eval_mse": Tolerance(abs=0.0, rel=0.10),
-    "psnr": Tolerance(abs=0.5),
-    "ssim": Tolerance(abs=0.03),
-    "eval_usage": Tolerance(abs=0.05, rel=0.5),
+    "trace_early": Tolerance(abs=0.0, rel=1e-4),    # window-mean loss, steps 1-5
+    "trace_mid": Tolerance(abs=0.0, rel=1e-2),      # steps 10-20
+    "trace_late": Tolerance(abs=0.0, rel=0.5),      # later steps: training has amplified the last bits
+    "eval_mse": Tolerance(abs=0.0, rel=0.25),
+    "psnr": Tolerance(abs=1.0),
+    "ssim": Tolerance(abs=0.1),
+    "eval_usage": Tolerance(abs=0.1, rel=1.0),
 }
-EARLY_STEPS = 20
+#: the last step of each trace group
+TRACE_GROUPS = (("trace_early", 5), ("trace_mid", 20), ("trace_late", None))
+
+
+def trace_kind(step: int) -> str:
+    """Which tolerance a trace point at ``step`` is compared with."""
+    for kind, last in TRACE_GROUPS:
+        if last is None or step <= last:
+            return kind
+    raise AssertionError("unreachable")
 
 
 def find_record(grid: str, profile: str, fields: dict, root=None) -> dict:
@@ -109,8 +119,7 @@ def deviations(ours: dict, reference: dict) -> pd.DataFrame:
         r = ref_trace.get(p["step"])
         if r is None or r["window_steps"] != p["window_steps"]:
             continue                   # a prefix replay's last window is shorter than the record's
-        kind = "trace_early" if p["step"] <= EARLY_STEPS else "trace_late"
-        rows.append(_row(f"trace loss @ step {p['step']}", kind, p["loss"], r["loss"]))
+        rows.append(_row(f"trace loss @ step {p['step']}", trace_kind(p["step"]), p["loss"], r["loss"]))
     if ours.get("steps") == reference.get("steps"):
         for k in ("eval_mse", "psnr", "ssim", "eval_usage"):
             if k in ours["final"] and k in reference["final"]:
@@ -154,8 +163,17 @@ def load_spread(profile: str = "ci", root=None):
 
 
 def _group(kind: str) -> str:
-    return {"trace_early": f"trace loss, steps <= {EARLY_STEPS} (relative)",
-            "trace_late": f"trace loss, steps > {EARLY_STEPS} (relative)"}.get(kind, f"{kind} (absolute)")
+    return {"trace_early": "trace loss, steps 1-5 (relative)", "trace_mid": "trace loss, steps 10-20 (relative)",
+            "trace_late": "trace loss, steps > 20 (relative)", "eval_mse": "eval MSE (relative)"
+            }.get(kind, f"{kind} (absolute)")
+
+
+def with_kinds(spread: pd.DataFrame) -> pd.DataFrame:
+    """The spread table with each row's tolerance kind derived from its quantity by the current
+    rules (the file's own ``kind`` column records the rules it was measured under)."""
+    steps = spread["quantity"].str.extract(r"step (\d+)")[0]
+    kind = [trace_kind(int(s)) if isinstance(s, str) else q for s, q in zip(steps, spread["quantity"])]
+    return spread.assign(kind=kind)
 
 
 def spread_table(spread: pd.DataFrame) -> pd.DataFrame:
@@ -163,10 +181,10 @@ def spread_table(spread: pd.DataFrame) -> pd.DataFrame:
     for the trace and eval MSE, absolute for the other final metrics; with the stated tolerance and
     the room it leaves over the worst float-kernel setting (tolerance / worst kernel deviation)."""
     rows = []
-    for kind, g in spread.groupby("kind", sort=False):
+    for kind, g in with_kinds(spread).groupby("kind", sort=False):
         rel = kind.startswith("trace") or kind == "eval_mse"
         col = "rel_diff" if rel else "abs_diff"
-        row = {"quantity": _group(kind) if kind != "eval_mse" else "eval_mse (relative)"}
+        row = {"quantity": _group(kind)}
         for setting, h in g.groupby("setting", sort=False):
             row[setting] = float(h[col].max())
         tol = TOLERANCES[kind]
@@ -187,7 +205,8 @@ def plot_trace_spread(spread: pd.DataFrame):
     import matplotlib.pyplot as plt
     import numpy as np
 
-    tr = spread[spread.kind.str.startswith("trace")].copy()
+    tr = with_kinds(spread)
+    tr = tr[tr.kind.str.startswith("trace")].copy()
     tr["step"] = tr["quantity"].str.extract(r"step (\d+)").astype(int)
     runs = list(dict.fromkeys(tr["run"]))
     fig, axes = plt.subplots(1, len(runs), figsize=(3.2 * len(runs), 3.0), sharey=True, squeeze=False)
@@ -202,8 +221,9 @@ def plot_trace_spread(spread: pd.DataFrame):
             ax.plot(h.step, np.maximum(h.rel_diff, floor), marker="x" if seed else markers.get(setting, "o"),
                     ms=4, color="0.6" if seed else None, ls="--" if seed else "-",
                     label=setting if run == runs[0] else None)
-        for kind, ls in (("trace_early", ":"), ("trace_late", "-.")):
-            ax.axhline(TOLERANCES[kind].rel, color="k", ls=ls, lw=0.8)
+        for (kind, last), lo in zip(TRACE_GROUPS, (1, 6, 21)):
+            hi = last if last is not None else max(int(g["quantity"].str.extract(r"step (\d+)")[0].astype(int).max()), 21)
+            ax.plot([lo, hi], [TOLERANCES[kind].rel] * 2, color="k", lw=1.0)
         ax.set(xscale="log", yscale="log", xlabel="training step", title=run)
         ax.title.set_fontsize(9)
         ax.grid(alpha=0.3)
