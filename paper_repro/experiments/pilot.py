@@ -61,3 +61,60 @@ def discriminating_scales(df: pd.DataFrame) -> pd.DataFrame:
                      "methods": len(g), "seeds": int(g.seeds.min()),
                      "discriminates": bool(lo.usage < COLLAPSED and hi.usage >= KEPT)})
     return pd.DataFrame(rows).sort_values(["minutes per run", "width"]).reset_index(drop=True)
+
+
+def scale_verdicts(df: pd.DataFrame) -> list:
+    """For each (width, epochs), "this scale discriminates" judged by the one rule over seeds: the
+    method with the lowest mean usage is collapsed (< 0.2) and the one with the highest keeps
+    >= 0.8 of the codes (``paper_repro.verdict``)."""
+    from .. import verdict as V
+
+    ep = per_epoch(df)
+    t = pilot_table(df)
+    out = []
+    for (w, e), g in t.groupby(["width", "epochs"]):
+        lo, hi = g.loc[g.usage.idxmin(), "method"], g.loc[g.usage.idxmax(), "method"]
+
+        def seeds_of(m):
+            s = ep[(ep.width == w) & (ep.epoch == e) & (ep.method == m)]
+            return pd.Series(s["usage"].to_numpy(float), index=s["seed"].to_numpy())
+
+        out.append(V.judge_all(f"width {w:g}, {e} epoch{'s' if e > 1 else ''}: {lo} collapses and {hi} keeps "
+                               f"the codebook", [V.judge(f"{lo} usage < {COLLAPSED}", seeds_of(lo), "<", COLLAPSED),
+                                                 V.judge(f"{hi} usage >= {KEPT}", seeds_of(hi), ">=", KEPT)]))
+    return out
+
+
+def plot_pilot(df: pd.DataFrame):
+    """Eval usage after each epoch per method, one panel per width: mean over seeds with the
+    seeds' range as a band; the two thresholds of the rule dashed."""
+    import matplotlib.pyplot as plt
+
+    ep = per_epoch(df)
+    widths = sorted(ep["width"].unique())
+    fig, axes = plt.subplots(1, len(widths), figsize=(4.6 * len(widths), 3.4), sharey=True, squeeze=False)
+    markers = dict(zip(sorted(ep["method"].unique()), "osD^v<>"))
+    for ax, w in zip(axes[0], widths):
+        for m, g in ep[ep.width == w].groupby("method"):
+            s = g.groupby("epoch")["usage"].agg(["mean", "min", "max"])
+            ax.plot(s.index, s["mean"], marker=markers[m], label=m)
+            ax.fill_between(s.index, s["min"], s["max"], alpha=0.2)
+        for y in (COLLAPSED, KEPT):
+            ax.axhline(y, color="k", ls="--", lw=0.8)
+        ax.set(xlabel="epochs trained", title=f"backbone width {w:g}", ylim=(0, 1.02))
+        ax.set_xticks(sorted(ep["epoch"].unique()))
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("eval usage (K = 1024, D = 64)")
+    axes[0, -1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def caption(df: pd.DataFrame) -> str:
+    """The pilot's caption: data, what varies, evaluation, metric names."""
+    widths = ", ".join(f"{w:g}" for w in sorted(df["width"].unique()))
+    return (f"Fashion-MNIST 32\u00d732 (offline stand-in for CelebA-HQ), full 60,000-image training split, "
+            f"batch 16, Adam 5e-4; backbone widths {widths} (1 = the paper's Table-1 backbone); K = 1024, "
+            f"D = 64; evaluated on {int(df['eval_images'].iloc[0]):,} test images after each of "
+            f"{int(df['epochs'].max())} epochs; {df['seed'].nunique()} seed(s); usage = fraction of the "
+            f"K codes selected on the evaluation images.")
