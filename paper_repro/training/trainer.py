@@ -475,6 +475,7 @@ def _train(cfg, run_dir, resume, deadline, data, model_factory, _stop_after_step
             final, samples = evaluate(model, eval_x, cfg, device)
         from ..provenance import provenance
         prov = provenance(str(device), seed=cfg.seed)
+        prov["git_commit"] = commit      # the code this process imported when it (re)started the run
         prov["deterministic_algorithms"] = bool(cfg.deterministic and device.type == "cuda") or device.type == "cpu"
         prov["world_size"] = world
         record = {
