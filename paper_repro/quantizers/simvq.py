@@ -21,11 +21,14 @@ from .registry import register_quantizer
 
 @register_quantizer("simvq")
 class SimVQ(BaseQuantizer):
-    def __init__(self, num_codes: int, code_dim: int, *, beta: float = 0.25, **options):
+    def __init__(self, num_codes: int, code_dim: int, *, beta: float = 0.25, bias: bool = True, **options):
         super().__init__(num_codes, code_dim, **options)
+        if not isinstance(bias, bool):
+            raise ValueError(f"bias must be True or False, got {bias!r}")
         self.beta = float(beta)
         self.register_buffer("base", torch.randn(self.num_codes, self.code_dim) * self.code_dim ** -0.5)
-        self.proj = nn.Linear(self.code_dim, self.code_dim, bias=True)
+        # bias=False: the map C' = W C of the paper's Sec. 3.4.3 argument (the official SimVQ has a bias)
+        self.proj = nn.Linear(self.code_dim, self.code_dim, bias=bias)
 
     @property
     def codebook(self) -> torch.Tensor:
@@ -35,7 +38,8 @@ class SimVQ(BaseQuantizer):
     def _replace_codes(self, dead, latents):
         """Choose new base rows so that the *mapped* code lands on the latent: base_k = W^+ (z - b)
         (exact when W is invertible, least squares otherwise)."""
-        w, b = self.proj.weight.double(), self.proj.bias.double()
+        w = self.proj.weight.double()
+        b = self.proj.bias.double() if self.proj.bias is not None else 0.0
         new = (latents.double() - b) @ torch.linalg.pinv(w).t()
         self.base[dead] = new.to(self.base.dtype)
 

@@ -44,11 +44,14 @@ class LinearAttention(nn.Module):
 
 
 class TransformerMapper(nn.Module):
-    def __init__(self, num_codes: int, code_dim: int, model_dim: int = 256, mlp_ratio: float = 2.0):
+    def __init__(self, num_codes: int, code_dim: int, model_dim: int = 256, mlp_ratio: float = 2.0,
+                 position_embedding: bool = True):
         super().__init__()
         hidden = int(round(model_dim * mlp_ratio))
         self.inp = nn.Linear(code_dim, model_dim, bias=False)
-        self.pos = nn.Embedding(num_codes, model_dim)  # N(0, 1) init
+        # the authors' code adds a learned per-code embedding (K x m free parameters); the paper's
+        # Eq. 21-23 map the base codes alone (position_embedding=False)
+        self.pos = nn.Embedding(num_codes, model_dim) if position_embedding else None  # N(0, 1) init
         self.ln1 = nn.LayerNorm(model_dim)
         self.attn = LinearAttention(model_dim)
         self.ln2 = nn.LayerNorm(model_dim)
@@ -57,7 +60,9 @@ class TransformerMapper(nn.Module):
         self.outp = nn.Linear(model_dim, code_dim, bias=False)
 
     def forward(self, base: torch.Tensor) -> torch.Tensor:
-        x = self.inp(base) + self.pos.weight
+        x = self.inp(base)
+        if self.pos is not None:
+            x = x + self.pos.weight
         x = x + self.attn(self.ln1(x))
         x = x + self.ffn(self.ln2(x))
         return self.outp(self.ln_f(x))
@@ -75,7 +80,8 @@ class MLPMapper(nn.Module):
 @register_quantizer("transvq")
 class TransVQ(BaseQuantizer):
     def __init__(self, num_codes: int, code_dim: int, *, mapper: str = "transformer",
-                 model_dim: int = 256, mlp_ratio: float = 2.0, beta: float = 0.25, **options):
+                 model_dim: int = 256, mlp_ratio: float = 2.0, beta: float = 0.25,
+                 position_embedding: bool = True, **options):
         super().__init__(num_codes, code_dim, **options)
         if mapper not in MAPPERS:
             raise ValueError(f"mapper must be one of {MAPPERS}, got {mapper!r}")
@@ -83,10 +89,12 @@ class TransVQ(BaseQuantizer):
             raise ValueError(f"model_dim must be an int >= 1, got {model_dim!r}")
         if not (isinstance(mlp_ratio, (int, float)) and mlp_ratio > 0):
             raise ValueError(f"mlp_ratio must be > 0, got {mlp_ratio!r}")
+        if not isinstance(position_embedding, bool):
+            raise ValueError(f"position_embedding must be True or False, got {position_embedding!r}")
         self.mapper_kind, self.beta = mapper, float(beta)
         self.register_buffer("base", torch.randn(self.num_codes, self.code_dim) * self.code_dim ** -0.5)
         if mapper == "transformer":
-            self.mapper = TransformerMapper(self.num_codes, self.code_dim, model_dim, mlp_ratio)
+            self.mapper = TransformerMapper(self.num_codes, self.code_dim, model_dim, mlp_ratio, position_embedding)
         else:
             self.mapper = MLPMapper(self.code_dim, model_dim)
 
@@ -109,7 +117,7 @@ class TransVQ(BaseQuantizer):
         j = live_idx[self.search(latents.float(), cb[live_idx])]
         noise = torch.randn_like(self.base[dead]) * (0.01 * self.code_dim ** -0.5)
         self.base[dead] = self.base[j] + noise
-        if isinstance(self.mapper, TransformerMapper):
+        if isinstance(self.mapper, TransformerMapper) and self.mapper.pos is not None:
             self.mapper.pos.weight[dead] = self.mapper.pos.weight[j]
 
     def _quantize(self, z_flat):
