@@ -1,0 +1,59 @@
+"""Sec. 3.4.3 k-means reach study: the measures on known cases, the claim rule, and the committed
+study reproduced (both SimVQ maps, seed 0, 1-D) within a stated tolerance."""
+import pandas as pd
+import pytest
+import torch
+
+from paper_repro.theory import kmeans_reach as kr
+
+
+def test_lloyds_solution_is_a_fixed_point_and_data_as_codes_has_zero_distortion():
+    x = kr.make_data(2, n=512)
+    c, d = kr.lloyd_best(x, 8, restarts=3)
+    assert kr.fixed_point_gap(x, c) < 1e-5
+    assert kr.distortion(x, x[:64]) < kr.distortion(x, c) * 10
+    assert kr.distortion(x[:16], x[:16]) == 0.0
+    # moving one code by 1 off its cell mean gives a gap of 1 / ||std||
+    c2 = c.clone()
+    c2[0, 0] += 0.01
+    assert kr.fixed_point_gap(x, c2) == pytest.approx(0.01 / float(x.double().std(0).norm()), rel=0.05)
+
+
+def test_claim_rule_on_made_up_ratios():
+    rows = [dict(dim=1, variant=v, seed=s, distortion_ratio=r + 0.01 * s, fixed_point_gap=0.0, usage=1.0)
+            for v, r in (("free codes (VQ)", 1.0), ("SimVQ (W C, paper)", 5.0), ("TransVQ (authors' code)", 1.02))
+            for s in range(3)]
+    v = {x.claim.split(": ", 1)[1]: x.verdict for x in kr.claim_verdicts(pd.DataFrame(rows))}
+    assert set(v.values()) == {"supported"}
+    rows = [dict(r, distortion_ratio=6.0 + 0.01 * r["seed"]) if r["variant"].startswith("TransVQ") else r for r in rows]
+    v = [x.verdict for x in kr.claim_verdicts(pd.DataFrame(rows))]
+    assert v == ["supported", "supported", "contradicted", "contradicted"]
+
+
+def test_committed_study_reproduces():
+    """A re-run of both SimVQ maps at seed 0 in 1-D matches the committed distortion ratio to 1e-3
+    relative. Measured when the study was committed: ATen's scalar kernels with oneDNN AVX2 and one
+    thread moved SimVQ (W C)'s ratio by 4e-7 relative, another seed by 0.2; the free codebook is not
+    re-checked here because other kernels moved its ratio by 4e-2 (a code changed cluster), as much
+    as another seed does."""
+    df, prov = kr.load()
+    steps = prov["setup"]["steps"]
+    x = kr.make_data(1)
+    _, best = kr.lloyd_best(x, 16, prov["setup"]["lloyd_restarts"])
+    for variant in ("SimVQ (W C + b, official)", "SimVQ (W C, paper)"):
+        c = kr.fit(x, variant, 16, steps=steps, lr=prov["setup"]["lr"], seed=0)
+        ours = kr.distortion(x, c) / best
+        rec = df[(df.dim == 1) & (df.variant == variant) & (df.seed == 0)]["distortion_ratio"].item()
+        assert ours == pytest.approx(rec, rel=1e-3), f"{variant}: ours {ours:.6g}, committed {rec:.6g}, tolerance 1e-3 relative"
+
+
+def test_options_exist_and_change_the_map():
+    from paper_repro.quantizers import build_quantizer
+    assert build_quantizer("simvq", num_codes=4, code_dim=2, bias=False).proj.bias is None
+    t = build_quantizer("transvq", num_codes=4, code_dim=2, position_embedding=False, model_dim=8)
+    assert t.mapper.pos is None and t.codebook.shape == (4, 2)
+    with pytest.raises(ValueError, match="position_embedding"):
+        build_quantizer("transvq", num_codes=4, code_dim=2, position_embedding="no")
+    with pytest.raises(ValueError, match="bias"):
+        build_quantizer("simvq", num_codes=4, code_dim=2, bias=1)
+    assert torch.isfinite(t.codebook).all()
