@@ -143,7 +143,6 @@ class BaseQuantizer(nn.Module):
         self.check_finite = bool(check_finite)
         self.usage = CodeUsage(self.num_codes)
         self.replacer = None
-        self._replacement_pending = False
         if replacement is not None:
             from .replacement import CodeReplacer
 
@@ -204,7 +203,7 @@ class BaseQuantizer(nn.Module):
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         self._check_input(z)
         b, d, h, w = z.shape
-        if self.training and self._replacement_pending:
+        if self.training and self.replacer is not None and self.replacer.pending:
             self.replace_dead_codes()
         z_flat = z.float().permute(0, 2, 3, 1).reshape(-1, d)
         with torch.autocast(device_type=z.device.type, enabled=False):  # quantizers run in fp32
@@ -214,7 +213,7 @@ class BaseQuantizer(nn.Module):
         if self.training or self.track_usage:
             self.usage.update(indices)
         if self.training and self.replacer is not None:
-            self._replacement_pending = self.replacer.observe(z_flat.detach(), idx)
+            self.replacer.observe(z_flat.detach(), idx)
         stats = dict(stats)
         stats["perplexity_batch"] = batch_perplexity(idx, self.num_codes)
         return QuantizerOutput(quantized=quantized, indices=indices, loss=loss, stats=_to_floats(stats))
@@ -238,9 +237,9 @@ class BaseQuantizer(nn.Module):
     @torch.no_grad()
     def replace_dead_codes(self) -> int:
         """Replace codes used fewer than ``threshold`` times since the last replacement; returns how many."""
-        self._replacement_pending = False
         if self.replacer is None:
             return 0
+        self.replacer.pending = False
         dead, latents = self.replacer.draw()
         if dead.numel():
             self._replace_codes(dead, latents)

@@ -39,11 +39,22 @@ class CodeReplacer(nn.Module):
             raise ValueError(f"replacement every must be 'epoch' or an int >= 1 (training steps), got {every!r}")
         self.num_codes, self.threshold, self.every = num_codes, float(threshold), every
         self.reservoir_size = reservoir_size
-        self.register_buffer("reservoir", torch.zeros(reservoir_size, code_dim), persistent=False)
+        # everything a resumed run needs is a buffer (in the checkpoint): the reservoir, the counts
+        # since the last replacement, and (filled, pointer, steps, replacement pending)
+        self.register_buffer("reservoir", torch.zeros(reservoir_size, code_dim))
         self.register_buffer("counts", torch.zeros(num_codes))
-        self._filled = 0
-        self._ptr = 0
-        self.steps = 0
+        self.register_buffer("state", torch.zeros(4, dtype=torch.long))
+
+    def _get(self, i: int) -> int:
+        return int(self.state[i])
+
+    def _set(self, i: int, v: int) -> None:
+        self.state[i] = int(v)
+
+    _filled = property(lambda self: self._get(0), lambda self, v: self._set(0, v))
+    _ptr = property(lambda self: self._get(1), lambda self, v: self._set(1, v))
+    steps = property(lambda self: self._get(2), lambda self, v: self._set(2, v))
+    pending = property(lambda self: bool(self._get(3)), lambda self, v: self._set(3, bool(v)))
 
     @torch.no_grad()
     def observe(self, z_flat: torch.Tensor, idx: torch.Tensor) -> bool:
@@ -58,7 +69,8 @@ class CodeReplacer(nn.Module):
         self._filled = min(r, self._filled + n)
         self.counts += torch.bincount(idx, minlength=self.num_codes).to(self.counts.dtype)
         self.steps += 1
-        return self.every != "epoch" and self.steps % self.every == 0
+        self.pending = self.every != "epoch" and self.steps % self.every == 0
+        return self.pending
 
     @torch.no_grad()
     def draw(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -292,7 +292,7 @@ def test_dead_code_replacement(name):
     z = torch.randn(1, 4, 2, 4) * 3
     out = q(z)
     used = set(out.indices.flatten().tolist())
-    assert q._replacement_pending  # it runs at the start of the next training forward
+    assert q.replacer.pending  # it runs at the start of the next training forward (a checkpointed flag)
     n_replaced = q.replace_dead_codes()
     assert n_replaced == 64 - len(used)
     latents = flat(z)
