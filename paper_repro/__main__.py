@@ -5,7 +5,9 @@ import argparse
 import json
 import sys
 import textwrap
+from pathlib import Path
 
+from . import exitcodes
 from .profiles import AUTO, PROFILES
 
 EPILOG = textwrap.dedent("""\
@@ -67,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", help="cpu, cuda or cuda:N")
     run.add_argument("--run-dir", help="checkpoint folder (default runs/<experiment>/<profile>/<hash>)")
     run.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    run.add_argument("--restart", action="store_true", help="discard the run folder's checkpoint and record "
+                     "and start again (without --resume or --restart an existing checkpoint is never overwritten)")
     run.add_argument("--checkpoint-every", type=int, help="checkpoint every N optimiser steps")
     run.add_argument("--threads", type=int, help="torch CPU threads for this process")
     run.add_argument("--deadline", type=float, help="unix time: checkpoint and exit (code 75) when reached")
@@ -129,9 +133,9 @@ def config_from_args(args):
 
 def cmd_train(args) -> int:
     from .experiments import store
-    from .experiments.runner import EXIT_INTERRUPTED, EXIT_NONFINITE, run_dir_for
+    from .experiments.runner import run_dir_for
     from .training import NonFiniteLossError, TrainingInterrupted, config_hash, train
-    from .training.trainer import install_signal_handlers
+    from .training.trainer import CHECKPOINT_NAME, RECORD_NAME, SAMPLES_NAME, install_signal_handlers
 
     cfg = config_from_args(args)
     h = config_hash(cfg)
@@ -139,20 +143,32 @@ def cmd_train(args) -> int:
         print(cfg.to_json())
         print(f"config hash: {h}")
         return 0
-    run_dir = args.run_dir or run_dir_for(cfg)
+    run_dir = Path(args.run_dir) if args.run_dir else run_dir_for(cfg)
+    if args.resume and args.restart:
+        print("error: --resume and --restart exclude each other", file=sys.stderr)
+        return exitcodes.USAGE
+    ck, rec = run_dir / CHECKPOINT_NAME, run_dir / RECORD_NAME
+    if not args.resume and not args.restart and (ck.exists() or rec.exists()):
+        what = "a finished run (record.json)" if rec.exists() else "a checkpoint"
+        print(f"error: {run_dir} already holds {what} of this config; --resume continues it, --restart "
+              f"discards it and starts again (nothing was changed)", file=sys.stderr)
+        return exitcodes.USAGE
+    if args.restart:
+        for f in (ck, rec, run_dir / SAMPLES_NAME):
+            f.unlink(missing_ok=True)
     install_signal_handlers()
     print(f"training {cfg.quantizer} K={cfg.num_codes} D={cfg.code_dim} on {cfg.dataset} "
           f"({cfg.profile or 'custom'} profile, {cfg.device}), config {h}, run dir {run_dir}", flush=True)
     try:
-        rec = train(cfg, run_dir=run_dir, resume=args.resume, deadline=args.deadline)
+        rec = train(cfg, run_dir=run_dir, resume=args.resume or not args.restart, deadline=args.deadline)
     except TrainingInterrupted as e:
         print(f"interrupted: {e}", file=sys.stderr, flush=True)
-        return EXIT_INTERRUPTED
+        return exitcodes.INTERRUPTED
     except NonFiniteLossError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
-        return EXIT_NONFINITE
+        return exitcodes.NONFINITE
     if rec is None:      # a non-zero DDP rank
-        return 0
+        return exitcodes.OK
     f = rec["final"]
     print("final: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in f.items()))
     ips = rec.get("images_per_s")
@@ -161,9 +177,9 @@ def cmd_train(args) -> int:
     if args.publish:
         if not cfg.experiment or not cfg.profile:
             print("error: --publish needs the config's experiment and profile", file=sys.stderr)
-            return 2
+            return exitcodes.USAGE
         print(f"record: {store.publish_run(run_dir, args.results_root)}", flush=True)
-    return 0
+    return exitcodes.OK
 
 
 def cmd_sweep(args) -> int:
@@ -177,9 +193,11 @@ def cmd_sweep(args) -> int:
     print(f"sweep {args.name} ({args.profile}): {int(done.sum())}/{len(summary)} runs complete"
           + (f"; training images/s per run: mean {ips.mean():.0f}, with {min(args.jobs, len(ips))} at once "
              f"~{ips.mean() * min(args.jobs, len(ips)):.0f} in all" if len(ips) else ""), flush=True)
+    for r in summary.itertuples():
+        print(f"  {r.config_hash} {r.quantizer} seed {r.seed}: {r.status}" + (f" ({r.error})" if r.error else ""))
     if (summary["status"] == "failed").any():
-        return 1
-    return 0 if done.all() else 75
+        return exitcodes.FAILED
+    return exitcodes.OK if done.all() else exitcodes.INTERRUPTED
 
 
 def cmd_results(args) -> int:
@@ -226,13 +244,19 @@ def cmd_grids(args) -> int:
 
 
 def main(argv=None) -> int:
+    from .training.trainer import RunLockedError
+
     args = build_parser().parse_args(argv)
     try:
         return {"train": cmd_train, "sweep": cmd_sweep, "results": cmd_results,
                 "grids": cmd_grids}[args.command](args)
-    except (ValueError, FileNotFoundError, TypeError) as e:
+    except (ValueError, FileNotFoundError, TypeError, RunLockedError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return exitcodes.USAGE
+    except OSError as e:   # disk full, permission denied, ...: nothing half-written (atomic writes)
+        print(f"error: {e.strerror or e} ({getattr(e, 'filename', '') or 'no file'}); files are written "
+              f"atomically, so the previous checkpoint and records are intact", file=sys.stderr)
+        return exitcodes.IO
 
 
 if __name__ == "__main__":

@@ -23,8 +23,33 @@ from .synthetic import make_image_folder
 DATASETS = ("celeba_hq", "imagenet", "fashion_mnist")
 DEFAULT_SIZE = {"celeba_hq": 64, "imagenet": 256, "fashion_mnist": 32}
 
+def fingerprint(name: str, root=None) -> dict:
+    """Where a data set's files come from and a fingerprint of them, for run records: Fashion-MNIST's
+    two IDX files by SHA-256; an image folder by the SHA-256 of its sorted file names and sizes."""
+    import hashlib
+
+    if name == "fashion_mnist":
+        files = _fm.fingerprint(root)
+        digest = hashlib.sha256("".join(f["sha256"] for f in files.values()).encode()).hexdigest()
+        return {"dataset": name, "files": files, "fingerprint": digest[:16]}
+    lister = {"celeba_hq": _folders.celeba_files}.get(name)
+    if lister is None and name == "imagenet":
+        r = _folders._resolve_root(root, _folders.IMAGENET_ENV, "imagenet", _folders.IMAGENET_HOW)
+        paths = sorted(p for p in r.rglob("*") if p.is_file())
+        base = r
+    elif lister is not None:
+        paths = lister(root)
+        base = paths[0].parent
+    else:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(f"{p.relative_to(base)}\t{p.stat().st_size}\n".encode())
+    return {"dataset": name, "root": str(base), "files": len(paths), "fingerprint": h.hexdigest()[:16]}
+
+
 __all__ = [
-    "DATASETS", "DEFAULT_SIZE", "DatasetNotFoundError", "build_dataset", "load_tensor_dataset",
+    "fingerprint", "DATASETS", "DEFAULT_SIZE", "DatasetNotFoundError", "build_dataset", "load_tensor_dataset",
     "to_float", "subset_indices", "parse_idx", "read_idx", "make_image_folder",
 ]
 

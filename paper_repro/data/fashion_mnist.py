@@ -9,10 +9,13 @@ epochs and reports on its validation set, which is never used for model selectio
 validation carve-out would only shrink the training set; ``val`` is the held-out evaluation split.
 
 Files (``train-images-idx3-ubyte.gz``, ``t10k-images-idx3-ubyte.gz``, ``.gz`` optional) are looked
-up in: ``root`` argument, ``$FASHION_MNIST_DIR``, ``/usr/share/datasets/fashion-mnist`` (Debian
-package ``dataset-fashion-mnist``), ``<repo>/.data/fashion-mnist``, each also in torchvision's
+up in the folder named by the ``root`` argument (the config's ``data_root``) or, without one, by
+``$FASHION_MNIST_DIR``: a named folder is the only place looked in, and a missing folder or file
+there is an error. With no folder named: ``/usr/share/datasets/fashion-mnist`` (Debian package
+``dataset-fashion-mnist``), ``<repo>/.data/fashion-mnist``, each also in torchvision's
 ``FashionMNIST/raw`` sub-layout; failing that torchvision downloads them into
-``<repo>/.data/fashion-mnist`` (needs internet).
+``<repo>/.data/fashion-mnist`` (needs internet). :func:`fingerprint` names the files used and their
+SHA-256, for the run record.
 """
 from __future__ import annotations
 
@@ -38,13 +41,23 @@ NATIVE_SIZE = 32
 _CACHE: dict[str, np.ndarray] = {}
 
 
+def explicit_dir(root: str | Path | None = None) -> Path | None:
+    """The folder the user named (``root``, else ``$FASHION_MNIST_DIR``), or None. A named folder
+    is the only place looked in: a missing one is an error, never a silent fall-back."""
+    r = root if root is not None else os.environ.get(ENV_VAR) or None
+    if r is None:
+        return None
+    d = Path(r).expanduser()
+    if not d.is_dir():
+        src = "data_root" if root is not None else f"${ENV_VAR}"
+        raise DatasetNotFoundError(f"fashion_mnist: {src} = {d} is not a folder. Expected a folder holding "
+                                   f"{FILES['train']}.gz and {FILES['test']}.gz (e.g. {DEBIAN_DIR}).")
+    return d
+
+
 def candidate_dirs(root: str | Path | None = None) -> list[Path]:
-    dirs = []
-    if root is not None:
-        dirs.append(Path(root))
-    if os.environ.get(ENV_VAR):
-        dirs.append(Path(os.environ[ENV_VAR]))
-    dirs += [DEBIAN_DIR, CACHE_DIR]
+    named = explicit_dir(root)
+    dirs = [named] if named is not None else [DEBIAN_DIR, CACHE_DIR]
     return [p for d in dirs for p in (d, d / "FashionMNIST" / "raw")]
 
 
@@ -76,6 +89,11 @@ def raw_images(file_split: str, root: str | Path | None = None) -> np.ndarray:
     """(N, 28, 28) uint8 of the official ``train`` or ``test`` file (parsed once, then cached)."""
     stem = FILES[file_split]
     path = find_file(stem, root)
+    named = explicit_dir(root)
+    if path is None and named is not None:
+        raise DatasetNotFoundError(f"fashion_mnist: {named} has no {stem}.gz (nor {stem}, nor "
+                                   f"FashionMNIST/raw/{stem}.gz); it must hold both {FILES['train']}.gz "
+                                   f"and {FILES['test']}.gz")
     if path is None:
         _download(root)
         path = find_file(stem, root)
@@ -124,3 +142,23 @@ class FashionMNIST32(Dataset):
     def __getitem__(self, i: int) -> torch.Tensor:
         x = to_rgb32(self.images[i][None])[0].float().div_(255)
         return resize_float(x, self.image_size)
+
+
+_DIGESTS: dict[str, str] = {}
+
+
+def fingerprint(root: str | Path | None = None) -> dict:
+    """Where the files come from and the SHA-256 of each (computed once per file and process)."""
+    import hashlib
+
+    out = {}
+    for split, stem in FILES.items():
+        path = find_file(stem, root)
+        if path is None:
+            raw_images(split, root)          # downloads or raises the clear error
+            path = find_file(stem, root)
+        key = str(path.resolve())
+        if key not in _DIGESTS:
+            _DIGESTS[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+        out[split] = {"path": key, "sha256": _DIGESTS[key]}
+    return out

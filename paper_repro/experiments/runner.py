@@ -32,8 +32,7 @@ from ..training.trainer import RECORD_NAME, NonFiniteLossError, TrainingInterrup
 from . import store
 from .grids import get_grid
 
-EXIT_INTERRUPTED = 75   # EX_TEMPFAIL: checkpointed, resume later
-EXIT_NONFINITE = 3
+from ..exitcodes import INTERRUPTED as EXIT_INTERRUPTED, NONFINITE as EXIT_NONFINITE  # noqa: E402
 
 
 def run_dir_for(cfg: TrainConfig, runs_root=None) -> Path:
@@ -41,16 +40,43 @@ def run_dir_for(cfg: TrainConfig, runs_root=None) -> Path:
     return root / (cfg.experiment or "adhoc") / (cfg.profile or "custom") / config_hash(cfg)
 
 
+class DataMismatch(ValueError):
+    """A stored record of this config was made on other data (another data fingerprint)."""
+
+
+_FINGERPRINTS: dict = {}
+
+
+def _check_same_data(cfg: TrainConfig, rec: dict, where) -> None:
+    """Refuse to reuse, or to overwrite, a record of this config made on other data. Records made
+    before data fingerprints existed (no ``data`` entry) pass."""
+    theirs = (rec.get("data") or {}).get("fingerprint")
+    if theirs is None:
+        return
+    key = (cfg.dataset, cfg.data_root)
+    if key not in _FINGERPRINTS:
+        from ..training.trainer import data_fingerprint
+        _FINGERPRINTS[key] = data_fingerprint(cfg).get("fingerprint")
+    ours = _FINGERPRINTS[key]
+    if ours != theirs:
+        raise DataMismatch(f"{where} holds a run of this config on other data (fingerprint {theirs}, "
+                           f"this data {ours}); move it away or use another --results-root")
+
+
 def _done(cfg: TrainConfig, root, runs_root) -> str | None:
-    """'stored' / 'published' when a complete record exists (publishing a finished run folder)."""
+    """'stored' / 'published' when a complete record exists (publishing a finished run folder).
+    Raises DataMismatch when the stored record was made on other data."""
     h = config_hash(cfg)
     p = store.record_path(cfg.experiment, cfg.profile, h, root)
     if p.exists():
         try:
-            if store.is_reusable(store.load_record(p)):
-                return "stored"
+            rec = store.load_record(p)
         except (ValueError, json.JSONDecodeError):
-            pass
+            rec = None
+        if rec is not None:
+            _check_same_data(cfg, rec, p)
+            if store.is_reusable(rec):
+                return "stored"
     rec_file = run_dir_for(cfg, runs_root) / RECORD_NAME
     if rec_file.exists():
         try:
@@ -92,7 +118,11 @@ def run_grid(name: str, profile: str, device: str = "cpu", jobs: int = 1, resume
     deadline = time.time() + time_budget_s if time_budget_s else None
     rows, todo = [], []
     for c in cfgs:
-        st = _done(c, root, runs_root) if resume else None
+        try:
+            st = _done(c, root, runs_root) if resume else None
+        except DataMismatch as e:
+            rows.append(_summary_row(c, "failed", error=str(e)))
+            continue
         if st:
             rows.append(_summary_row(c, st, record=store.load_record(
                 store.record_path(c.experiment, c.profile, config_hash(c), root))))
@@ -125,8 +155,8 @@ def _run_inline(cfg, root, runs_root, deadline, verbose):
         train(cfg, run_dir=run_dir, resume=True, deadline=deadline)
     except TrainingInterrupted as e:
         return _summary_row(cfg, "interrupted", time.perf_counter() - t0, error=str(e))
-    except NonFiniteLossError as e:
-        return _summary_row(cfg, "failed", time.perf_counter() - t0, error=str(e))
+    except Exception as e:  # a diverging run, a corrupt checkpoint, missing data...: the others go on
+        return _summary_row(cfg, "failed", time.perf_counter() - t0, error=f"{type(e).__name__}: {e}")
     store.publish_run(run_dir, root)
     rec = json.loads((run_dir / RECORD_NAME).read_text())
     return _summary_row(cfg, "done", time.perf_counter() - t0, record=rec)

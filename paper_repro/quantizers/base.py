@@ -14,6 +14,7 @@ formatting) lives here once. Options shared by every method:
 from __future__ import annotations
 
 import functools
+import math
 import inspect
 from dataclasses import dataclass, field
 
@@ -121,6 +122,9 @@ class BaseQuantizer(nn.Module):
         for req in ("num_codes", "code_dim"):
             if req not in given:
                 raise ValueError(f"{cls.quantizer_name!r} quantizer: missing required option {req!r}")
+        for k, v in given.items():
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValueError(f"{cls.quantizer_name!r} quantizer: option {k!r} must be a finite number, got {v!r}")
         return {"name": cls.quantizer_name, **defaults, **given}
 
     def __init__(
@@ -148,6 +152,10 @@ class BaseQuantizer(nn.Module):
 
             if not isinstance(replacement, dict):
                 raise ValueError(f"replacement must be a dict of options or None, got {replacement!r}")
+            valid = sorted(set(inspect.signature(CodeReplacer.__init__).parameters) - {"self", "num_codes", "code_dim"})
+            unknown = sorted(set(replacement) - set(valid))
+            if unknown:
+                raise ValueError(f"replacement: unknown option(s) {unknown}; valid options: {', '.join(valid)}")
             self.replacer = CodeReplacer(self.num_codes, self.code_dim, **replacement)
         if "config" not in self.__dict__:
             self.config = {"name": self.quantizer_name, "num_codes": num_codes, "code_dim": code_dim}

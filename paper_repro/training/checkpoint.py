@@ -51,12 +51,28 @@ def atomic_torch_save(obj, path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be loaded (empty, truncated, corrupt or not a checkpoint)."""
+
+
 def load_checkpoint(path, map_location="cpu") -> dict:
-    """Load a checkpoint safely (``weights_only=True``: tensors and primitive containers only)."""
+    """Load a checkpoint safely (``weights_only=True``: tensors and primitive containers only); an
+    unreadable file raises CheckpointError naming it."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty; delete it, or rerun with --restart")
+    try:
+        ck = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated zip, bad pickle, refused global under weights_only, ...
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"checkpoint {path} cannot be loaded ({type(e).__name__}: {first[:200]}); "
+                              f"delete it, or rerun with --restart") from None
+    if not isinstance(ck, dict):
+        raise CheckpointError(f"{path} is not a checkpoint (a {type(ck).__name__}, not a dict); delete it, "
+                              f"or rerun with --restart")
+    return ck
 
 
 # -- random-number-generator state --------------------------------------------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ BOOKKEEPING_FIELDS = frozenset({
 })
 
 EVAL_METRICS = ("usage", "psnr", "ssim", "lpips", "fd")
+FLOAT32_MAX = 3.4028234663852886e38
 AMP_MODES = (None, "bf16")
 BACKBONES = ("table1", "taming")
 AUGMENTS = ("none", "official")
@@ -157,6 +159,11 @@ class TrainConfig:
             raise ValueError(f"data_seed must be a non-negative integer, got {self.data_seed!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        for n in ("deterministic", "eval_every_epoch"):
+            if not isinstance(getattr(self, n), bool):
+                raise ValueError(f"config field {n!r} must be true or false, got {getattr(self, n)!r}")
+        if self.progress is not None and not isinstance(self.progress, bool):
+            raise ValueError(f"progress must be true, false or null, got {self.progress!r}")
         if not isinstance(self.eval_every_epoch, bool):
             raise ValueError(f"eval_every_epoch must be true or false, got {self.eval_every_epoch!r}")
         if self.freeze_encoder_at_epoch is not None:
@@ -168,6 +175,11 @@ class TrainConfig:
             v = getattr(self, n)
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise ValueError(f"config field {n!r} must be a number, got {v!r}")
+            if not math.isfinite(v):
+                raise ValueError(f"config field {n!r} must be a finite number, got {v!r}")
+            if abs(v) > FLOAT32_MAX:
+                raise ValueError(f"config field {n!r} = {v!r} is beyond float32's range ({FLOAT32_MAX:.3g}); "
+                                 f"the optimiser computes in float32")
             setattr(self, n, float(v))
         if not self.width > 0:
             raise ValueError(f"width must be > 0, got {self.width}")
@@ -179,9 +191,11 @@ class TrainConfig:
             raise ValueError(f"lr_gamma must be in (0, 1], got {self.lr_gamma}")
         if self.grad_clip is not None:
             if isinstance(self.grad_clip, bool) or not isinstance(self.grad_clip, (int, float)) \
-                    or not self.grad_clip > 0:
+                    or not self.grad_clip > 0 or not math.isfinite(self.grad_clip):
                 raise ValueError(f"grad_clip must be a positive number or null, got {self.grad_clip!r}")
             self.grad_clip = float(self.grad_clip)
+        if not isinstance(self.betas, (list, tuple)):
+            raise ValueError(f"betas must be a list of two numbers in [0, 1), got {self.betas!r}")
         betas = tuple(self.betas)
         if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
@@ -207,17 +221,22 @@ class TrainConfig:
         for n in ("dataset", "eval_split"):
             if not isinstance(getattr(self, n), str) or not getattr(self, n):
                 raise ValueError(f"config field {n!r} must be a non-empty string, got {getattr(self, n)!r}")
+        if isinstance(self.eval_metrics, str) or not isinstance(self.eval_metrics, (list, tuple)):
+            raise ValueError(f"eval_metrics must be a list such as {list(EVAL_METRICS)}, got {self.eval_metrics!r}")
         metrics = tuple(self.eval_metrics)
         bad = [m for m in metrics if m not in EVAL_METRICS]
         if bad:
             raise ValueError(f"unknown eval metric(s) {bad}; expected a subset of {EVAL_METRICS}")
         self.eval_metrics = tuple(m for m in EVAL_METRICS if m in metrics)  # canonical order
-        if not isinstance(self.device, str) or not (self.device == "cpu" or self.device.startswith("cuda")
-                                                      or self.device == "mps"):
+        if not isinstance(self.device, str) or not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+        if self.data_root is not None and (not isinstance(self.data_root, str) or not self.data_root):
+            raise ValueError(f"data_root must be a folder path or null, got {self.data_root!r}")
 
 
 def _check_json(v: Any, where: str) -> None:
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ValueError(f"{where}: {v!r} is not a finite number (JSON has no NaN or Infinity)")
     if v is None or isinstance(v, (bool, int, float, str)):
         return
     if isinstance(v, (list, tuple)):

@@ -52,6 +52,10 @@ class NonFiniteLossError(RuntimeError):
         self.step, self.epoch, self.terms, self.checkpoint = step, epoch, terms or [], checkpoint
 
 
+class DeviceUnavailableError(ValueError):
+    """The config names a device this machine does not have."""
+
+
 class TrainingInterrupted(RuntimeError):
     """The run stopped early (deadline or SIGTERM) after saving a resumable checkpoint."""
 
@@ -124,6 +128,13 @@ def load_data(cfg: TrainConfig):
     evals = load_tensor_dataset(cfg.dataset, cfg.eval_split, root=cfg.data_root,
                                 image_size=cfg.image_size, limit=cfg.eval_images, seed=cfg.data_seed)
     return train, evals
+
+
+def data_fingerprint(cfg: TrainConfig) -> dict:
+    """Where the run's data come from and their fingerprint (``paper_repro.data.fingerprint``)."""
+    from ..data import fingerprint
+
+    return fingerprint(cfg.dataset, cfg.data_root)
 
 
 def _check_images(t, what: str, cfg: TrainConfig):
@@ -231,11 +242,67 @@ def train(cfg: TrainConfig, run_dir=None, resume: bool = True, deadline: float |
     previous_threads = torch.get_num_threads()
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
+    # one lock per run folder, held by rank 0 (all DDP ranks share the folder)
+    lock = RunLock(run_dir) if run_dir is not None and int(os.environ.get("RANK", "0")) == 0 else None
     try:
+        if lock is not None:
+            lock.acquire()
         return _train(cfg, run_dir, resume, deadline, data, model_factory, _stop_after_step,
                       _inject_nan_at_step)
     finally:
+        if lock is not None:
+            lock.release()
         torch.set_num_threads(previous_threads)
+
+
+class RunLockedError(RuntimeError):
+    """Another live process is training in this run folder."""
+
+
+class RunLock:
+    """``run_dir/.lock`` holding the owner's pid, created exclusively: two processes (two sweeps
+    on one store) never train in one run folder at once. A lock whose process is gone is stale and
+    taken over."""
+
+    def __init__(self, run_dir):
+        self.path = Path(run_dir) / ".lock"
+        self.held = False
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                try:
+                    pid = int(self.path.read_text().strip() or 0)
+                except (OSError, ValueError):
+                    pid = 0
+                if pid and pid != os.getpid() and _alive(pid):
+                    raise RunLockedError(f"run folder {self.path.parent} is in use by process {pid} "
+                                         f"(lock {self.path}); wait for it, or stop it") from None
+                self.path.unlink(missing_ok=True)      # stale: its process is gone
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            self.held = True
+            return
+        raise RunLockedError(f"could not take the lock {self.path}")
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _train(cfg, run_dir, resume, deadline, data, model_factory, _stop_after_step, _inject_nan_at_step):
@@ -245,7 +312,8 @@ def _train(cfg, run_dir, resume, deadline, data, model_factory, _stop_after_step
     device = torch.device(cfg.device)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError(f"config asks for device {cfg.device!r} but CUDA is not available")
+            raise DeviceUnavailableError(f"config asks for device {cfg.device!r} but CUDA is not available "
+                                         f"here (torch {torch.__version__}); use --device cpu")
         if world > 1:
             device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
@@ -272,6 +340,8 @@ def _train(cfg, run_dir, resume, deadline, data, model_factory, _stop_after_step
     if is_main:
         preflight_metrics(cfg, device)
     train_x, eval_x = data if data is not None else load_data(cfg)
+    data_info = {"dataset": cfg.dataset, "source": "tensors passed to train()"} if data is not None \
+        else data_fingerprint(cfg)
     train_x = _check_images(train_x, "training", cfg)
     eval_x = _check_images(eval_x, "evaluation", cfg)
     if device.type == "cuda":
@@ -322,8 +392,7 @@ def _train(cfg, run_dir, resume, deadline, data, model_factory, _stop_after_step
         i = int((~ok).nonzero()[0, 0])
         step, epoch, r, qq = pending[i]
         terms = [n for n, v in (("reconstruction (MSE)", r), ("quantizer", qq)) if not torch.isfinite(v)]
-        where = (f"last good checkpoint kept at {last_good['path']} (step {last_good['step']})"
-                 if last_good["path"] else "no checkpoint had been written")
+        where = _last_good(last_good)
         raise NonFiniteLossError(
             f"non-finite loss at step {step} (epoch {epoch}, step {step - epoch * spe} of {spe}) in the "
             f"{' and '.join(terms)} term(s): reconstruction={r.item()!r}, quantizer={qq.item()!r} "
@@ -370,8 +439,16 @@ def _train(cfg, run_dir, resume, deadline, data, model_factory, _stop_after_step
                 try:
                     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                         out = model(x)
-                except (ValueError, RuntimeError):
+                except (ValueError, RuntimeError) as e:
                     check_finite()   # a NaN loss a few steps back poisoned the weights: report that
+                    if "NaN or Inf" in str(e) or not _weights_finite(model):
+                        raise NonFiniteLossError(
+                            f"training diverged after {st['global_step']} optimiser step(s) (epoch {epoch}): "
+                            f"{'the weights' if not _weights_finite(model) else 'the latents'} became "
+                            f"NaN or Inf after the last update ({e}) [quantizer {cfg.quantizer!r}, lr "
+                            f"{cfg.lr:g}, config {chash}]; {_last_good(last_good)}",
+                            step=st["global_step"], epoch=epoch, terms=["latents"],
+                            checkpoint=last_good["path"]) from None
                     raise
                 qo = out["quantizer_output"]
                 recon_loss = F.mse_loss(out["recon"].float(), x)
@@ -482,6 +559,7 @@ def _train(cfg, run_dir, resume, deadline, data, model_factory, _stop_after_step
             "schema": RECORD_SCHEMA, "status": "complete", "experiment": cfg.experiment,
             "profile": cfg.profile, "config": cfg.to_dict(), "config_hash": chash,
             "epochs": st["history"], "trace": st["trace"], "final": final, "provenance": prov,
+            "data": data_info,
             "steps": st["global_step"], "steps_per_epoch": spe, "train_images_seen": st["train_images"],
             "train_seconds": st["train_seconds"],
             "images_per_s": st["train_images"] / st["train_seconds"] if st["train_seconds"] > 0 else None,
@@ -498,6 +576,15 @@ def _train(cfg, run_dir, resume, deadline, data, model_factory, _stop_after_step
         import torch.distributed as dist
         dist.destroy_process_group()
     return record
+
+
+def _last_good(last_good: dict) -> str:
+    return (f"last good checkpoint kept at {last_good['path']} (step {last_good['step']})"
+            if last_good["path"] else "no checkpoint had been written")
+
+
+def _weights_finite(model) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
 def _account(st, t_seg, seg_images):
