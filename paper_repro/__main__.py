@@ -206,6 +206,7 @@ def cmd_results(args) -> int:
 
     from .experiments.grids import GRIDS
     profile = args.profile
+    errors: list = []
     if args.name in GRIDS:
         if profile == AUTO:
             try:
@@ -214,9 +215,13 @@ def cmd_results(args) -> int:
                 print(e)
                 return 1
             profile = source.profile
-        df, missing = grid_results(args.name, profile, args.results_root)
+        df, missing = grid_results(args.name, profile, args.results_root, errors)
     else:
-        df, missing = load_results(args.name, "ci" if profile == AUTO else profile, args.results_root), []
+        from .experiments.store import load_records, records_frame
+        df = records_frame(load_records(args.name, "ci" if profile == AUTO else profile, args.results_root, errors))
+        missing = []
+    for path, reason in errors:
+        print(f"corrupt record left out: {path} ({reason}); rerun its config to replace it", file=sys.stderr)
     if df.empty:
         print(f"no stored results for {args.name!r} at profile {profile!r}")
         return 1

@@ -101,17 +101,41 @@ def load_record(path) -> dict:
     return validate_record(json.loads(path.read_text()), where=str(path))
 
 
-def load_records(experiment: str, profile: str, root=None) -> list[dict]:
-    """Every stored record of ``experiment`` at ``profile`` (sorted by file name)."""
+class CorruptRecordWarning(UserWarning):
+    """A stored record could not be read; it was left out of the table (and is named)."""
+
+
+def read_record(path, errors: list | None = None) -> dict | None:
+    """``load_record``, except that an unreadable record (truncated JSON, wrong schema, hash that does
+    not match its config) is reported, not raised: appended to ``errors`` as (path, reason) when a
+    list is given, else warned about (CorruptRecordWarning); returns None then."""
+    try:
+        rec = load_record(path)
+    except (ValueError, OSError, KeyError, TypeError) as e:   # json.JSONDecodeError is a ValueError
+        reason = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+        if errors is not None:
+            errors.append((str(path), reason))
+        else:
+            import warnings
+            warnings.warn(f"left out corrupt record {path} ({reason}); rerun its config to replace it",
+                          CorruptRecordWarning, stacklevel=3)
+        return None
+    rec["_path"] = str(path)
+    return rec
+
+
+def load_records(experiment: str, profile: str, root=None, errors: list | None = None) -> list[dict]:
+    """Every readable stored record of ``experiment`` at ``profile`` (sorted by file name); corrupt
+    ones are reported (see :func:`read_record`) and the rest still load."""
     d = results_dir(experiment, profile, root)
     if not d.exists():
         return []
     out = []
     for p in sorted(d.glob("*.json")):
         if not p.name.startswith("."):
-            rec = load_record(p)
-            rec["_path"] = str(p)
-            out.append(rec)
+            rec = read_record(p, errors)
+            if rec is not None:
+                out.append(rec)
     return out
 
 
