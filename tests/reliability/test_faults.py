@@ -349,3 +349,22 @@ def test_things_that_work_keep_working(capsys, tmp_path):
     got, out, _ = cli(capsys, "results", "first_run", "--profile", "ci",
                       "--results-root", str(Path(__file__).resolve().parents[2] / "data" / "results"))
     assert got == 0 and "first_run at profile ci" in out
+
+
+def test_config_json_is_data_never_code(capsys, tmp_path):
+    marker = tmp_path / "EXECUTED"
+    p = _config_file(tmp_path, quantizer=f"__import__('pathlib').Path('{marker}').touch()")
+    got, _, err = cli(capsys, "train", "--config", str(p))
+    assert got == 2 and "unknown quantizer" in err and not marker.exists()
+
+
+def test_a_run_with_replacement_killed_and_resumed_ends_like_the_straight_run(capsys, tmp_path):
+    opts = ["--quantizer-options", '{"replacement": {"every": 2, "reservoir_size": 24}}', "--epochs", "2"]
+    assert cli(capsys, "train", *TINY, *opts, "--run-dir", str(tmp_path / "a"))[0] == 0
+    got, _, _ = cli(capsys, "train", *TINY, *opts, "--run-dir", str(tmp_path / "b"), "--deadline", "1",
+                    "--checkpoint-every", "3")
+    assert got == exitcodes.INTERRUPTED
+    assert cli(capsys, "train", *TINY, *opts, "--run-dir", str(tmp_path / "b"), "--resume")[0] == 0
+    a, b = (json.loads((tmp_path / x / "record.json").read_text()) for x in "ab")
+    assert b["resumes"] == 1 and a["config_hash"] == b["config_hash"]
+    assert a["final"] == b["final"] and a["trace"] == b["trace"] and a["epochs"] == b["epochs"]

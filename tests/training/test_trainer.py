@@ -274,3 +274,19 @@ def test_resume_with_dead_code_replacement_is_bit_exact(tmp_path, quantizer, kil
     _compare_checkpoints(tmp_path / "a" / CHECKPOINT_NAME, tmp_path / "b" / CHECKPOINT_NAME)
     assert straight["epochs"] == resumed["epochs"] and straight["trace"] == resumed["trace"]
     assert straight["final"] == resumed["final"]
+
+
+@pytest.mark.parametrize("quantizer, options", [
+    ("nsvq", {"flavor": "official"}), ("nsvq", {"kernel_in_ste": True}),
+    ("ema", {"decay": 0.9995, "dead_code_threshold": 1.0, "rotation_trick": True}),
+    ("transvq", {"mapper": "mlp", "model_dim": 16}), ("transvq", {"position_embedding": False, "model_dim": 16}),
+    ("fc", {"lookup_dim": 4}), ("simvq", {"bias": False}),
+], ids=lambda v: v if isinstance(v, str) else "-".join(f"{k}={x}" for k, x in v.items()))
+def test_resume_is_bit_exact_with_each_method_option(tmp_path, quantizer, options):
+    data = tiny_data()
+    cfg = tiny_config(quantizer=quantizer, quantizer_options=options, checkpoint_every=3)
+    straight = train(cfg, run_dir=tmp_path / "a", data=data)
+    train(cfg, run_dir=tmp_path / "b", data=data, _stop_after_step=10)
+    resumed = train(cfg, run_dir=tmp_path / "b", data=data, resume=True)
+    _compare_checkpoints(tmp_path / "a" / CHECKPOINT_NAME, tmp_path / "b" / CHECKPOINT_NAME)
+    assert straight["final"] == resumed["final"] and straight["trace"] == resumed["trace"]
