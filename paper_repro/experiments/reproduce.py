@@ -32,8 +32,12 @@ REPRODUCTION_SAMPLE = (
     ("codebook_size", "ci", {"tag": "SimVQ", "num_codes": 1024, "code_dim": 64}),
     ("codebook_size", "ci", {"tag": "VQVAE2", "num_codes": 64, "code_dim": 3}),
 )
-#: (grid, profile, fields, steps): the first ``steps`` steps of one run of each larger profile.
-PREFIX_SAMPLE: tuple = ()
+#: (grid, profile, fields, steps): the first ``steps`` steps of one run of each larger profile,
+#: compared on the trace points they reach (same backbone and batch as the ci sample, so the same
+#: kernel spread applies).
+PREFIX_SAMPLE: tuple = (
+    ("pilot", "cpu", {"tag": "vq w0.25", "seed": 0}, 200),
+)
 
 #: Settings under which scripts/kernel_spread.py re-runs the sample: name -> (environment, config
 #: overrides). The kernel settings must stay within tolerance; the seed settings show the scale of a
