@@ -21,7 +21,7 @@ from typing import Any
 #: Fields that never change a result and are left out of ``config_hash``.
 BOOKKEEPING_FIELDS = frozenset({
     "device", "checkpoint_every", "experiment", "profile", "progress", "num_threads", "data_root",
-    "tag", "nonfinite_check_every",
+    "tag", "nonfinite_check_every", "channels_last",
 })
 
 EVAL_METRICS = ("usage", "psnr", "ssim", "lpips", "fd")
@@ -83,6 +83,9 @@ class TrainConfig:
     progress: bool | None = None             # None: only when stderr is a tty
     num_threads: int | None = None
     data_root: str | None = None
+    # NHWC memory layout for the convolutions: faster on CPUs (benchmarks/bench_training.py), the
+    # same maths with other float kernels (a bookkeeping field, like the thread count)
+    channels_last: bool = False
 
     def __post_init__(self):
         self.validate()
@@ -159,7 +162,7 @@ class TrainConfig:
             raise ValueError(f"data_seed must be a non-negative integer, got {self.data_seed!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
-        for n in ("deterministic", "eval_every_epoch"):
+        for n in ("deterministic", "eval_every_epoch", "channels_last"):
             if not isinstance(getattr(self, n), bool):
                 raise ValueError(f"config field {n!r} must be true or false, got {getattr(self, n)!r}")
         if self.progress is not None and not isinstance(self.progress, bool):

@@ -331,6 +331,9 @@ def _train(cfg, run_dir, resume, deadline, data, model_factory, _stop_after_step
     from ..utils import seed_everything
     seed_everything(cfg.seed)
     model = (model_factory or build_model)(cfg).to(device)
+    layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    if cfg.channels_last:
+        model = model.to(memory_format=layout)
     q = _quantizer(model)
     ddp.broadcast_module(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas,
@@ -435,7 +438,7 @@ def _train(cfg, run_dir, resume, deadline, data, model_factory, _stop_after_step
             order = sampler.rank_indices(epoch).to(train_x.device)
             while st["step_in_epoch"] < spe and st["global_step"] < total_steps:
                 idx = order[st["step_in_epoch"]]
-                x = _to_float(train_x[idx].to(device, non_blocking=True))
+                x = _to_float(train_x[idx].to(device, non_blocking=True)).contiguous(memory_format=layout)
                 try:
                     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                         out = model(x)

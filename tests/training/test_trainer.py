@@ -290,3 +290,16 @@ def test_resume_is_bit_exact_with_each_method_option(tmp_path, quantizer, option
     resumed = train(cfg, run_dir=tmp_path / "b", data=data, resume=True)
     _compare_checkpoints(tmp_path / "a" / CHECKPOINT_NAME, tmp_path / "b" / CHECKPOINT_NAME)
     assert straight["final"] == resumed["final"] and straight["trace"] == resumed["trace"]
+
+
+def test_channels_last_is_the_same_maths_within_the_float_kernel_tolerance():
+    """channels_last (NHWC convolutions, the faster CPU path of the sweeps) changes only the float
+    kernels: the trace agrees with the plain layout within the reproduction test's tolerances,
+    and the config hash is the same."""
+    from paper_repro.experiments import reproduce
+    data = tiny_data()
+    plain = train(tiny_config(), data=data)
+    nhwc = train(tiny_config(channels_last=True), data=data)
+    assert plain["config_hash"] == nhwc["config_hash"]
+    dev = reproduce.deviations(nhwc, plain)
+    assert len(dev) >= 5 and dev["within"].all(), reproduce.describe_failures(dev, "channels_last")
