@@ -174,3 +174,18 @@ def plot_benchmarks(df: pd.DataFrame):
     axes[0, 1].legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     return fig
+
+
+TRAINING_BENCH_DIR = BENCH_DIR.parent / "bench_training"
+
+
+def load_training_bench(root: Path | str | None = None) -> tuple[pd.DataFrame, dict]:
+    """(the sweep-throughput table of benchmarks/bench_training.py, its provenance)."""
+    d = Path(root) if root is not None else TRAINING_BENCH_DIR
+    csvs = sorted(d.glob("*.csv"))
+    if not csvs:
+        raise FileNotFoundError(f"no training benchmark in {d}; run `python benchmarks/bench_training.py`")
+    prov_path = csvs[0].with_suffix(".provenance.json")
+    if not prov_path.exists():
+        raise ValueError(f"{csvs[0].name} has no provenance file {prov_path.name} beside it")
+    return pd.read_csv(csvs[0]), json.loads(prov_path.read_text())
