@@ -65,6 +65,13 @@ class TrainConfig:
     grad_clip: float | None = 1.0            # max global L2 norm; None disables
     amp: str | None = None                   # None (fp32) or "bf16" autocast
     freeze_encoder_at_epoch: int | None = None  # follow-up paper: stage-wise encoder freezing
+    # follow-up paper's adversarial refinement (training/refine.py): from this epoch on, + LPIPS and a
+    # PatchGAN hinge loss (fixed weights; VQGAN's adaptive weight is not used)
+    refine_from_epoch: int | None = None
+    refine_gan_weight: float = 0.1
+    refine_lpips_weight: float = 1.0
+    disc_channels: int = 64
+    disc_layers: int = 3
     seed: int = 0
     deterministic: bool = True               # torch.use_deterministic_algorithms on CUDA
     # evaluation
@@ -169,6 +176,16 @@ class TrainConfig:
             raise ValueError(f"progress must be true, false or null, got {self.progress!r}")
         if not isinstance(self.eval_every_epoch, bool):
             raise ValueError(f"eval_every_epoch must be true or false, got {self.eval_every_epoch!r}")
+        if self.refine_from_epoch is not None and (isinstance(self.refine_from_epoch, bool) or not isinstance(
+                self.refine_from_epoch, int) or self.refine_from_epoch < 0):
+            raise ValueError(f"refine_from_epoch must be a non-negative integer or null, got {self.refine_from_epoch!r}")
+        for n in ("refine_gan_weight", "refine_lpips_weight"):
+            v = getattr(self, n)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"config field {n!r} must be a finite number >= 0, got {v!r}")
+            setattr(self, n, float(v))
+        pos_int("disc_channels")
+        pos_int("disc_layers")
         if self.freeze_encoder_at_epoch is not None:
             if not isinstance(self.freeze_encoder_at_epoch, int) or self.freeze_encoder_at_epoch < 0:
                 raise ValueError("freeze_encoder_at_epoch must be a non-negative integer or null, "
@@ -257,7 +274,8 @@ def _check_json(v: Any, where: str) -> None:
 
 #: Result-relevant fields added after records existed, with their defaults: left out of the hash
 #: while at the default, so adding a field never changes (orphans) the hash of an existing config.
-ADDED_FIELD_DEFAULTS = {"eval_every_epoch": False}
+ADDED_FIELD_DEFAULTS = {"eval_every_epoch": False, "refine_from_epoch": None, "refine_gan_weight": 0.1,
+                        "refine_lpips_weight": 1.0, "disc_channels": 64, "disc_layers": 3}
 
 
 def hashed_fields(cfg: TrainConfig) -> dict:

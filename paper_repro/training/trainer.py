@@ -339,6 +339,12 @@ def _train(cfg, run_dir, resume, deadline, data, model_factory, _stop_after_step
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas,
                                  weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_gamma)
+    refiner = None
+    if cfg.refine_from_epoch is not None:
+        if world > 1:
+            raise ValueError("the adversarial refinement stage (refine_from_epoch) runs in one process, not DDP")
+        from .refine import Refiner
+        refiner = Refiner(cfg, device)
 
     if is_main:
         preflight_metrics(cfg, device)
@@ -365,6 +371,8 @@ def _train(cfg, run_dir, resume, deadline, data, model_factory, _stop_after_step
                              f"not {chash}; delete it or use resume=False")
         model.load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
+        if refiner is not None:
+            refiner.load_state_dict(ck["refiner"])
         scheduler.load_state_dict(ck["scheduler"])
         acc.load(ck["accumulator"])
         if "trace_window" in ck:
@@ -413,6 +421,7 @@ def _train(cfg, run_dir, resume, deadline, data, model_factory, _stop_after_step
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "rng": rng_state(),
                 "accumulator": acc.state(), "trace_window": win.state(), "state": dict(st),
+                "refiner": refiner.state_dict() if refiner is not None else None,
             }, ckpt_path)
         ddp.barrier()
         last_good.update(path=str(ckpt_path), step=st["global_step"])
@@ -459,12 +468,20 @@ def _train(cfg, run_dir, resume, deadline, data, model_factory, _stop_after_step
                 if _inject_nan_at_step is not None and st["global_step"] == _inject_nan_at_step:
                     q_loss = q_loss * float("nan")
                 loss = recon_loss + q_loss
+                refining = refiner is not None and refiner.active(epoch)
+                if refining:
+                    extra = refiner.generator_terms(x, out["recon"].float())
+                    loss = loss + sum(extra.values())
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 ddp.allreduce_gradients(model.parameters())
                 if cfg.grad_clip is not None:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optimizer.step()
+                if refining:
+                    extra["gan_d"] = refiner.discriminator_step(x, out["recon"].float())
+                    for k, v in extra.items():
+                        acc.stats[f"refine_{k}"] = acc.stats.get(f"refine_{k}", 0.0) + float(v.detach())
                 ddp.broadcast_module(model, buffers_only=True)
                 with torch.no_grad():
                     terms = torch.stack([loss.detach(), recon_loss.detach(), q_loss.detach()]).double()
@@ -527,7 +544,9 @@ def _train(cfg, run_dir, resume, deadline, data, model_factory, _stop_after_step
                      "train_quantizer_loss": losses[2], "train_epoch_usage": u["usage"],
                      "train_epoch_perplexity": u["perplexity"], "train_epoch_dead_codes": u["dead_codes"],
                      "encoder_frozen": bool(frozen)}
-            entry.update({f"q_{k}": v / n for k, v in acc.stats.items()})
+            if refiner is not None:
+                entry["refining"] = refiner.active(epoch)
+            entry.update({(k if k.startswith("refine_") else f"q_{k}"): v / n for k, v in acc.stats.items()})
             if full_epoch and cfg.eval_every_epoch and is_main:
                 entry["eval"], samples = evaluate(model, eval_x, cfg, device)   # no RNG, no training state
                 epoch_eval = (st["global_step"], entry["eval"], samples)

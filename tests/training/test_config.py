@@ -16,9 +16,12 @@ def test_default_hash_is_pinned():
 
 def test_fields_added_later_leave_old_hashes_alone_at_their_default():
     from paper_repro.training.config import ADDED_FIELD_DEFAULTS
+    other = {"eval_every_epoch": True, "refine_from_epoch": 2, "refine_gan_weight": 0.5,
+             "refine_lpips_weight": 0.0, "disc_channels": 32, "disc_layers": 2}
+    assert set(other) == set(ADDED_FIELD_DEFAULTS), "give each added field another valid value here"
     for k, default in ADDED_FIELD_DEFAULTS.items():
         assert getattr(TrainConfig(), k) == default
-        assert k not in hashed_fields(TrainConfig()) and k in hashed_fields(TrainConfig(**{k: not default}))
+        assert k not in hashed_fields(TrainConfig()) and k in hashed_fields(TrainConfig(**{k: other[k]}))
 
 
 def test_hash_is_sha256_of_canonical_json_of_result_fields():

@@ -1,0 +1,70 @@
+"""The adversarial refinement stage (follow-up paper, training/refine.py): discriminator shapes,
+hinge losses on known inputs, LPIPS as a loss has gradients, the stage's config fields, and an
+exact resume across the stage boundary."""
+import pytest
+import torch
+
+from paper_repro.training import config_hash, load_checkpoint, train
+from paper_repro.training.refine import PatchDiscriminator, hinge_d_loss, hinge_g_loss
+
+from ._helpers import tiny_config, tiny_data
+
+
+@pytest.mark.parametrize("layers, size, out", [(3, 32, 2), (2, 32, 6), (1, 16, 6)])
+def test_patch_discriminator_gives_one_logit_per_patch(layers, size, out):
+    d = PatchDiscriminator(channels=8, layers=layers)
+    y = d(torch.randn(2, 3, size, size))
+    assert y.shape == (2, 1, out, out)
+
+
+def test_hinge_losses_on_known_logits():
+    real, fake = torch.tensor([2.0, 0.5, -1.0]), torch.tensor([-2.0, 0.0, 1.0])
+    # relu(1 - real) = 0, 0.5, 2 -> mean 0.8333; relu(1 + fake) = 0, 1, 2 -> mean 1
+    assert hinge_d_loss(real, fake).item() == pytest.approx(0.5 * (2.5 / 3 + 1.0))
+    assert hinge_g_loss(fake).item() == pytest.approx(1 / 3)
+    assert hinge_d_loss(torch.full((4,), 5.0), torch.full((4,), -5.0)).item() == 0.0
+
+
+def test_lpips_as_a_loss_has_gradients_to_the_reconstruction_only():
+    from paper_repro.metrics import lpips_model
+    net = lpips_model("alex")
+    x = torch.rand(2, 3, 32, 32)
+    r = torch.rand(2, 3, 32, 32, requires_grad=True)
+    loss = net(2 * r - 1, 2 * x - 1).mean()
+    loss.backward()
+    assert r.grad is not None and r.grad.abs().sum() > 0
+    assert all(p.grad is None for p in net.parameters())
+
+
+def test_stage_fields_are_hashed_but_absent_ones_keep_old_hashes():
+    base = tiny_config()
+    staged = tiny_config(refine_from_epoch=1)
+    assert config_hash(base) != config_hash(staged)
+    assert config_hash(tiny_config(refine_gan_weight=0.1)) == config_hash(base)     # the default
+    assert config_hash(tiny_config(refine_from_epoch=1, refine_gan_weight=0.5)) != config_hash(staged)
+    for bad in ({"refine_from_epoch": -1}, {"refine_gan_weight": float("inf")}, {"disc_layers": 0}):
+        with pytest.raises(ValueError):
+            tiny_config(**bad)
+
+
+def test_the_stage_trains_its_discriminator_and_reports_its_losses():
+    rec = train(tiny_config(refine_from_epoch=1, disc_channels=8, disc_layers=2), data=tiny_data())
+    first, second = rec["epochs"]
+    assert not first["refining"] and second["refining"]
+    assert "refine_gan_d" in second and "refine_lpips" in second and "refine_gan_d" not in first
+    plain = train(tiny_config(), data=tiny_data())
+    assert plain["epochs"][0]["train_loss"] == first["train_loss"]   # before the stage: the same run
+
+
+@pytest.mark.parametrize("kill_at", [6, 11])       # before and after the stage boundary (step 8)
+def test_resume_across_the_stage_boundary_is_exact(tmp_path, kill_at):
+    cfg = tiny_config(refine_from_epoch=1, disc_channels=8, disc_layers=2, checkpoint_every=3)
+    data = tiny_data()
+    straight = train(cfg, run_dir=tmp_path / "a", data=data)
+    train(cfg, run_dir=tmp_path / "b", data=data, _stop_after_step=kill_at)
+    resumed = train(cfg, run_dir=tmp_path / "b", data=data, resume=True)
+    assert resumed["resumes"] == 1
+    assert straight["final"] == resumed["final"] and straight["epochs"] == resumed["epochs"]
+    a, b = load_checkpoint(tmp_path / "a" / "checkpoint.pt"), load_checkpoint(tmp_path / "b" / "checkpoint.pt")
+    for k, v in a["refiner"]["disc"].items():
+        assert torch.equal(v, b["refiner"]["disc"][k]), k
