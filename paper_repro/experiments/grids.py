@@ -135,3 +135,30 @@ def pilot(profile: str) -> list[TrainConfig]:
                                      checkpoint_every=500, deterministic=True, num_threads=1,
                                      tag=f"{q}{'-official' if opts else ''} w{w:g}")
             for w in PILOT_WIDTHS for s in (0, 1) for q, opts in PILOT_METHODS]
+
+
+# The follow-up paper's staged training (seeds/001): NS-VQ, then + (a) dead-code replacement from a
+# reservoir, + (b) the encoder frozen for the last epoch (the codebook consolidates under a fixed
+# latent geometry), + (c) the adversarial refinement stage (PatchGAN hinge + LPIPS) in that last
+# epoch; SimVQ beside them (the follow-up's comparison). Stages are relative to the profile's epochs.
+def _staged_arms(epochs: int) -> dict[str, tuple[str, dict, dict]]:
+    last = max(epochs - 1, 0)
+    repl = {"replacement": {"threshold": 1.0, "reservoir_size": 16384, "every": "epoch"}}
+    return {
+        "SimVQ": ("simvq", {}, {}),
+        "NS-VQ": ("nsvq", {}, {}),
+        "NS-VQ +a": ("nsvq", repl, {}),
+        "NS-VQ +a+b": ("nsvq", repl, {"freeze_encoder_at_epoch": last}),
+        "NS-VQ +a+b+c": ("nsvq", repl, {"freeze_encoder_at_epoch": last, "refine_from_epoch": last}),
+    }
+
+
+@register_grid("staged")
+def staged(profile: str) -> list[TrainConfig]:
+    """Follow-up paper's staged training: SimVQ, NS-VQ, + replacement (a), + encoder freezing for the
+    last epoch (b), + adversarial refinement in it (c); K = 1024 and 8192, D = 64, profile seeds."""
+    p = get_profile(profile)
+    return [TrainConfig.from_profile(p, quantizer=q, quantizer_options=dict(opts), num_codes=k, code_dim=64,
+                                     seed=s, tag=arm, **stage, **_profile_overrides(p.name))
+            for arm, (q, opts, stage) in _staged_arms(p.epochs).items()
+            for k in (1024, 8192) for s in p.seeds]

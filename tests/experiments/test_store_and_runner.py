@@ -206,3 +206,14 @@ def test_worker_processes_run_and_publish(tmp_path, monkeypatch):
     df = store.load_results(GRID, "gpu", root)
     assert len(df) == 2 and (df["steps"] == 8).all() and (df["eval_images"] == 32).all()
     assert all((runs / GRID / "gpu" / h / "worker.log").exists() for h in df["config_hash"])
+
+
+def test_staged_grid_adds_one_stage_per_arm():
+    cfgs = grids.get_grid("staged", "cpu")
+    arms = {c.tag: c for c in cfgs if c.num_codes == 1024 and c.seed == 0}
+    assert list(arms) == ["SimVQ", "NS-VQ", "NS-VQ +a", "NS-VQ +a+b", "NS-VQ +a+b+c"]
+    last = arms["NS-VQ"].epochs - 1
+    assert "replacement" not in arms["NS-VQ"].quantizer_options and "replacement" in arms["NS-VQ +a"].quantizer_options
+    assert arms["NS-VQ +a"].freeze_encoder_at_epoch is None and arms["NS-VQ +a+b"].freeze_encoder_at_epoch == last
+    assert arms["NS-VQ +a+b"].refine_from_epoch is None and arms["NS-VQ +a+b+c"].refine_from_epoch == last
+    assert {c.num_codes for c in cfgs} == {1024, 8192} and len(cfgs) == 5 * 2 * 3
