@@ -1,0 +1,81 @@
+"""Every claim the committed results judge, in one table: claim, the paper's side, ours (profile,
+seeds, mean ± sd), the verdict of the one rule and the page that shows it.
+
+Built from committed data only (``load_grid`` at ``profile="auto"`` and the committed studies), so
+the table is the same on every machine and a build trains nothing. The toy demos and proof
+walkthroughs compute their verdicts on their own pages; they are linked, not recomputed here.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from .. import verdict as V
+from .runner import load_grid
+
+#: pages whose verdicts are computed on the page itself (listed with a link)
+COMPUTED_PAGES = {
+    "toy_demos": "Supp. 11, Figures 1, 6, 7: EMA stranded, NS-VQ follows the data (2-D toy streams)",
+    "kmeans_convergence": "Supp. 8: online VQ converges to a k-means fixed point",
+    "nonstationarity": "Sec. 3.2: one encoder step moves other latents out of their cells",
+    "ntk_rbf": "Sec. 3.3.2, Supp. 10: the encoder's NTK behaves like an RBF kernel of latent distance",
+    "modified_ste": "Sec. 3.3.3, Supp. 9: the modified STE's delay-free correction",
+}
+
+
+def _row(v: V.Verdict, page: str, paper: str = "") -> dict:
+    return {"": v.mark, "claim": v.claim, "paper": paper, "ours": v.stats(3) + (f"; profile {v.profile}" if v.profile else ""),
+            "verdict": v.verdict, "page": page}
+
+
+def _parts_stats(v: V.Verdict) -> str:
+    n = {p.n for p in v.parts}
+    return f"{len(v.parts)} cells, {'/'.join(map(str, sorted(n)))} seed(s) each"
+
+
+def claim_rows() -> pd.DataFrame:
+    """One row per claim judged from committed data (see the module docstring)."""
+    from . import batch_size as bs
+    from . import codebook_size as cs
+    from . import report
+    from .paper_tables import load_paper_tables
+    from ..theory import kmeans_reach as kr
+
+    rows = []
+    df, src = load_grid("first_run")
+    rows.append(_row(report.usage_verdict(df), "first_training_run"))
+    df, src = load_grid("codebook_size")
+    paper = cs.paper_long(load_paper_tables())
+    ours = cs.ours_seeds(df)
+    cells = ours[["method", "D", "K"]].drop_duplicates().merge(paper[["method", "D", "K"]])
+    for c in cs.CLAIMS:
+        vo = cs.judge_claim(c, ours.merge(cells), src.profile)
+        vp = cs.judge_claim(c, paper.merge(cells).assign(seed=0), printed=True)
+        if vo is None:
+            continue
+        r = _row(vo, "codebook_size", "holds as printed" if vp and vp.verdict == V.SUPPORTED else "does not hold as printed")
+        r["ours"] = _parts_stats(vo) + f"; profile {src.profile}"
+        rows.append(r)
+    df, src = load_grid("batch_size")
+    for v in bs.verdicts(df):
+        r = _row(v, "batch_size", "Figure 4 (curves, no numbers printed)")
+        r["ours"] = _parts_stats(v) + f"; profile {src.profile}"
+        rows.append(r)
+    study, _ = kr.load()
+    for v in kr.claim_verdicts(study):
+        rows.append(_row(v, "kmeans_reach", "Sec. 3.4.3 (argument, no numbers)"))
+    return pd.DataFrame(rows)
+
+
+def computed_pages() -> pd.DataFrame:
+    return pd.DataFrame([{"claims of": text, "page": page} for page, text in COMPUTED_PAGES.items()])
+
+
+def counts(rows: pd.DataFrame) -> dict:
+    return {v: int((rows["verdict"] == v).sum()) for v in V.VERDICTS}
+
+
+def html_table(rows: pd.DataFrame) -> str:
+    """The table as HTML with each page a link (pages sit beside this one in notebooks/)."""
+    t = rows.copy()
+    t["page"] = [f'<a href="{p}.html">{p.replace("_", " ")}</a>' for p in t["page"]]
+    return t.to_html(index=False, escape=False, classes="verdict-table", border=0)
