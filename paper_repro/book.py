@@ -155,9 +155,20 @@ def _stage(profile: str, device: str) -> dict:
 def build(profile: str = "auto", device: str = "cpu") -> Path:
     """Run every notebook of the toc at ``profile``, build the HTML book, return its index page."""
     t0 = time.perf_counter()
-    before = _run_folders()
-    staged = _stage(profile, device)
-    created = sorted(_run_folders() - before)
+    # the notebooks' kernels inherit this: any run folder a notebook made would land here (a sweep
+    # running beside the build keeps using its own runs/ folder and is not mistaken for the build)
+    sentinel = BUILD_DIR / "runs-of-the-build"
+    shutil.rmtree(sentinel, ignore_errors=True)
+    previous = os.environ.get("PAPER_REPRO_RUNS")
+    os.environ["PAPER_REPRO_RUNS"] = str(sentinel)
+    try:
+        staged = _stage(profile, device)
+    finally:
+        if previous is None:
+            os.environ.pop("PAPER_REPRO_RUNS", None)
+        else:
+            os.environ["PAPER_REPRO_RUNS"] = previous
+    created = _run_folders(sentinel)
     cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(STAGE_DIR),
            "--toc", str(STAGE_DIR / "_toc.yml"), "--config", str(REPO_ROOT / "book" / "_config.yml"),
            "--path-output", str(OUTPUT_DIR), "-W", "-n", "--keep-going"]
@@ -182,14 +193,12 @@ def build(profile: str = "auto", device: str = "cpu") -> Path:
     return intro
 
 
-def _run_folders() -> set[str]:
-    """Training run folders (anything holding a config, checkpoint or record) under ``runs/``."""
-    from .paths import RUNS_DIR
-
-    if not RUNS_DIR.exists():
-        return set()
+def _run_folders(root: Path) -> list[str]:
+    """Training run folders (anything holding a config, checkpoint or record) under ``root``."""
+    if not root.exists():
+        return []
     names = ("config.json", "checkpoint.pt", "record.json")
-    return {str(p.parent) for n in names for p in RUNS_DIR.rglob(n)}
+    return sorted({str(p.parent) for n in names for p in root.rglob(n)})
 
 
 def chromium(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:

@@ -112,3 +112,11 @@ def test_the_book_build_trained_nothing_and_every_experiment_page_names_its_sour
             re.search(rf"Grid '{grid}': (\d+) of its (\d+) runs at profile (\w+)", text)
         assert m, f"{page}: no source line naming grid {grid!r}"
         assert int(m.group(1)) >= 1 and "seed" in text and ("on cpu" in text or "on cuda" in text)
+
+
+def test_a_build_detects_run_folders_made_by_its_notebooks_only(tmp_path, monkeypatch):
+    from paper_repro import book
+    assert book._run_folders(tmp_path / "none") == []
+    (tmp_path / "g" / "ci" / "abc").mkdir(parents=True)
+    (tmp_path / "g" / "ci" / "abc" / "checkpoint.pt").write_bytes(b"x")
+    assert book._run_folders(tmp_path) == [str(tmp_path / "g" / "ci" / "abc")]
