@@ -96,6 +96,12 @@ def _fmt(v: float, digits: int) -> str:
     return f"{v:.{digits - 1}e}"
 
 
+def per_seed(rows: pd.DataFrame, column: str, seed_column: str = "seed") -> pd.Series:
+    """The values of ``column`` indexed by seed: the per-seed input of :func:`judge` and
+    :func:`judge_difference` (which pairs two such series on their common seeds)."""
+    return pd.Series(rows[column].to_numpy(float), index=rows[seed_column].to_numpy())
+
+
 def _values(values) -> np.ndarray:
     x = np.asarray(list(values) if not isinstance(values, (np.ndarray, pd.Series)) else values,
                    dtype=float).ravel()

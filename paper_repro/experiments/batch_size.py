@@ -51,7 +51,7 @@ def verdicts(df: pd.DataFrame) -> list:
 
     def per_seed(b, col):
         s = df[df.batch_size == b]
-        return pd.Series(s[col].to_numpy(float), index=s["seed"].to_numpy())
+        return V.per_seed(s, col)
 
     fd = [V.judge_difference(f"{name}(batch {a}) - {name}(batch {b}) > 0", per_seed(a, "fd"),
                              per_seed(b, "fd"), ">", 0.0, profile) for a, b in zip(sizes, sizes[1:])]

@@ -148,7 +148,7 @@ def ours_seeds(df: pd.DataFrame) -> pd.DataFrame:
 
 def _series(t: pd.DataFrame, method: str, d: int, k: int) -> pd.Series:
     s = t[(t.method == method) & (t.D == d) & (t.K == k)]
-    return pd.Series(s["usage"].to_numpy(float), index=s["seed"].to_numpy())
+    return V.per_seed(s, "usage")
 
 
 def judge_claim(c: Claim, t: pd.DataFrame, profile: str | None = None, printed: bool = False):
@@ -186,24 +186,30 @@ def judge_claim(c: Claim, t: pd.DataFrame, profile: str | None = None, printed: 
     return V.judge_all(c.text, parts) if parts else None
 
 
-def claim_table(df: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
-    """Each claim judged on our runs (per seed, by the one rule) and on the paper's numbers as
-    printed, both restricted to the (method, D, K) cells both have, so they speak about the same
-    cells. ``df``: our runs (one row per run); ``paper``: :func:`paper_long`."""
+def claim_verdicts(df: pd.DataFrame, paper: pd.DataFrame) -> list:
+    """(claim, verdict on our runs, verdict on the paper's printed numbers) for each of
+    :data:`CLAIMS`, both restricted to the (method, D, K) cells both have, so they speak about the
+    same cells; a verdict is None where no shared cell serves the claim. ``df``: our runs (one row
+    per run); ``paper``: :func:`paper_long`."""
     ours = ours_seeds(df)
     profile = _one_profile(df)
     cells = ours[["method", "D", "K"]].drop_duplicates().merge(paper[["method", "D", "K"]])
     o = ours.merge(cells)
     p = paper.merge(cells).assign(seed=0)
-    rows = []
-    for c in CLAIMS:
-        vo, vp = judge_claim(c, o, profile), judge_claim(c, p, printed=True)
-        rows.append({"": vo.mark if vo else "", "claim": c.text,
-                     "ours": vo.verdict if vo else "no shared cells",
-                     "ours (seeds)": vo.n if vo else 0,
-                     "paper, as printed": ("holds" if vp.verdict == V.SUPPORTED else "does not hold")
-                     if vp else "no shared cells"})
-    return pd.DataFrame(rows)
+    return [(c, judge_claim(c, o, profile), judge_claim(c, p, printed=True)) for c in CLAIMS]
+
+
+def printed_holds(vp) -> str:
+    return "no shared cells" if vp is None else "holds" if vp.verdict == V.SUPPORTED else "does not hold"
+
+
+def claim_table(df: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+    """:func:`claim_verdicts` as a table: verdict and seeds on our runs, the paper as printed."""
+    return pd.DataFrame([{"": vo.mark if vo else "", "claim": c.text,
+                          "ours": vo.verdict if vo else "no shared cells",
+                          "ours (seeds)": vo.n if vo else 0,
+                          "paper, as printed": printed_holds(vp)}
+                         for c, vo, vp in claim_verdicts(df, paper)])
 
 
 def _one_profile(df: pd.DataFrame) -> str:

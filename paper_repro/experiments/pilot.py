@@ -77,7 +77,7 @@ def scale_verdicts(df: pd.DataFrame) -> list:
 
         def seeds_of(m):
             s = ep[(ep.width == w) & (ep.epoch == e) & (ep.method == m)]
-            return pd.Series(s["usage"].to_numpy(float), index=s["seed"].to_numpy())
+            return V.per_seed(s, "usage")
 
         out.append(V.judge_all(f"width {w:g}, {e} epoch{'s' if e > 1 else ''}: {lo} collapses and {hi} keeps "
                                f"the codebook", [V.judge(f"{lo} usage < {COLLAPSED}", seeds_of(lo), "<", COLLAPSED),

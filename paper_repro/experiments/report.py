@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..provenance import format_provenance
-from ..verdict import judge_difference
+from ..verdict import judge_difference, per_seed
 
 METHOD_NAMES = {"vq": "VQ (vanilla)", "ema": "VQ-EMA", "fc": "VQGAN-FC", "simvq": "SimVQ",
                 "nsvq": "NS-VQ", "transvq": "TransVQ"}
@@ -106,13 +106,11 @@ def usage_verdict(df: pd.DataFrame, better: str = "nsvq", than: str = "vq"):
     if better not in have or than not in have:
         raise ValueError(f"need runs of both {better!r} and {than!r}, have {sorted(have)}")
 
-    def per_seed(q):
-        s = df[df.quantizer == q]
-        return pd.Series(s["eval_usage"].to_numpy(float), index=s["seed"].to_numpy())
-
     profs = sorted(set(df["profile"]))
     return judge_difference(f"{METHOD_NAMES[better]} eval usage > {METHOD_NAMES[than]} eval usage",
-                            per_seed(better), per_seed(than), ">", 0.0, profs[0] if len(profs) == 1 else None)
+                            per_seed(df[df.quantizer == better], "eval_usage"),
+                            per_seed(df[df.quantizer == than], "eval_usage"), ">", 0.0,
+                            profs[0] if len(profs) == 1 else None)
 
 
 def sig(v: float, digits: int) -> str:

@@ -44,15 +44,10 @@ def claim_rows() -> pd.DataFrame:
     df, src = load_grid("first_run")
     rows.append(_row(report.usage_verdict(df), "first_training_run"))
     df, src = load_grid("codebook_size")
-    paper = cs.paper_long(load_paper_tables())
-    ours = cs.ours_seeds(df)
-    cells = ours[["method", "D", "K"]].drop_duplicates().merge(paper[["method", "D", "K"]])
-    for c in cs.CLAIMS:
-        vo = cs.judge_claim(c, ours.merge(cells), src.profile)
-        vp = cs.judge_claim(c, paper.merge(cells).assign(seed=0), printed=True)
+    for c, vo, vp in cs.claim_verdicts(df, cs.paper_long(load_paper_tables())):
         if vo is None:
             continue
-        r = _row(vo, "codebook_size", "holds as printed" if vp and vp.verdict == V.SUPPORTED else "does not hold as printed")
+        r = _row(vo, "codebook_size", f"{cs.printed_holds(vp)} as printed")
         r["ours"] = _parts_stats(vo) + f"; profile {src.profile}"
         rows.append(r)
     df, src = load_grid("batch_size")

@@ -136,7 +136,7 @@ def claim_verdicts(df: pd.DataFrame) -> list:
     for d in sorted(df["dim"].unique()):
         def r(v):
             s = df[(df.dim == d) & (df.variant == v)]
-            return pd.Series(s["distortion_ratio"].to_numpy(float), index=s["seed"].to_numpy())
+            return V.per_seed(s, "distortion_ratio")
 
         out += [V.judge(f"{d}-D: free codes reach a k-means solution (distortion ratio < {REACH})",
                         r("free codes (VQ)"), "<", REACH),

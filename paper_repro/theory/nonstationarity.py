@@ -196,13 +196,11 @@ def claim_verdicts(one_step, same_seen) -> list:
     """Sec. 3.2 / 3.2.2's statements on the raw tables of :func:`settings_sweep` (one row per
     setting, batch size and seed), each judged by the one rule over the batch seeds
     (``paper_repro.verdict``), per setting."""
-    import pandas as pd
-
     from .. import verdict as V
 
     def col(raw, setting, b, name):
         s = raw[(raw.setting == setting) & (raw.batch_size == b)]
-        return pd.Series(s[name].to_numpy(float), index=s["seed"].to_numpy())
+        return V.per_seed(s, name)
 
     out = []
     for s in dict.fromkeys(one_step["setting"]):

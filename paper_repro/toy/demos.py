@@ -414,10 +414,9 @@ def summary_table(seeds=None, scenarios=SCENARIOS, rules=RULES, raw=None, **over
 
 
 def _by_seed(raw, scenario, rule, col="usage"):
-    import pandas as pd
+    from ..verdict import per_seed
 
-    s = raw[(raw.scenario == scenario) & (raw.rule == rule)]
-    return pd.Series(s[col].to_numpy(float), index=s["seed"].to_numpy())
+    return per_seed(raw[(raw.scenario == scenario) & (raw.rule == rule)], col)
 
 
 def claim_verdicts(raw) -> list:
@@ -512,16 +511,13 @@ def sensitivity_verdicts(per_seed) -> list:
     """For each setting of a ``sensitivity(..., per_seed=True)`` table, Figures 6/7's conclusion
     judged by the one rule over the seeds, cell by cell: NS-VQ keeps at least as many codes as EMA
     on every scenario, and at least 90 % of them."""
-    import pandas as pd
-
     from .. import verdict as V
 
     out = []
     for label, g in per_seed.groupby("setting", sort=False):
         gain, keep = [], []
         for s, h in g.groupby("scenario", sort=False):
-            ns = pd.Series(h["nsvq_usage"].to_numpy(float), index=h["seed"].to_numpy())
-            ema = pd.Series(h["ema_usage"].to_numpy(float), index=h["seed"].to_numpy())
+            ns, ema = V.per_seed(h, "nsvq_usage"), V.per_seed(h, "ema_usage")
             gain.append(V.judge_difference(f"{s}: NS-VQ usage - EMA usage >= 0", ns, ema, ">=", 0.0))
             keep.append(V.judge(f"{s}: NS-VQ usage >= 0.9", ns, ">=", 0.9))
         out += [V.judge_all(f"[{label}] NS-VQ usage >= EMA usage on every scenario", gain),
