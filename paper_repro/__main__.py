@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--time-budget", type=float, help="seconds; workers checkpoint and stop before it ends")
     sw.add_argument("--results-root", help="results store root (default by profile)")
     sw.add_argument("--runs-root", help="checkpoint root (default runs/)")
+    sw.add_argument("--where", action="append", default=[], metavar="FIELD=VALUE",
+                    help="run only the configs with this field value (repeatable; VALUE is JSON, "
+                         "else a string), e.g. --where num_codes=1024 --where code_dim=64")
     sw.add_argument("--fresh", action="store_true", help="ignore stored results and checkpoints; rerun all "
                     "(then commit the new records under data/results/NAME/PROFILE/)")
 
@@ -182,12 +185,28 @@ def cmd_train(args) -> int:
     return exitcodes.OK
 
 
+def parse_where(items: list[str]) -> dict:
+    """``["num_codes=1024", "tag=NS-VQ"]`` -> ``{"num_codes": 1024, "tag": "NS-VQ"}`` (JSON values,
+    else strings; parsed, never evaluated)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--where needs FIELD=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
 def cmd_sweep(args) -> int:
     from .experiments.runner import run_grid
 
     summary = run_grid(args.name, args.profile, args.device, jobs=args.jobs, resume=not args.fresh,
                        root=args.results_root, runs_root=args.runs_root, time_budget_s=args.time_budget,
-                       threads_per_job=args.threads_per_job, progress=False)
+                       threads_per_job=args.threads_per_job, progress=False,
+                       where=parse_where(args.where))
     done = summary["status"].isin(["stored", "published", "done"])
     ips = summary.loc[summary["status"] == "done", "images_per_s"].dropna()
     print(f"sweep {args.name} ({args.profile}): {int(done.sum())}/{len(summary)} runs complete"

@@ -36,6 +36,8 @@ class Profile:
     seeds: tuple[int, ...]
     # Scale order for ``auto`` (higher = closer to the paper): ci 0 < cpu 1 < gpu 2 < paper 3.
     rank: int = 0
+    # linear learning-rate warm-up steps (TrainConfig.warmup_steps; 0 = none, the paper's recipe)
+    warmup_steps: int = 0
     # Does a verdict at this profile count as evidence about the paper's claims? (``ci``: no, its
     # runs are pipeline checks; see paper_repro.verdict.)
     evidence: bool = True
@@ -59,10 +61,11 @@ PROFILES: dict[str, Profile] = {
     "cpu": Profile(
         name="cpu",
         description="what two CPU cores afford in the background: Fashion-MNIST 32x32 (60k train / 2,000 "
-                    "eval), 1/4-width backbone, 3 epochs, 3 seeds (provisional until the pilot grid decides)",
+                    "eval), 1/4-width backbone, 3 epochs, 500-step learning-rate warm-up, 3 seeds (the "
+                    "cheapest scale of the pilot grid that discriminates)",
         dataset="fashion_mnist", image_size=32, backbone_width=0.25,
         train_images=None, eval_images=2000, epochs=3, batch_size=16, lr=5e-4, seeds=(0, 1, 2),
-        fd_resize=None, rank=1,
+        fd_resize=None, rank=1, warmup_steps=500,
     ),
     "gpu": Profile(
         name="gpu",

@@ -102,17 +102,19 @@ def _summary_row(cfg, status, seconds=None, record=None, error=None):
 def run_grid(name: str, profile: str, device: str = "cpu", jobs: int = 1, resume: bool = True,
              root=None, runs_root=None, time_budget_s: float | None = None,
              threads_per_job: int | None = None, progress: bool | None = None,
-             verbose: bool = True) -> pd.DataFrame:
+             verbose: bool = True, where: dict | None = None) -> pd.DataFrame:
     """Run every config of grid ``name`` at ``profile`` not already stored; return a summary table
     (one row per config: status ``stored`` / ``published`` / ``done`` / ``interrupted`` / ``failed``).
 
     resume=False ignores stored records and checkpoints and reruns everything from scratch.
+    where: only the configs whose fields equal these values (e.g. ``{"num_codes": 1024}``), so a
+    long grid can be run a slice at a time, the most informative first.
     """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
     if profile == AUTO:
         raise ValueError("run_grid needs a concrete profile (ci, gpu, paper); 'auto' is for run_or_load")
-    cfgs = get_grid(name, profile, device)
+    cfgs = select(get_grid(name, profile, device), where)
     if progress is not None:
         cfgs = [c.replace(progress=progress) for c in cfgs]
     deadline = time.time() + time_budget_s if time_budget_s else None
@@ -146,6 +148,27 @@ def run_grid(name: str, profile: str, device: str = "cpu", jobs: int = 1, resume
             if r["error"]:
                 print(f"  {r['config_hash']} ({r['quantizer']}): {r['error']}", flush=True)
     return summary
+
+
+def select(cfgs: list, where: dict | None) -> list:
+    """The configs whose fields equal every value of ``where``; an unknown field or a filter that
+    matches nothing is an error (a typo must not silently run nothing)."""
+    if not where:
+        return list(cfgs)
+    known = set(cfgs[0].to_dict()) if cfgs else set()
+    unknown = sorted(set(where) - known)
+    if unknown:
+        raise ValueError(f"unknown config field(s) in the filter: {unknown}; valid: {sorted(known)}")
+    out = [c for c in cfgs if all(_same(getattr(c, k), v) for k, v in where.items())]
+    if not out:
+        raise ValueError(f"no config of the grid matches {where}")
+    return out
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return float(a) == float(b)
+    return a == b
 
 
 def _run_inline(cfg, root, runs_root, deadline, verbose):

@@ -63,6 +63,10 @@ class TrainConfig:
     weight_decay: float = 0.0
     lr_gamma: float = 0.995                  # ExponentialLR, stepped once per epoch
     grad_clip: float | None = 1.0            # max global L2 norm; None disables
+    # linear learning-rate warm-up over the first N optimiser steps (0: none, as in the paper and the
+    # authors' code). The ``cpu`` profile uses it: without it, at 1/4 width, runs whose codes collapse
+    # to one in the first steps drive the decoder's Tanh into saturation and never recover (pilot page)
+    warmup_steps: int = 0
     amp: str | None = None                   # None (fp32) or "bf16" autocast
     freeze_encoder_at_epoch: int | None = None  # follow-up paper: stage-wise encoder freezing
     # follow-up paper's adversarial refinement (training/refine.py): from this epoch on, + LPIPS and a
@@ -129,7 +133,7 @@ class TrainConfig:
         d = dict(dataset=p.dataset, image_size=p.image_size, width=p.backbone_width,
                  train_images=p.train_images, eval_images=p.eval_images, epochs=p.epochs,
                  batch_size=p.batch_size, lr=p.lr, seed=p.seeds[0], profile=p.name,
-                 fd_resize=getattr(p, "fd_resize", 224),
+                 fd_resize=getattr(p, "fd_resize", 224), warmup_steps=p.warmup_steps,
                  backbone="taming" if p.dataset == "imagenet" else "table1")
         d.update(overrides)
         return cls.from_dict(d)
@@ -185,6 +189,8 @@ class TrainConfig:
                 raise ValueError(f"config field {n!r} must be a finite number >= 0, got {v!r}")
             setattr(self, n, float(v))
         pos_int("disc_channels")
+        if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be a non-negative integer, got {self.warmup_steps!r}")
         pos_int("disc_layers")
         if self.freeze_encoder_at_epoch is not None:
             if not isinstance(self.freeze_encoder_at_epoch, int) or self.freeze_encoder_at_epoch < 0:
@@ -275,7 +281,8 @@ def _check_json(v: Any, where: str) -> None:
 #: Result-relevant fields added after records existed, with their defaults: left out of the hash
 #: while at the default, so adding a field never changes (orphans) the hash of an existing config.
 ADDED_FIELD_DEFAULTS = {"eval_every_epoch": False, "refine_from_epoch": None, "refine_gan_weight": 0.1,
-                        "refine_lpips_weight": 1.0, "disc_channels": 64, "disc_layers": 3}
+                        "refine_lpips_weight": 1.0, "disc_channels": 64, "disc_layers": 3,
+                        "warmup_steps": 0}
 
 
 def hashed_fields(cfg: TrainConfig) -> dict:

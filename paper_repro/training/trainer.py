@@ -477,6 +477,9 @@ def _train(cfg, run_dir, resume, deadline, data, model_factory, _stop_after_step
                 ddp.allreduce_gradients(model.parameters())
                 if cfg.grad_clip is not None:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                if cfg.warmup_steps:
+                    for group in optimizer.param_groups:
+                        group["lr"] = learning_rate(cfg, st["global_step"], st["epoch"])
                 optimizer.step()
                 if refining:
                     extra["gan_d"] = refiner.discriminator_step(x, out["recon"].float())
@@ -598,6 +601,15 @@ def _train(cfg, run_dir, resume, deadline, data, model_factory, _stop_after_step
         import torch.distributed as dist
         dist.destroy_process_group()
     return record
+
+
+def learning_rate(cfg: TrainConfig, step: int, epoch: int) -> float:
+    """The learning rate of optimiser step ``step`` (0-based) in ``epoch``: ``lr * lr_gamma**epoch``
+    (ExponentialLR, once per epoch), times ``(step + 1) / warmup_steps`` during the warm-up."""
+    lr = cfg.lr * cfg.lr_gamma ** epoch
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        lr *= (step + 1) / cfg.warmup_steps
+    return lr
 
 
 def _last_good(last_good: dict) -> str:

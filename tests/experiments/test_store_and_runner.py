@@ -217,3 +217,22 @@ def test_staged_grid_adds_one_stage_per_arm():
     assert arms["NS-VQ +a"].freeze_encoder_at_epoch is None and arms["NS-VQ +a+b"].freeze_encoder_at_epoch == last
     assert arms["NS-VQ +a+b"].refine_from_epoch is None and arms["NS-VQ +a+b+c"].refine_from_epoch == last
     assert {c.num_codes for c in cfgs} == {1024, 8192} and len(cfgs) == 5 * 2 * 3
+
+
+def test_sweep_filter_selects_a_slice_and_refuses_typos():
+    from paper_repro.__main__ import parse_where
+    from paper_repro.experiments.grids import get_grid
+    from paper_repro.experiments.runner import select
+    cfgs = get_grid("codebook_size", "cpu")
+    where = parse_where(["num_codes=1024", "code_dim=64", "tag=NS-VQ"])
+    assert where == {"num_codes": 1024, "code_dim": 64, "tag": "NS-VQ"}
+    picked = select(cfgs, where)
+    assert [c.seed for c in picked] == [0, 1, 2]
+    assert all(c.quantizer == "nsvq" and c.num_codes == 1024 and c.code_dim == 64 for c in picked)
+    assert len(select(cfgs, {"num_codes": 1024.0})) == 36 and select(cfgs, None) == cfgs
+    with pytest.raises(ValueError, match="unknown config field"):
+        select(cfgs, {"num_code": 1024})
+    with pytest.raises(ValueError, match="matches"):
+        select(cfgs, {"num_codes": 1000})
+    with pytest.raises(ValueError, match="FIELD=VALUE"):
+        parse_where(["num_codes"])

@@ -17,7 +17,8 @@ def test_default_hash_is_pinned():
 def test_fields_added_later_leave_old_hashes_alone_at_their_default():
     from paper_repro.training.config import ADDED_FIELD_DEFAULTS
     other = {"eval_every_epoch": True, "refine_from_epoch": 2, "refine_gan_weight": 0.5,
-             "refine_lpips_weight": 0.0, "disc_channels": 32, "disc_layers": 2}
+             "refine_lpips_weight": 0.0, "disc_channels": 32, "disc_layers": 2,
+             "warmup_steps": 100}
     assert set(other) == set(ADDED_FIELD_DEFAULTS), "give each added field another valid value here"
     for k, default in ADDED_FIELD_DEFAULTS.items():
         assert getattr(TrainConfig(), k) == default
@@ -93,3 +94,15 @@ def test_from_profile_uses_profile_values():
         (p.backbone_width, p.train_images, p.epochs, p.batch_size, "ci")
     with pytest.raises(ValueError, match="unknown profile"):
         TrainConfig.from_profile("huge")
+
+
+def test_warmup_steps_is_validated_and_hashed_only_when_used():
+    from paper_repro.training.config import TrainConfig, config_hash
+    base = TrainConfig()
+    assert config_hash(base) == config_hash(base.replace(warmup_steps=0))
+    assert config_hash(base) != config_hash(base.replace(warmup_steps=500))
+    for bad in (-1, 1.5, True, "500"):
+        with pytest.raises(ValueError, match="warmup_steps"):
+            base.replace(warmup_steps=bad)
+    assert TrainConfig.from_profile("cpu").warmup_steps == 500
+    assert TrainConfig.from_profile("ci").warmup_steps == 0 and TrainConfig.from_profile("paper").warmup_steps == 0

@@ -303,3 +303,36 @@ def test_channels_last_is_the_same_maths_within_the_float_kernel_tolerance():
     assert plain["config_hash"] == nhwc["config_hash"]
     dev = reproduce.deviations(nhwc, plain)
     assert len(dev) >= 5 and dev["within"].all(), reproduce.describe_failures(dev, "channels_last")
+
+
+def test_warmup_schedule_is_linear_then_the_papers_per_epoch_decay():
+    from paper_repro.training.trainer import learning_rate
+    cfg = tiny_config(lr=1e-3, lr_gamma=0.5, warmup_steps=4)
+    assert [learning_rate(cfg, s, 0) for s in range(6)] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
+    assert learning_rate(cfg, 9, 1) == pytest.approx(5e-4)
+    assert learning_rate(cfg, 2, 2) == pytest.approx(1e-3 * 0.25 * 0.75)   # warm-up inside a later epoch too
+    plain = tiny_config(lr=1e-3, lr_gamma=0.5)
+    assert [learning_rate(plain, s, e) for s, e in ((0, 0), (8, 1), (17, 2))] == pytest.approx([1e-3, 5e-4, 2.5e-4])
+
+
+def test_trainer_steps_with_the_warmup_learning_rate_and_resumes_exactly(tmp_path, monkeypatch):
+    from paper_repro.training.trainer import learning_rate
+    data = tiny_data()                            # 8 steps per epoch, 2 epochs
+    cfg = tiny_config(lr_gamma=0.5, warmup_steps=10, checkpoint_every=3)
+    used = []
+    original = torch.optim.Adam.step
+
+    def spy(self, *a, **k):
+        used.append(self.param_groups[0]["lr"])
+        return original(self, *a, **k)
+    monkeypatch.setattr(torch.optim.Adam, "step", spy)
+    straight = train(cfg, run_dir=tmp_path / "a", data=data)
+    assert used == pytest.approx([learning_rate(cfg, s, s // 8) for s in range(16)])
+    assert used[0] == pytest.approx(5e-5) and used[12] == pytest.approx(2.5e-4)
+    train(cfg, run_dir=tmp_path / "b", data=data, _stop_after_step=7)   # killed inside the warm-up
+    resumed = train(cfg, run_dir=tmp_path / "b", data=data, resume=True)
+    assert resumed["resumes"] == 1 and resumed["final"] == straight["final"]
+    assert resumed["trace"] == straight["trace"]
+    # and the warm-up changes training (it is not a no-op)
+    plain = train(cfg.replace(warmup_steps=0), data=data)
+    assert plain["final"]["eval_mse"] != straight["final"]["eval_mse"]
