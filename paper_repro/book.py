@@ -169,8 +169,9 @@ def build(profile: str = "auto", device: str = "cpu") -> Path:
         else:
             os.environ["PAPER_REPRO_RUNS"] = previous
     created = _run_folders(sentinel)
+    config = staged_config(STAGE_DIR / "_config.yml")
     cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(STAGE_DIR),
-           "--toc", str(STAGE_DIR / "_toc.yml"), "--config", str(REPO_ROOT / "book" / "_config.yml"),
+           "--toc", str(STAGE_DIR / "_toc.yml"), "--config", str(config),
            "--path-output", str(OUTPUT_DIR), "-W", "-n", "--keep-going"]
     if (OUTPUT_DIR / "_build").exists():
         shutil.rmtree(OUTPUT_DIR / "_build")
@@ -191,6 +192,20 @@ def build(profile: str = "auto", device: str = "cpu") -> Path:
     print(f"\nBook built in {info['seconds']:.0f} s: {HTML_DIR / 'index.html'}"
           f"\n  open file://{intro}")
     return intro
+
+
+def staged_config(dst: Path, baseurl: str | None = None) -> Path:
+    """``book/_config.yml`` with the published address (``html.baseurl``) from ``baseurl`` or the
+    ``BOOK_BASEURL`` environment variable (the publishing workflow sets it); unchanged without one."""
+    cfg = yaml.safe_load((REPO_ROOT / "book" / "_config.yml").read_text())
+    url = baseurl if baseurl is not None else os.environ.get("BOOK_BASEURL", "")
+    if url:
+        if not url.startswith(("https://", "http://")):
+            raise ValueError(f"BOOK_BASEURL must be an http(s) address, got {url!r}")
+        cfg.setdefault("html", {})["baseurl"] = url if url.endswith("/") else url + "/"
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return dst
 
 
 def _run_folders(root: Path) -> list[str]:

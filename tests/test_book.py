@@ -120,3 +120,19 @@ def test_a_build_detects_run_folders_made_by_its_notebooks_only(tmp_path, monkey
     (tmp_path / "g" / "ci" / "abc").mkdir(parents=True)
     (tmp_path / "g" / "ci" / "abc" / "checkpoint.pt").write_bytes(b"x")
     assert book._run_folders(tmp_path) == [str(tmp_path / "g" / "ci" / "abc")]
+
+
+@pytest.mark.book
+def test_intro_opens_with_the_verdict_table_and_its_links_resolve():
+    """A reader finds each claim's verdict from the first screen: the introduction pastes the
+    verdicts page's table (MyST-NB glue), before the argument, and each row links to its page."""
+    intro = HTML_DIR / "book" / "intro.html"
+    html = intro.read_text(encoding="utf-8")
+    assert 'class="dataframe verdict-table"' in html or "verdict-table" in html, \
+        "the introduction shows no verdict table (glue key 'verdict_table' from notebooks/verdicts)"
+    assert html.index("verdict-table") < html.index("The argument in five steps")
+    table = html[html.index("verdict-table"):html.index("</table>", html.index("verdict-table"))]
+    links = re.findall(r'href="([^"#]+)"', table)
+    assert links, "the verdict table in the introduction links to no page"
+    for href in links:
+        assert (intro.parent / href).resolve().is_file(), f"the introduction's verdict table links to a missing page {href}"

@@ -69,8 +69,10 @@ def counts(rows: pd.DataFrame) -> dict:
     return {v: int((rows["verdict"] == v).sum()) for v in V.VERDICTS}
 
 
-def html_table(rows: pd.DataFrame) -> str:
-    """The table as HTML with each page a link (pages sit beside this one in notebooks/)."""
+def html_table(rows: pd.DataFrame, link_prefix: str = "") -> str:
+    """The table as HTML with each page a link. The pages sit beside the verdicts page in notebooks/;
+    ``link_prefix`` (e.g. ``"../notebooks/"``) makes the links work from a page elsewhere (the
+    introduction pastes this table)."""
     t = rows.copy()
-    t["page"] = [f'<a href="{p}.html">{p.replace("_", " ")}</a>' for p in t["page"]]
+    t["page"] = [f'<a href="{link_prefix}{p}.html">{p.replace("_", " ")}</a>' for p in t["page"]]
     return t.to_html(index=False, escape=False, classes="verdict-table", border=0)
