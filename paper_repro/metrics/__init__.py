@@ -14,6 +14,7 @@ from .fid import (
 )
 from .image import gaussian_window, psnr, ssim
 from .perceptual import VGG16Features, lpips, lpips_model, vgg16_features_model
+from ..quantizers.stats import usage_summary
 from .usage import (
     counts_from_indices, dead_codes, perplexity_from_counts, usage_from_counts, usage_from_indices,
 )
@@ -90,7 +91,6 @@ class ReconstructionMeter:
         elif self.fd == "inception":
             out["fd"], out["fd_name"] = float(self._fid.compute()), "rFID"
         if self.counts is not None:
-            out["usage"] = usage_from_counts(self.counts)
-            out["perplexity"] = perplexity_from_counts(self.counts) if self.counts.sum() > 0 else float("nan")
-            out["dead_codes"] = int(len(dead_codes(self.counts)))
+            u = usage_summary(self.counts)
+            out.update(usage=u["usage"], perplexity=u["perplexity"], dead_codes=u["dead_codes"])
         return out

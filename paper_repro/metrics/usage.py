@@ -3,12 +3,16 @@
 usage = |{k : n_k > 0}| / K (fraction of codes hit at least once over an evaluation set);
 perplexity = exp(H(p)), p_k = n_k / sum n (natural log; equals K for uniform use, 1 for one code);
 dead codes = codes with n_k < threshold (threshold 1: never hit).
+One implementation for the whole package: ``paper_repro.quantizers.stats.usage_summary``; these
+functions add input checks for counts that come from outside.
 The authors' code counted usage over the *training* batches of each epoch (augmented); we count over
 whatever indices the caller passes (the evaluation set, by default, in the experiments).
 """
 from __future__ import annotations
 
 import torch
+
+from ..quantizers.stats import usage_summary
 
 
 def _check_counts(counts) -> torch.Tensor:
@@ -35,18 +39,15 @@ def counts_from_indices(indices: torch.Tensor, num_codes: int) -> torch.Tensor:
 
 def usage_from_counts(counts) -> float:
     """Fraction of codes with a positive count."""
-    c = _check_counts(counts)
-    return float((c > 0).double().mean())
+    return usage_summary(_check_counts(counts))["usage"]
 
 
 def perplexity_from_counts(counts) -> float:
     """exp of the entropy (nats) of the empirical code distribution; 0 counts contribute 0."""
     c = _check_counts(counts)
-    total = c.sum()
-    if total <= 0:
+    if c.sum() <= 0:
         raise ValueError("perplexity needs at least one counted index")
-    p = c[c > 0] / total
-    return float(torch.exp(-(p * p.log()).sum()))
+    return usage_summary(c)["perplexity"]
 
 
 def dead_codes(counts, threshold: float = 1) -> torch.Tensor:

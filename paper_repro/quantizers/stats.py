@@ -7,6 +7,8 @@ all-reduces only the local part, so calling it twice never double counts.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -21,6 +23,25 @@ def all_reduce_sum_(tensor: torch.Tensor) -> torch.Tensor:
     if distributed_ready():
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
+
+
+def usage_summary(counts: torch.Tensor, threshold: float = 1) -> dict:
+    """The one rule for code statistics, used by the quantizers, the trainer and the metrics.
+
+    From per-code assignment counts (K,): ``usage`` = fraction of codes counted at least
+    ``threshold`` times (1: at least once); ``dead_codes`` = how many are counted fewer than
+    ``threshold`` times; ``perplexity`` = exp(H(p)), p_k = n_k / sum n (natural log; K for uniform
+    use, 1 for a single code, 0 when nothing was counted)."""
+    c = counts.double()
+    alive = c >= threshold
+    total = c.sum()
+    if total > 0:
+        p = c / total
+        p = p[p > 0]
+        ppl = math.exp(-(p * p.log()).sum().item())
+    else:
+        ppl = 0.0
+    return {"usage": float(alive.double().mean()), "perplexity": ppl, "dead_codes": int((~alive).sum())}
 
 
 def batch_perplexity(indices: torch.Tensor, num_codes: int) -> torch.Tensor:
@@ -70,22 +91,17 @@ class CodeUsage(nn.Module):
         self.synced_counts += delta
         self.local_counts.zero_()
 
-    def fraction_used(self, threshold: int = 0) -> float:
-        """Fraction of codes with count > ``threshold``."""
-        return float((self.counts > threshold).float().mean())
+    def fraction_used(self, threshold: int = 1) -> float:
+        """Fraction of codes counted at least ``threshold`` times (:func:`usage_summary`)."""
+        return usage_summary(self.counts, threshold)["usage"]
 
     def perplexity(self) -> float:
-        """exp(entropy) of the accumulated code distribution (K means perfectly uniform use)."""
-        c = self.counts.double()
-        n = c.sum()
-        if n == 0:
-            return 0.0
-        p = c / n
-        return float(torch.exp(-(p * torch.log(p.clamp_min(1e-300))).sum()))
+        """exp(entropy) of the accumulated code distribution (:func:`usage_summary`)."""
+        return usage_summary(self.counts)["perplexity"]
 
-    def dead_codes(self, threshold: int = 0) -> torch.Tensor:
-        """int64 indices of codes with count <= ``threshold``."""
-        return torch.nonzero(self.counts <= threshold, as_tuple=False).reshape(-1)
+    def dead_codes(self, threshold: int = 1) -> torch.Tensor:
+        """int64 indices of codes counted fewer than ``threshold`` times (:func:`usage_summary`)."""
+        return torch.nonzero(self.counts < threshold, as_tuple=False).reshape(-1)
 
     def extra_repr(self) -> str:
         return f"num_codes={self.num_codes}"

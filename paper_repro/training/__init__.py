@@ -7,10 +7,11 @@
 from .checkpoint import atomic_write_json, atomic_write_text, load_checkpoint
 from .config import BOOKKEEPING_FIELDS, TrainConfig, config_hash
 from .sampler import EpochSampler
-from .trainer import (CHECKPOINT_NAME, RECORD_NAME, RECORD_SCHEMA, SAMPLES_NAME, NonFiniteLossError,
-                      TrainingInterrupted, build_model, evaluate, load_data, train)
+from .trainer import (CHECKPOINT_NAME, RECORD_NAME, RECORD_SCHEMA, SAMPLES_NAME, Callbacks, InjectNaN,
+                      NonFiniteLossError, RunState, StopAfter, TrainingInterrupted, build_model, evaluate,
+                      load_data, train)
 
 __all__ = ["TrainConfig", "config_hash", "BOOKKEEPING_FIELDS", "train", "evaluate", "build_model",
-           "load_data", "NonFiniteLossError", "TrainingInterrupted", "EpochSampler",
+           "load_data", "Callbacks", "StopAfter", "InjectNaN", "RunState", "NonFiniteLossError", "TrainingInterrupted", "EpochSampler",
            "atomic_write_json", "atomic_write_text", "load_checkpoint", "RECORD_SCHEMA",
            "CHECKPOINT_NAME", "RECORD_NAME", "SAMPLES_NAME"]

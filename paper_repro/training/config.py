@@ -154,6 +154,12 @@ class TrainConfig:
 
     # -- validation -------------------------------------------------------------------------
     def validate(self) -> None:
+        """Check every field (clear errors for bad input) and canonicalise numbers and metric order."""
+        self._validate_integers()
+        self._validate_numbers()
+        self._validate_names()
+
+    def _validate_integers(self) -> None:
         def pos_int(name, allow_none=False):
             v = getattr(self, name)
             if v is None and allow_none:
@@ -162,40 +168,36 @@ class TrainConfig:
                 raise ValueError(f"config field {name!r} must be a positive integer"
                                  f"{' or null' if allow_none else ''}, got {v!r}")
 
-        for n in ("image_size", "num_codes", "code_dim", "batch_size", "epochs", "eval_batch_size"):
+        def nonneg_int(name, allow_none=False):
+            v = getattr(self, name)
+            if v is None and allow_none:
+                return
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{name} must be a non-negative integer{' or null' if allow_none else ''}, "
+                                 f"got {v!r}")
+
+        for n in ("image_size", "num_codes", "code_dim", "batch_size", "epochs", "eval_batch_size",
+                  "disc_channels", "disc_layers"):
             pos_int(n)
         for n in ("train_images", "eval_images", "max_steps", "fd_resize", "checkpoint_every", "num_threads",
                   "nonfinite_check_every"):
             pos_int(n, allow_none=True)
-        if isinstance(self.num_samples, bool) or not isinstance(self.num_samples, int) or self.num_samples < 0:
-            raise ValueError(f"num_samples must be a non-negative integer, got {self.num_samples!r}")
-        if isinstance(self.data_seed, bool) or not isinstance(self.data_seed, int) or self.data_seed < 0:
-            raise ValueError(f"data_seed must be a non-negative integer, got {self.data_seed!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        for n in ("num_samples", "data_seed", "seed", "warmup_steps"):
+            nonneg_int(n)
+        for n in ("refine_from_epoch", "freeze_encoder_at_epoch"):
+            nonneg_int(n, allow_none=True)
         for n in ("deterministic", "eval_every_epoch", "channels_last"):
             if not isinstance(getattr(self, n), bool):
                 raise ValueError(f"config field {n!r} must be true or false, got {getattr(self, n)!r}")
         if self.progress is not None and not isinstance(self.progress, bool):
             raise ValueError(f"progress must be true, false or null, got {self.progress!r}")
-        if not isinstance(self.eval_every_epoch, bool):
-            raise ValueError(f"eval_every_epoch must be true or false, got {self.eval_every_epoch!r}")
-        if self.refine_from_epoch is not None and (isinstance(self.refine_from_epoch, bool) or not isinstance(
-                self.refine_from_epoch, int) or self.refine_from_epoch < 0):
-            raise ValueError(f"refine_from_epoch must be a non-negative integer or null, got {self.refine_from_epoch!r}")
+
+    def _validate_numbers(self) -> None:
         for n in ("refine_gan_weight", "refine_lpips_weight"):
             v = getattr(self, n)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"config field {n!r} must be a finite number >= 0, got {v!r}")
             setattr(self, n, float(v))
-        pos_int("disc_channels")
-        if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be a non-negative integer, got {self.warmup_steps!r}")
-        pos_int("disc_layers")
-        if self.freeze_encoder_at_epoch is not None:
-            if not isinstance(self.freeze_encoder_at_epoch, int) or self.freeze_encoder_at_epoch < 0:
-                raise ValueError("freeze_encoder_at_epoch must be a non-negative integer or null, "
-                                 f"got {self.freeze_encoder_at_epoch!r}")
         # numbers: coerce ints to floats so that 1 and 1.0 hash alike
         for n in ("width", "lr", "weight_decay", "lr_gamma"):
             v = getattr(self, n)
@@ -226,6 +228,8 @@ class TrainConfig:
         if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
         self.betas = tuple(float(b) for b in betas)
+
+    def _validate_names(self) -> None:
         if self.amp not in AMP_MODES:
             raise ValueError(f"amp must be one of {AMP_MODES}, got {self.amp!r}")
         if self.backbone not in BACKBONES:

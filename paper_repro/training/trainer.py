@@ -21,12 +21,14 @@ losses since the previous check were verified finite, so a NaN never overwrites 
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import os
 import signal
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -37,6 +39,7 @@ from .checkpoint import atomic_torch_save, atomic_write_bytes, atomic_write_json
     rng_state, set_rng_state
 from .config import TrainConfig, config_hash
 from .sampler import EpochSampler
+from ..quantizers.stats import usage_summary
 
 RECORD_SCHEMA = "paper_repro.run/1"
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -206,25 +209,11 @@ def _trace_point(step: int, win: "_EpochAccumulator") -> dict:
     n = max(win.steps, 1)
     loss, recon, qloss = (win.loss / n).tolist()
     return {"step": step, "window_steps": win.steps, "loss": loss, "recon_loss": recon,
-            "quantizer_loss": qloss, "window_usage": _usage_summary(win.counts)["usage"]}
-
-
-def _usage_summary(counts: torch.Tensor) -> dict:
-    c = counts.double()
-    total = c.sum().item()
-    used = (c > 0).double().mean().item()
-    if total > 0:
-        p = c / total
-        nz = p[p > 0]
-        ppl = math.exp(-(nz * nz.log()).sum().item())
-    else:
-        ppl = 0.0
-    return {"usage": used, "perplexity": ppl, "dead_codes": int((c == 0).sum().item())}
+            "quantizer_loss": qloss, "window_usage": usage_summary(win.counts)["usage"]}
 
 
 def train(cfg: TrainConfig, run_dir=None, resume: bool = True, deadline: float | None = None,
-          data=None, model_factory=None, _stop_after_step: int | None = None,
-          _inject_nan_at_step: int | None = None) -> dict:
+          data=None, model_factory=None, callbacks: "Callbacks | None" = None) -> dict:
     """Train (or resume) the run described by ``cfg``; return its record (also written to
     ``run_dir/record.json`` with reconstructions in ``run_dir/samples.png``).
 
@@ -233,7 +222,8 @@ def train(cfg: TrainConfig, run_dir=None, resume: bool = True, deadline: float |
     deadline: a ``time.time()`` value; past it the run checkpoints and raises ``TrainingInterrupted``.
     data: optional (train, eval) tensors instead of ``load_data(cfg)``.
     model_factory: optional ``cfg -> VQAutoencoder`` instead of ``build_model``.
-    _stop_after_step / _inject_nan_at_step: testing hooks (simulate a kill; poison a loss).
+    callbacks: optional :class:`Callbacks` (tests: :class:`StopAfter` simulates a kill,
+    :class:`InjectNaN` poisons a loss).
     """
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"train() needs a TrainConfig, got {type(cfg).__name__}")
@@ -247,8 +237,7 @@ def train(cfg: TrainConfig, run_dir=None, resume: bool = True, deadline: float |
     try:
         if lock is not None:
             lock.acquire()
-        return _train(cfg, run_dir, resume, deadline, data, model_factory, _stop_after_step,
-                      _inject_nan_at_step)
+        return _train(cfg, run_dir, resume, deadline, data, model_factory, callbacks)
     finally:
         if lock is not None:
             lock.release()
@@ -305,301 +294,425 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _train(cfg, run_dir, resume, deadline, data, model_factory, _stop_after_step, _inject_nan_at_step):
-    t_wall0 = time.perf_counter()
-    chash = config_hash(cfg)
-    rank, local_rank, world, own_group = ddp.init_from_env(cfg.device)
-    device = torch.device(cfg.device)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise DeviceUnavailableError(f"config asks for device {cfg.device!r} but CUDA is not available "
-                                         f"here (torch {torch.__version__}); use --device cpu")
-        if world > 1:
-            device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    if cfg.deterministic and device.type == "cuda":
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    elif device.type == "cuda":
-        torch.backends.cudnn.benchmark = True      # fixed shapes: let cuDNN pick the fastest kernels
-    run_dir = Path(run_dir) if run_dir is not None else None
-    ckpt_path = run_dir / CHECKPOINT_NAME if run_dir is not None else None
-    is_main = rank == 0
+# -- run state and hooks -----------------------------------------------------------------------------
+@dataclass
+class RunState:
+    """What a run has done so far; checkpointed (as a dict) and restored with the weights."""
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+    history: list = field(default_factory=list)    # one summary per epoch (and per partial epoch)
+    train_seconds: float = 0.0
+    train_images: int = 0
+    resumes: int = 0
+    trace: list = field(default_factory=list)      # the short loss trace (trace_steps)
 
-    from ..utils import seed_everything
-    seed_everything(cfg.seed)
-    model = (model_factory or build_model)(cfg).to(device)
-    layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    if cfg.channels_last:
-        model = model.to(memory_format=layout)
-    q = _quantizer(model)
-    ddp.broadcast_module(model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas,
-                                 weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_gamma)
-    refiner = None
-    if cfg.refine_from_epoch is not None:
-        if world > 1:
-            raise ValueError("the adversarial refinement stage (refine_from_epoch) runs in one process, not DDP")
-        from .refine import Refiner
-        refiner = Refiner(cfg, device)
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
-    if is_main:
-        preflight_metrics(cfg, device)
-    train_x, eval_x = data if data is not None else load_data(cfg)
-    data_info = {"dataset": cfg.dataset, "source": "tensors passed to train()"} if data is not None \
-        else data_fingerprint(cfg)
-    train_x = _check_images(train_x, "training", cfg)
-    eval_x = _check_images(eval_x, "evaluation", cfg)
-    if device.type == "cuda":
-        train_x = train_x.to(device, non_blocking=True)
-    sampler = EpochSampler(len(train_x), cfg.batch_size, cfg.seed, rank, world)
-    spe = sampler.steps_per_epoch
-    total_steps = cfg.epochs * spe if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * spe)
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunState":
+        base = cls()
+        return cls(**{f.name: d.get(f.name, getattr(base, f.name)) for f in dataclasses.fields(cls)})
 
-    acc = _EpochAccumulator(cfg.num_codes, device)
-    win = _EpochAccumulator(cfg.num_codes, device)      # since the last trace point
-    tracing = set(trace_steps(total_steps))
-    st = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "history": [], "train_seconds": 0.0,
-          "train_images": 0, "resumes": 0, "trace": []}
-    if resume and ckpt_path is not None and ckpt_path.exists():
-        ck = load_checkpoint(ckpt_path, map_location=device)
-        if ck.get("config_hash") != chash:
-            raise ValueError(f"checkpoint {ckpt_path} belongs to config {ck.get('config_hash')}, "
-                             f"not {chash}; delete it or use resume=False")
-        model.load_state_dict(ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
-        if refiner is not None:
-            refiner.load_state_dict(ck["refiner"])
-        scheduler.load_state_dict(ck["scheduler"])
-        acc.load(ck["accumulator"])
-        if "trace_window" in ck:
-            win.load(ck["trace_window"])
-        st.update({k: ck["state"].get(k, st[k]) for k in st})
-        st["resumes"] += 1
-        set_rng_state(ck["rng"])
+
+class Callbacks:
+    """Hooks into a run, all no-ops here; tests subclass them to simulate faults."""
+
+    def loss_terms(self, run: "_Run", recon_loss: torch.Tensor, q_loss: torch.Tensor):
+        """The (reconstruction, quantizer) loss terms of the step about to be taken."""
+        return recon_loss, q_loss
+
+    def stop_now(self, run: "_Run") -> bool:
+        """True: end the process here as a kill would (no checkpoint, status "killed")."""
+        return False
+
+
+class StopAfter(Callbacks):
+    """Simulate a kill after optimiser step ``step`` (progress since the last checkpoint is lost)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def stop_now(self, run):
+        return run.st.global_step >= self.step
+
+
+class InjectNaN(Callbacks):
+    """Poison the quantizer loss of optimiser step ``step`` (0-based) with NaN."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def loss_terms(self, run, recon_loss, q_loss):
+        return recon_loss, (q_loss * float("nan") if run.st.global_step == self.step else q_loss)
+
+
+class _Killed(Exception):
+    """A simulated kill (Callbacks.stop_now)."""
+
+
+# -- one run, in phases: setup, restore, fit (epochs of steps), end of epoch, record ------------------
+class _Run:
+    def __init__(self, cfg: TrainConfig, run_dir, resume: bool, deadline, data, model_factory, callbacks):
+        self.cfg, self.resume, self.deadline, self.model_factory = cfg, resume, deadline, model_factory
+        self.callbacks = callbacks or Callbacks()
+        self.t_wall0 = time.perf_counter()
+        self.chash = config_hash(cfg)
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.ckpt_path = self.run_dir / CHECKPOINT_NAME if self.run_dir is not None else None
+        self.st = RunState()
+        self.pending: list[tuple[int, int, torch.Tensor, torch.Tensor]] = []   # losses not yet checked
+        self.last_good = {"path": None, "step": None}
+        self.epoch_eval = None       # (global step, metrics, samples) of the last per-epoch evaluation
+        self._setup_device()
+        self._setup_model()
+        self._setup_data(data)
+
+    # -- setup ------------------------------------------------------------------------------------
+    def _setup_device(self) -> None:
+        cfg = self.cfg
+        self.rank, local_rank, self.world, self.own_group = ddp.init_from_env(cfg.device)
+        device = torch.device(cfg.device)
+        if device.type == "cuda":
+            if not torch.cuda.is_available():
+                raise DeviceUnavailableError(f"config asks for device {cfg.device!r} but CUDA is not available "
+                                             f"here (torch {torch.__version__}); use --device cpu")
+            if self.world > 1:
+                device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(device)
+        if cfg.deterministic and device.type == "cuda":
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.backends.cudnn.deterministic = True
+            torch.backends.cudnn.benchmark = False
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        elif device.type == "cuda":
+            torch.backends.cudnn.benchmark = True      # fixed shapes: let cuDNN pick the fastest kernels
+        self.device, self.is_main = device, self.rank == 0
+        self.layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.use_amp = cfg.amp == "bf16"
+        self.check_every = cfg.nonfinite_check_every or (1 if device.type == "cpu" else 25)
+
+    def _setup_model(self) -> None:
+        cfg = self.cfg
+        from ..utils import seed_everything
+        seed_everything(cfg.seed)
+        model = (self.model_factory or build_model)(cfg).to(self.device)
+        if cfg.channels_last:
+            model = model.to(memory_format=self.layout)
+        self.model, self.q = model, _quantizer(model)
         ddp.broadcast_module(model)
-    ddp.barrier()
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas,
+                                          weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=cfg.lr_gamma)
+        self.refiner = None
+        if cfg.refine_from_epoch is not None:
+            if self.world > 1:
+                raise ValueError("the adversarial refinement stage (refine_from_epoch) runs in one process, not DDP")
+            from .refine import Refiner
+            self.refiner = Refiner(cfg, self.device)
 
-    from ..provenance import git_commit
-    commit = git_commit()
-    use_amp = cfg.amp == "bf16"
-    check_every = cfg.nonfinite_check_every or (1 if device.type == "cpu" else 25)
-    pending: list[tuple[int, int, torch.Tensor, torch.Tensor]] = []
-    last_good = {"path": None, "step": None}
-    if ckpt_path is not None and ckpt_path.exists() and resume:
-        last_good = {"path": str(ckpt_path), "step": st["global_step"]}
+    def _setup_data(self, data) -> None:
+        cfg = self.cfg
+        if self.is_main:
+            preflight_metrics(cfg, self.device)
+        train_x, eval_x = data if data is not None else load_data(cfg)
+        self.data_info = {"dataset": cfg.dataset, "source": "tensors passed to train()"} if data is not None \
+            else data_fingerprint(cfg)
+        train_x = _check_images(train_x, "training", cfg)
+        self.eval_x = _check_images(eval_x, "evaluation", cfg)
+        if self.device.type == "cuda":
+            train_x = train_x.to(self.device, non_blocking=True)
+        self.train_x = train_x
+        self.sampler = EpochSampler(len(train_x), cfg.batch_size, cfg.seed, self.rank, self.world)
+        self.spe = self.sampler.steps_per_epoch
+        self.total_steps = cfg.epochs * self.spe if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * self.spe)
+        self.acc = _EpochAccumulator(cfg.num_codes, self.device)
+        self.win = _EpochAccumulator(cfg.num_codes, self.device)      # since the last trace point
+        self.tracing = set(trace_steps(self.total_steps))
 
-    def check_finite():
-        if not pending:
+    # -- restore / checkpoint -----------------------------------------------------------------------
+    def restore(self) -> None:
+        """Continue from ``run_dir/checkpoint.pt`` when resuming and it exists."""
+        if self.resume and self.ckpt_path is not None and self.ckpt_path.exists():
+            ck = load_checkpoint(self.ckpt_path, map_location=self.device)
+            if ck.get("config_hash") != self.chash:
+                raise ValueError(f"checkpoint {self.ckpt_path} belongs to config {ck.get('config_hash')}, "
+                                 f"not {self.chash}; delete it or use resume=False")
+            self.model.load_state_dict(ck["model"])
+            self.optimizer.load_state_dict(ck["optimizer"])
+            if self.refiner is not None:
+                self.refiner.load_state_dict(ck["refiner"])
+            self.scheduler.load_state_dict(ck["scheduler"])
+            self.acc.load(ck["accumulator"])
+            if "trace_window" in ck:
+                self.win.load(ck["trace_window"])
+            self.st = RunState.from_dict(ck["state"])
+            self.st.resumes += 1
+            set_rng_state(ck["rng"])
+            ddp.broadcast_module(self.model)
+            self.last_good = {"path": str(self.ckpt_path), "step": self.st.global_step}
+        ddp.barrier()
+        from ..provenance import git_commit
+        self.commit = git_commit()      # the code this process imported when it (re)started the run
+
+    def check_finite(self) -> None:
+        """Raise NonFiniteLossError naming the first step since the last check whose loss is not finite."""
+        if not self.pending:
             return
-        vals = torch.stack([torch.stack([r.float(), qq.float()]) for _, _, r, qq in pending])
+        vals = torch.stack([torch.stack([r.float(), qq.float()]) for _, _, r, qq in self.pending])
         ok = torch.isfinite(vals).all(dim=1)
         if bool(ok.all()):
-            pending.clear()
+            self.pending.clear()
             return
-        i = int((~ok).nonzero()[0, 0])
-        step, epoch, r, qq = pending[i]
+        step, epoch, r, qq = self.pending[int((~ok).nonzero()[0, 0])]
         terms = [n for n, v in (("reconstruction (MSE)", r), ("quantizer", qq)) if not torch.isfinite(v)]
-        where = _last_good(last_good)
         raise NonFiniteLossError(
-            f"non-finite loss at step {step} (epoch {epoch}, step {step - epoch * spe} of {spe}) in the "
+            f"non-finite loss at step {step} (epoch {epoch}, step {step - epoch * self.spe} of {self.spe}) in the "
             f"{' and '.join(terms)} term(s): reconstruction={r.item()!r}, quantizer={qq.item()!r} "
-            f"[quantizer {cfg.quantizer!r}, config {chash}]; {where}",
-            step=step, epoch=epoch, terms=terms, checkpoint=last_good["path"])
+            f"[quantizer {self.cfg.quantizer!r}, config {self.chash}]; {_last_good(self.last_good)}",
+            step=step, epoch=epoch, terms=terms, checkpoint=self.last_good["path"])
 
-    def save():
-        if ckpt_path is None:
+    def save(self) -> None:
+        """Checkpoint atomically, after checking that every loss since the last one is finite."""
+        if self.ckpt_path is None:
             return
-        check_finite()
-        if is_main:
+        self.check_finite()
+        if self.is_main:
             atomic_torch_save({
-                "format": RECORD_SCHEMA, "config": cfg.to_dict(), "config_hash": chash,
-                "git_commit": commit,
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "rng": rng_state(),
-                "accumulator": acc.state(), "trace_window": win.state(), "state": dict(st),
-                "refiner": refiner.state_dict() if refiner is not None else None,
-            }, ckpt_path)
+                "format": RECORD_SCHEMA, "config": self.cfg.to_dict(), "config_hash": self.chash,
+                "git_commit": self.commit,
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "rng": rng_state(),
+                "accumulator": self.acc.state(), "trace_window": self.win.state(), "state": self.st.to_dict(),
+                "refiner": self.refiner.state_dict() if self.refiner is not None else None,
+            }, self.ckpt_path)
         ddp.barrier()
-        last_good.update(path=str(ckpt_path), step=st["global_step"])
+        self.last_good.update(path=str(self.ckpt_path), step=self.st.global_step)
 
-    progress = cfg.progress if cfg.progress is not None else sys.stderr.isatty()
-    bar = None
-    if progress and is_main:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=total_steps, initial=st["global_step"], desc=f"{cfg.quantizer} {chash}",
-                   leave=False)
+    def _account(self) -> None:
+        """Add the training time and images since the last call to the run state."""
+        now = time.perf_counter()
+        self.st.train_seconds += now - self.t_seg
+        self.st.train_images += self.seg_images
+        self.t_seg, self.seg_images = now, 0
 
-    t_seg = time.perf_counter()
-    seg_images = 0
-    stopped = None
-    epoch_eval = None            # (global step, metrics, samples) of the last per-epoch evaluation
-    try:
-        while st["epoch"] < cfg.epochs and st["global_step"] < total_steps:
-            epoch = st["epoch"]
-            frozen = cfg.freeze_encoder_at_epoch is not None and epoch >= cfg.freeze_encoder_at_epoch
-            if cfg.freeze_encoder_at_epoch is not None:
-                _encoder(model).requires_grad_(not frozen)
-            model.train()
-            order = sampler.rank_indices(epoch).to(train_x.device)
-            while st["step_in_epoch"] < spe and st["global_step"] < total_steps:
-                idx = order[st["step_in_epoch"]]
-                x = _to_float(train_x[idx].to(device, non_blocking=True)).contiguous(memory_format=layout)
-                try:
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                        out = model(x)
-                except (ValueError, RuntimeError) as e:
-                    check_finite()   # a NaN loss a few steps back poisoned the weights: report that
-                    if "NaN or Inf" in str(e) or not _weights_finite(model):
-                        raise NonFiniteLossError(
-                            f"training diverged after {st['global_step']} optimiser step(s) (epoch {epoch}): "
-                            f"{'the weights' if not _weights_finite(model) else 'the latents'} became "
-                            f"NaN or Inf after the last update ({e}) [quantizer {cfg.quantizer!r}, lr "
-                            f"{cfg.lr:g}, config {chash}]; {_last_good(last_good)}",
-                            step=st["global_step"], epoch=epoch, terms=["latents"],
-                            checkpoint=last_good["path"]) from None
-                    raise
-                qo = out["quantizer_output"]
-                recon_loss = F.mse_loss(out["recon"].float(), x)
-                q_loss = qo.loss.float()
-                if _inject_nan_at_step is not None and st["global_step"] == _inject_nan_at_step:
-                    q_loss = q_loss * float("nan")
-                loss = recon_loss + q_loss
-                refining = refiner is not None and refiner.active(epoch)
-                if refining:
-                    extra = refiner.generator_terms(x, out["recon"].float())
-                    loss = loss + sum(extra.values())
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                ddp.allreduce_gradients(model.parameters())
-                if cfg.grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                if cfg.warmup_steps:
-                    for group in optimizer.param_groups:
-                        group["lr"] = learning_rate(cfg, st["global_step"], st["epoch"])
-                optimizer.step()
-                if refining:
-                    extra["gan_d"] = refiner.discriminator_step(x, out["recon"].float())
-                    for k, v in extra.items():
-                        acc.stats[f"refine_{k}"] = acc.stats.get(f"refine_{k}", 0.0) + float(v.detach())
-                ddp.broadcast_module(model, buffers_only=True)
-                with torch.no_grad():
-                    terms = torch.stack([loss.detach(), recon_loss.detach(), q_loss.detach()]).double()
-                    hits = torch.bincount(qo.indices.reshape(-1), minlength=cfg.num_codes)
-                    acc.loss += terms
-                    acc.counts += hits
-                    win.loss += terms
-                    win.counts += hits
-                win.steps += 1
-                for k, v in (getattr(qo, "stats", None) or {}).items():
-                    if isinstance(v, (int, float)) and not isinstance(v, bool):
-                        acc.stats[k] = acc.stats.get(k, 0.0) + float(v)
-                acc.steps += 1
-                acc.images += x.shape[0]
-                seg_images += x.shape[0] * world
-                pending.append((st["global_step"], epoch, recon_loss.detach(), q_loss.detach()))
-                st["global_step"] += 1
-                st["step_in_epoch"] += 1
-                if st["global_step"] in tracing:
-                    st["trace"].append(_trace_point(st["global_step"], win))
-                    win = _EpochAccumulator(cfg.num_codes, device)
-                if bar is not None:
-                    bar.update(1)
-                if len(pending) >= check_every:
-                    check_finite()
-                if cfg.checkpoint_every and st["global_step"] % cfg.checkpoint_every == 0 \
-                        and st["step_in_epoch"] < spe:
-                    _account(st, t_seg, seg_images)
-                    t_seg, seg_images = time.perf_counter(), 0
-                    save()
-                if _stop_after_step is not None and st["global_step"] >= _stop_after_step:
-                    stopped = "simulated kill"
-                    break
-                if _STOP_REQUESTED or (deadline is not None and time.time() >= deadline):
-                    stopped = "stop requested (SIGTERM)" if _STOP_REQUESTED else "deadline reached"
-                    break
-            if stopped == "simulated kill":
-                return {"status": "killed", "config_hash": chash, "step": st["global_step"]}
+    # -- fit ----------------------------------------------------------------------------------------
+    def fit(self) -> None:
+        """Train epoch by epoch to ``total_steps``, checkpointing; raise TrainingInterrupted when told
+        to stop, _Killed on a simulated kill."""
+        cfg = self.cfg
+        progress = cfg.progress if cfg.progress is not None else sys.stderr.isatty()
+        self.bar = None
+        if progress and self.is_main:
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=self.total_steps, initial=self.st.global_step,
+                            desc=f"{cfg.quantizer} {self.chash}", leave=False)
+        self.t_seg, self.seg_images = time.perf_counter(), 0
+        try:
+            while self.st.epoch < cfg.epochs and self.st.global_step < self.total_steps:
+                self.fit_epoch(self.st.epoch)
+        finally:
+            if self.bar is not None:
+                self.bar.close()
+
+    def fit_epoch(self, epoch: int) -> None:
+        cfg, st = self.cfg, self.st
+        frozen = cfg.freeze_encoder_at_epoch is not None and epoch >= cfg.freeze_encoder_at_epoch
+        if cfg.freeze_encoder_at_epoch is not None:
+            _encoder(self.model).requires_grad_(not frozen)
+        self.model.train()
+        order = self.sampler.rank_indices(epoch).to(self.train_x.device)
+        while st.step_in_epoch < self.spe and st.global_step < self.total_steps:
+            x = _to_float(self.train_x[order[st.step_in_epoch]].to(self.device, non_blocking=True))
+            self.training_step(x.contiguous(memory_format=self.layout), epoch)
+            stopped = self._after_step()
             if stopped:
-                _account(st, t_seg, seg_images)
-                t_seg, seg_images = time.perf_counter(), 0
-                save()
-                raise TrainingInterrupted(f"run {chash} stopped at step {st['global_step']}/{total_steps} "
-                                          f"({stopped}); resume to continue", checkpoint=str(ckpt_path)
-                                          if ckpt_path else None, step=st["global_step"])
-            check_finite()
-            full_epoch = st["step_in_epoch"] >= spe
-            # epoch summary (sum the usage counts of all ranks)
-            ddp.allreduce_sum_(acc.counts)
-            if hasattr(q, "usage") and hasattr(q.usage, "sync") and ddp.is_distributed():
-                q.usage.sync()
-            _account(st, t_seg, seg_images)
-            t_seg, seg_images = time.perf_counter(), 0
-            n = max(acc.steps, 1)
-            losses = (acc.loss / n).tolist()
-            u = _usage_summary(acc.counts)
-            entry = {"epoch": epoch, "steps": acc.steps, "images": acc.images * world,
-                     "complete": full_epoch, "lr": optimizer.param_groups[0]["lr"],
-                     "train_loss": losses[0], "train_recon_loss": losses[1],
-                     "train_quantizer_loss": losses[2], "train_epoch_usage": u["usage"],
-                     "train_epoch_perplexity": u["perplexity"], "train_epoch_dead_codes": u["dead_codes"],
-                     "encoder_frozen": bool(frozen)}
-            if refiner is not None:
-                entry["refining"] = refiner.active(epoch)
-            entry.update({(k if k.startswith("refine_") else f"q_{k}"): v / n for k, v in acc.stats.items()})
-            if full_epoch and cfg.eval_every_epoch and is_main:
-                entry["eval"], samples = evaluate(model, eval_x, cfg, device)   # no RNG, no training state
-                epoch_eval = (st["global_step"], entry["eval"], samples)
-                model.train()
-                t_seg = time.perf_counter()          # evaluation time is not training time
-            st["history"].append(entry)
-            acc = _EpochAccumulator(cfg.num_codes, device)
-            if full_epoch:
-                if hasattr(q, "on_epoch_end"):
-                    q.on_epoch_end(epoch)
-                scheduler.step()
-                st["epoch"] += 1
-                st["step_in_epoch"] = 0
-            save()
-    finally:
-        if bar is not None:
-            bar.close()
+                self._account()
+                self.save()
+                raise TrainingInterrupted(
+                    f"run {self.chash} stopped at step {st.global_step}/{self.total_steps} ({stopped}); "
+                    f"resume to continue", checkpoint=str(self.ckpt_path) if self.ckpt_path else None,
+                    step=st.global_step)
+        self.end_epoch(epoch, frozen)
 
-    # -- final evaluation (rank 0) ---------------------------------------------------------------
-    record = None
-    if is_main:
-        if epoch_eval is not None and epoch_eval[0] == st["global_step"]:
-            final, samples = dict(epoch_eval[1]), epoch_eval[2]     # same weights: evaluated already
+    def _forward(self, x: torch.Tensor, epoch: int) -> dict:
+        try:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
+                return self.model(x)
+        except (ValueError, RuntimeError) as e:
+            self.check_finite()   # a NaN loss a few steps back poisoned the weights: report that
+            weights_ok = _weights_finite(self.model)
+            if "NaN or Inf" in str(e) or not weights_ok:
+                raise NonFiniteLossError(
+                    f"training diverged after {self.st.global_step} optimiser step(s) (epoch {epoch}): "
+                    f"{'the latents' if weights_ok else 'the weights'} became NaN or Inf after the last "
+                    f"update ({e}) [quantizer {self.cfg.quantizer!r}, lr {self.cfg.lr:g}, config "
+                    f"{self.chash}]; {_last_good(self.last_good)}",
+                    step=self.st.global_step, epoch=epoch, terms=["latents"],
+                    checkpoint=self.last_good["path"]) from None
+            raise
+
+    def training_step(self, x: torch.Tensor, epoch: int) -> None:
+        """One optimiser step on batch ``x``: loss, backward, (all-reduce), clip, warm-up, step; then
+        the running sums (on the device: no host sync)."""
+        cfg, model, opt = self.cfg, self.model, self.optimizer
+        out = self._forward(x, epoch)
+        qo = out["quantizer_output"]
+        recon_loss, q_loss = self.callbacks.loss_terms(self, F.mse_loss(out["recon"].float(), x), qo.loss.float())
+        loss = recon_loss + q_loss
+        refining = self.refiner is not None and self.refiner.active(epoch)
+        if refining:
+            extra = self.refiner.generator_terms(x, out["recon"].float())
+            loss = loss + sum(extra.values())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        ddp.allreduce_gradients(model.parameters())
+        if cfg.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        if cfg.warmup_steps:
+            for group in opt.param_groups:
+                group["lr"] = learning_rate(cfg, self.st.global_step, self.st.epoch)
+        opt.step()
+        if refining:
+            extra["gan_d"] = self.refiner.discriminator_step(x, out["recon"].float())
+            for k, v in extra.items():
+                self.acc.stats[f"refine_{k}"] = self.acc.stats.get(f"refine_{k}", 0.0) + float(v.detach())
+        ddp.broadcast_module(model, buffers_only=True)
+        self._accumulate(x, qo, loss, recon_loss, q_loss, epoch)
+
+    def _accumulate(self, x, qo, loss, recon_loss, q_loss, epoch) -> None:
+        acc, win, st = self.acc, self.win, self.st
+        with torch.no_grad():
+            terms = torch.stack([loss.detach(), recon_loss.detach(), q_loss.detach()]).double()
+            hits = torch.bincount(qo.indices.reshape(-1), minlength=self.cfg.num_codes)
+            acc.loss += terms
+            acc.counts += hits
+            win.loss += terms
+            win.counts += hits
+        win.steps += 1
+        for k, v in (qo.stats or {}).items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                acc.stats[k] = acc.stats.get(k, 0.0) + float(v)
+        acc.steps += 1
+        acc.images += x.shape[0]
+        self.seg_images += x.shape[0] * self.world
+        self.pending.append((st.global_step, epoch, recon_loss.detach(), q_loss.detach()))
+        st.global_step += 1
+        st.step_in_epoch += 1
+
+    def _after_step(self) -> str | None:
+        """Trace point, progress, NaN check, periodic checkpoint; the reason to stop, if any."""
+        cfg, st = self.cfg, self.st
+        if st.global_step in self.tracing:
+            st.trace.append(_trace_point(st.global_step, self.win))
+            self.win = _EpochAccumulator(cfg.num_codes, self.device)
+        if self.bar is not None:
+            self.bar.update(1)
+        if len(self.pending) >= self.check_every:
+            self.check_finite()
+        if cfg.checkpoint_every and st.global_step % cfg.checkpoint_every == 0 and st.step_in_epoch < self.spe:
+            self._account()
+            self.save()
+        if self.callbacks.stop_now(self):
+            raise _Killed()
+        if _STOP_REQUESTED:
+            return "stop requested (SIGTERM)"
+        if self.deadline is not None and time.time() >= self.deadline:
+            return "deadline reached"
+        return None
+
+    def end_epoch(self, epoch: int, frozen: bool) -> None:
+        """The epoch's summary (and evaluation with ``eval_every_epoch``); at a full epoch's end the
+        quantizer's epoch hook and the learning-rate step; then a checkpoint."""
+        cfg, st = self.cfg, self.st
+        self.check_finite()
+        full_epoch = st.step_in_epoch >= self.spe
+        ddp.allreduce_sum_(self.acc.counts)        # sum the usage counts of all ranks
+        if ddp.is_distributed():
+            self.q.usage.sync()
+        self._account()
+        entry = self._epoch_summary(epoch, full_epoch, frozen)
+        if full_epoch and cfg.eval_every_epoch and self.is_main:
+            entry["eval"], samples = evaluate(self.model, self.eval_x, cfg, self.device)  # no RNG, no training state
+            self.epoch_eval = (st.global_step, entry["eval"], samples)
+            self.model.train()
+            self.t_seg = time.perf_counter()          # evaluation time is not training time
+        st.history.append(entry)
+        self.acc = _EpochAccumulator(cfg.num_codes, self.device)
+        if full_epoch:
+            self.q.on_epoch_end(epoch)
+            self.scheduler.step()
+            st.epoch += 1
+            st.step_in_epoch = 0
+        self.save()
+
+    def _epoch_summary(self, epoch: int, full_epoch: bool, frozen: bool) -> dict:
+        acc = self.acc
+        n = max(acc.steps, 1)
+        losses = (acc.loss / n).tolist()
+        u = usage_summary(acc.counts)
+        entry = {"epoch": epoch, "steps": acc.steps, "images": acc.images * self.world,
+                 "complete": full_epoch, "lr": self.optimizer.param_groups[0]["lr"],
+                 "train_loss": losses[0], "train_recon_loss": losses[1],
+                 "train_quantizer_loss": losses[2], "train_epoch_usage": u["usage"],
+                 "train_epoch_perplexity": u["perplexity"], "train_epoch_dead_codes": u["dead_codes"],
+                 "encoder_frozen": bool(frozen)}
+        if self.refiner is not None:
+            entry["refining"] = self.refiner.active(epoch)
+        entry.update({(k if k.startswith("refine_") else f"q_{k}"): v / n for k, v in acc.stats.items()})
+        return entry
+
+    # -- record ---------------------------------------------------------------------------------------
+    def record(self) -> dict | None:
+        """Final evaluation and the run's record (rank 0; None on the others), written to run_dir."""
+        if not self.is_main:
+            return None
+        cfg, st = self.cfg, self.st
+        if self.epoch_eval is not None and self.epoch_eval[0] == st.global_step:
+            final, samples = dict(self.epoch_eval[1]), self.epoch_eval[2]     # same weights: evaluated already
         else:
-            final, samples = evaluate(model, eval_x, cfg, device)
+            final, samples = evaluate(self.model, self.eval_x, cfg, self.device)
         from ..provenance import provenance
-        prov = provenance(str(device), seed=cfg.seed)
-        prov["git_commit"] = commit      # the code this process imported when it (re)started the run
-        prov["deterministic_algorithms"] = bool(cfg.deterministic and device.type == "cuda") or device.type == "cpu"
-        prov["world_size"] = world
+        prov = provenance(str(self.device), seed=cfg.seed)
+        prov["git_commit"] = self.commit
+        prov["deterministic_algorithms"] = bool(cfg.deterministic and self.device.type == "cuda") \
+            or self.device.type == "cpu"
+        prov["world_size"] = self.world
         record = {
             "schema": RECORD_SCHEMA, "status": "complete", "experiment": cfg.experiment,
-            "profile": cfg.profile, "config": cfg.to_dict(), "config_hash": chash,
-            "epochs": st["history"], "trace": st["trace"], "final": final, "provenance": prov,
-            "data": data_info,
-            "steps": st["global_step"], "steps_per_epoch": spe, "train_images_seen": st["train_images"],
-            "train_seconds": st["train_seconds"],
-            "images_per_s": st["train_images"] / st["train_seconds"] if st["train_seconds"] > 0 else None,
-            "wall_time_s": None, "resumes": st["resumes"],
-            "parameters": sum(p.numel() for p in model.parameters()),
+            "profile": cfg.profile, "config": cfg.to_dict(), "config_hash": self.chash,
+            "epochs": st.history, "trace": st.trace, "final": final, "provenance": prov,
+            "data": self.data_info,
+            "steps": st.global_step, "steps_per_epoch": self.spe, "train_images_seen": st.train_images,
+            "train_seconds": st.train_seconds,
+            "images_per_s": st.train_images / st.train_seconds if st.train_seconds > 0 else None,
+            "wall_time_s": None, "resumes": st.resumes,
+            "parameters": sum(p.numel() for p in self.model.parameters()),
         }
-        record["wall_time_s"] = time.perf_counter() - t_wall0
-        if run_dir is not None:
+        record["wall_time_s"] = time.perf_counter() - self.t_wall0
+        if self.run_dir is not None:
             if samples is not None:
-                atomic_write_bytes(run_dir / SAMPLES_NAME, samples)
-            atomic_write_json(run_dir / RECORD_NAME, record)
-    ddp.barrier()
-    if own_group:
-        import torch.distributed as dist
-        dist.destroy_process_group()
+                atomic_write_bytes(self.run_dir / SAMPLES_NAME, samples)
+            atomic_write_json(self.run_dir / RECORD_NAME, record)
+        return record
+
+    def close(self) -> None:
+        ddp.barrier()
+        if self.own_group:
+            import torch.distributed as dist
+            dist.destroy_process_group()
+
+
+def _train(cfg, run_dir, resume, deadline, data, model_factory, callbacks):
+    run = _Run(cfg, run_dir, resume, deadline, data, model_factory, callbacks)
+    run.restore()
+    try:
+        run.fit()
+    except _Killed:
+        return {"status": "killed", "config_hash": run.chash, "step": run.st.global_step}
+    record = run.record()
+    run.close()
     return record
 
 
@@ -619,11 +732,6 @@ def _last_good(last_good: dict) -> str:
 
 def _weights_finite(model) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
-
-
-def _account(st, t_seg, seg_images):
-    st["train_seconds"] += time.perf_counter() - t_seg
-    st["train_images"] += seg_images
 
 
 # -- evaluation ------------------------------------------------------------------------------------
@@ -690,7 +798,7 @@ def evaluate(model, eval_x: torch.Tensor, cfg: TrainConfig, device) -> tuple[dic
         n += x.shape[0]
     final: dict = {"eval_images": n, "eval_mse": sums["mse"] / n}
     if "usage" in metrics:
-        u = _usage_summary(counts)
+        u = usage_summary(counts)
         final.update(eval_usage=u["usage"], eval_perplexity=u["perplexity"], eval_dead_codes=u["dead_codes"])
     for k in ("psnr", "ssim", "lpips"):
         if k in metrics:

@@ -11,6 +11,7 @@ import paper_repro.training.trainer as trainer_mod
 from paper_repro.experiments import GRIDS, grids, load_grid, run_grid, run_or_load, store
 from paper_repro.experiments.runner import run_dir_for
 from paper_repro.training import CHECKPOINT_NAME, RECORD_NAME, config_hash, load_checkpoint, train
+from paper_repro.training.trainer import StopAfter
 
 from training._helpers import tiny_config, tiny_data
 
@@ -56,7 +57,7 @@ def test_finished_run_folder_is_published_and_partial_run_is_resumed(tmp_path, t
     root, runs = tmp_path / "results", tmp_path / "runs"
     vq, ns = grids.get_grid(GRID, "gpu")
     train(vq, run_dir=run_dir_for(vq, runs), data=tiny_data())           # finished, not stored
-    train(ns, run_dir=run_dir_for(ns, runs), data=tiny_data(), _stop_after_step=7)   # killed
+    train(ns, run_dir=run_dir_for(ns, runs), data=tiny_data(), callbacks=StopAfter(7))   # killed
     assert load_checkpoint(run_dir_for(ns, runs) / CHECKPOINT_NAME)["state"]["global_step"] == 5
     s = run_grid(GRID, "gpu", root=root, runs_root=runs, verbose=False)
     assert list(s["status"]) == ["published", "done"]

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from paper_repro.training import config_hash, load_checkpoint, train
+from paper_repro.training.trainer import StopAfter
 from paper_repro.training.refine import PatchDiscriminator, hinge_d_loss, hinge_g_loss
 
 from ._helpers import tiny_config, tiny_data
@@ -61,7 +62,7 @@ def test_resume_across_the_stage_boundary_is_exact(tmp_path, kill_at):
     cfg = tiny_config(refine_from_epoch=1, disc_channels=8, disc_layers=2, checkpoint_every=3)
     data = tiny_data()
     straight = train(cfg, run_dir=tmp_path / "a", data=data)
-    train(cfg, run_dir=tmp_path / "b", data=data, _stop_after_step=kill_at)
+    train(cfg, run_dir=tmp_path / "b", data=data, callbacks=StopAfter(kill_at))
     resumed = train(cfg, run_dir=tmp_path / "b", data=data, resume=True)
     assert resumed["resumes"] == 1
     assert straight["final"] == resumed["final"] and straight["epochs"] == resumed["epochs"]

@@ -8,7 +8,7 @@ import torch
 
 from paper_repro.training import (CHECKPOINT_NAME, RECORD_NAME, SAMPLES_NAME, NonFiniteLossError,
                                   TrainingInterrupted, build_model, config_hash, load_checkpoint, train)
-from paper_repro.training.trainer import _to_float, trace_steps
+from paper_repro.training.trainer import InjectNaN, StopAfter, _to_float, trace_steps
 
 from ._helpers import tiny_config, tiny_data
 
@@ -36,7 +36,7 @@ def test_resume_after_kill_is_bit_exact(tmp_path, quantizer):
     data = tiny_data()              # 64 images, batch 8: 8 steps/epoch, 2 epochs = 16 steps
     cfg = tiny_config(quantizer=quantizer, checkpoint_every=3)
     straight = train(cfg, run_dir=tmp_path / "a", data=data)
-    killed = train(cfg, run_dir=tmp_path / "b", data=data, _stop_after_step=11)
+    killed = train(cfg, run_dir=tmp_path / "b", data=data, callbacks=StopAfter(11))
     assert killed["status"] == "killed"
     ck = load_checkpoint(tmp_path / "b" / CHECKPOINT_NAME)
     assert ck["state"]["global_step"] == 9 and ck["state"]["step_in_epoch"] == 1   # mid-epoch 1
@@ -67,7 +67,7 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     data = tiny_data()
     cfg = tiny_config(checkpoint_every=2)
     with pytest.raises(NonFiniteLossError) as ei:
-        train(cfg, run_dir=tmp_path, data=data, _inject_nan_at_step=5)
+        train(cfg, run_dir=tmp_path, data=data, callbacks=InjectNaN(5))
     e = ei.value
     assert (e.step, e.epoch, e.terms) == (5, 0, ["quantizer"])
     assert "step 5" in str(e) and "quantizer" in str(e) and "step 4" in str(e)
@@ -184,7 +184,7 @@ def test_official_augmentation_path_resumes_exactly(tmp_path):
     cfg = tiny_config(dataset="celeba_hq", data_root=str(root), augment="official", epochs=2,
                       batch_size=8, checkpoint_every=3)          # 45 train images: 5 steps/epoch
     a = train(cfg, run_dir=tmp_path / "a")
-    train(cfg, run_dir=tmp_path / "b", _stop_after_step=8)
+    train(cfg, run_dir=tmp_path / "b", callbacks=StopAfter(8))
     b = train(cfg, run_dir=tmp_path / "b", resume=True)
     assert a["steps"] == 10 and b["resumes"] == 1
     assert a["epochs"] == b["epochs"] and a["final"] == b["final"]
@@ -211,7 +211,7 @@ def test_eval_every_epoch_records_curves_without_changing_training(tmp_path):
     assert curves["epochs"][0]["eval"] != curves["epochs"][1]["eval"]
     strip = [{k: v for k, v in e.items() if k != "eval"} for e in curves["epochs"]]
     assert strip == plain["epochs"]
-    train(cfg, run_dir=tmp_path / "b", data=data, _stop_after_step=11)      # killed in epoch 1
+    train(cfg, run_dir=tmp_path / "b", data=data, callbacks=StopAfter(11))      # killed in epoch 1
     resumed = train(cfg, run_dir=tmp_path / "b", data=data, resume=True)
     assert resumed["epochs"] == curves["epochs"] and resumed["final"] == curves["final"]
     with pytest.raises(ValueError, match="eval_every_epoch"):
@@ -238,7 +238,7 @@ def test_trace_windows_cover_every_step_and_average_to_the_epoch_loss(tmp_path):
 def test_trace_survives_a_kill_and_resume_exactly(tmp_path):
     cfg = tiny_config(epochs=2, checkpoint_every=3)
     straight = train(cfg, data=tiny_data())
-    train(cfg, run_dir=tmp_path, data=tiny_data(), _stop_after_step=7)
+    train(cfg, run_dir=tmp_path, data=tiny_data(), callbacks=StopAfter(7))
     resumed = train(cfg, run_dir=tmp_path, data=tiny_data(), resume=True)
     assert resumed["resumes"] == 1 and resumed["trace"] == straight["trace"]
 
@@ -268,7 +268,7 @@ def test_resume_with_dead_code_replacement_is_bit_exact(tmp_path, quantizer, kil
     opts = dict(REPLACEMENT, **({"model_dim": 16} if quantizer == "transvq" else {}))
     cfg = tiny_config(quantizer=quantizer, quantizer_options=opts, checkpoint_every=2)
     straight = train(cfg, run_dir=tmp_path / "a", data=data)
-    train(cfg, run_dir=tmp_path / "b", data=data, _stop_after_step=kill_at)
+    train(cfg, run_dir=tmp_path / "b", data=data, callbacks=StopAfter(kill_at))
     resumed = train(cfg, run_dir=tmp_path / "b", data=data, resume=True)
     assert resumed["resumes"] == 1
     _compare_checkpoints(tmp_path / "a" / CHECKPOINT_NAME, tmp_path / "b" / CHECKPOINT_NAME)
@@ -286,7 +286,7 @@ def test_resume_is_bit_exact_with_each_method_option(tmp_path, quantizer, option
     data = tiny_data()
     cfg = tiny_config(quantizer=quantizer, quantizer_options=options, checkpoint_every=3)
     straight = train(cfg, run_dir=tmp_path / "a", data=data)
-    train(cfg, run_dir=tmp_path / "b", data=data, _stop_after_step=10)
+    train(cfg, run_dir=tmp_path / "b", data=data, callbacks=StopAfter(10))
     resumed = train(cfg, run_dir=tmp_path / "b", data=data, resume=True)
     _compare_checkpoints(tmp_path / "a" / CHECKPOINT_NAME, tmp_path / "b" / CHECKPOINT_NAME)
     assert straight["final"] == resumed["final"] and straight["trace"] == resumed["trace"]
@@ -329,7 +329,7 @@ def test_trainer_steps_with_the_warmup_learning_rate_and_resumes_exactly(tmp_pat
     straight = train(cfg, run_dir=tmp_path / "a", data=data)
     assert used == pytest.approx([learning_rate(cfg, s, s // 8) for s in range(16)])
     assert used[0] == pytest.approx(5e-5) and used[12] == pytest.approx(2.5e-4)
-    train(cfg, run_dir=tmp_path / "b", data=data, _stop_after_step=7)   # killed inside the warm-up
+    train(cfg, run_dir=tmp_path / "b", data=data, callbacks=StopAfter(7))   # killed inside the warm-up
     resumed = train(cfg, run_dir=tmp_path / "b", data=data, resume=True)
     assert resumed["resumes"] == 1 and resumed["final"] == straight["final"]
     assert resumed["trace"] == straight["trace"]
