@@ -9,6 +9,7 @@ from pathlib import Path
 
 from . import exitcodes
 from .profiles import AUTO, PROFILES
+from .training.config import BACKBONES, QUANTIZERS
 
 EPILOG = textwrap.dedent("""\
     examples:
@@ -46,12 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--config", help="JSON file with TrainConfig fields (data, not code)")
     src.add_argument("--profile", default=None, help="start from this profile's defaults: ci, gpu, paper "
                      "(default ci when no --config)")
-    src.add_argument("--quantizer", help="vq, ema, fc, simvq, nsvq, transvq")
+    src.add_argument("--quantizer", help=", ".join(QUANTIZERS))
     src.add_argument("--num-codes", type=int, help="codebook size K")
     src.add_argument("--code-dim", type=int, help="code dimension D")
     src.add_argument("--quantizer-options", type=json_object, metavar="JSON",
                      help='quantizer options as JSON, e.g. \'{"flavor": "official"}\'')
-    src.add_argument("--backbone", choices=["table1", "taming"])
+    src.add_argument("--backbone", choices=list(BACKBONES))
     src.add_argument("--width", type=float, help="backbone width multiplier (1.0 = paper)")
     src.add_argument("--dataset", help="fashion_mnist, celeba_hq, imagenet")
     src.add_argument("--data-root", help="folder holding the dataset")
@@ -73,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "and start again (without --resume or --restart an existing checkpoint is never overwritten)")
     run.add_argument("--checkpoint-every", type=int, help="checkpoint every N optimiser steps")
     run.add_argument("--threads", type=int, help="torch CPU threads for this process")
-    run.add_argument("--deadline", type=float, help="unix time: checkpoint and exit (code 75) when reached")
+    run.add_argument("--deadline", type=float, help=f"unix time: checkpoint and exit (code {exitcodes.INTERRUPTED}) when reached")
     run.add_argument("--publish", action="store_true", help="copy the record into the results store")
     run.add_argument("--results-root", help="results store root (default by profile; see experiments.store)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -201,20 +202,20 @@ def parse_where(items: list[str]) -> dict:
 
 
 def cmd_sweep(args) -> int:
-    from .experiments.runner import run_grid
+    from .experiments.runner import COMPLETE, Status, run_grid
 
     summary = run_grid(args.name, args.profile, args.device, jobs=args.jobs, resume=not args.fresh,
                        root=args.results_root, runs_root=args.runs_root, time_budget_s=args.time_budget,
                        threads_per_job=args.threads_per_job, progress=False,
                        where=parse_where(args.where))
-    done = summary["status"].isin(["stored", "published", "done"])
-    ips = summary.loc[summary["status"] == "done", "images_per_s"].dropna()
+    done = summary["status"].isin(COMPLETE)
+    ips = summary.loc[summary["status"] == Status.DONE.value, "images_per_s"].dropna()
     print(f"sweep {args.name} ({args.profile}): {int(done.sum())}/{len(summary)} runs complete"
           + (f"; training images/s per run: mean {ips.mean():.0f}, with {min(args.jobs, len(ips))} at once "
              f"~{ips.mean() * min(args.jobs, len(ips)):.0f} in all" if len(ips) else ""), flush=True)
     for r in summary.itertuples():
         print(f"  {r.config_hash} {r.quantizer} seed {r.seed}: {r.status}" + (f" ({r.error})" if r.error else ""))
-    if (summary["status"] == "failed").any():
+    if (summary["status"] == Status.FAILED.value).any():
         return exitcodes.FAILED
     return exitcodes.OK if done.all() else exitcodes.INTERRUPTED
 

@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 
 from ..provenance import format_provenance
+from ..quantizers.registry import display_names
 from ..verdict import judge_difference, per_seed
 
-METHOD_NAMES = {"vq": "VQ (vanilla)", "ema": "VQ-EMA", "fc": "VQGAN-FC", "simvq": "SimVQ",
-                "nsvq": "NS-VQ", "transvq": "TransVQ"}
+METHOD_NAMES = display_names()      # from the quantizer registry (each class's display_name)
 _ORDER = list(METHOD_NAMES)
 DATASET_NAMES = {"fashion_mnist": "Fashion-MNIST", "celeba_hq": "CelebA-HQ", "imagenet": "ImageNet-1K"}
 

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 import pandas as pd
@@ -63,29 +64,56 @@ def _check_same_data(cfg: TrainConfig, rec: dict, where) -> None:
                            f"this data {ours}); move it away or use another --results-root")
 
 
-def _done(cfg: TrainConfig, root, runs_root) -> str | None:
-    """'stored' / 'published' when a complete record exists (publishing a finished run folder).
-    Raises DataMismatch when the stored record was made on other data."""
-    h = config_hash(cfg)
-    p = store.record_path(cfg.experiment, cfg.profile, h, root)
-    if p.exists():
-        try:
-            rec = store.load_record(p)
-        except (ValueError, json.JSONDecodeError):
-            rec = None
-        if rec is not None:
-            _check_same_data(cfg, rec, p)
-            if store.is_reusable(rec):
-                return "stored"
+class Status(str, Enum):
+    """Outcome of one config in a sweep (the summary table's ``status`` column holds the value)."""
+    STORED = "stored"            # a complete record was already in the store
+    PUBLISHED = "published"      # a finished run folder's record was copied into the store now
+    DONE = "done"                # trained in this sweep
+    INTERRUPTED = "interrupted"  # checkpointed before a deadline or SIGTERM: rerun to resume
+    FAILED = "failed"
+
+
+COMPLETE = (Status.STORED.value, Status.PUBLISHED.value, Status.DONE.value)
+
+
+def _stored(cfg: TrainConfig, root) -> bool:
+    """Whether the store holds a complete record of ``cfg`` (a query: changes nothing). An unreadable
+    record counts as absent (the run is redone and its record rewritten). Raises DataMismatch when
+    the stored record was made on other data."""
+    p = store.record_path(cfg.experiment, cfg.profile, config_hash(cfg), root)
+    if not p.exists():
+        return False
+    try:
+        rec = store.load_record(p)
+    except (ValueError, json.JSONDecodeError):
+        return False
+    _check_same_data(cfg, rec, p)
+    return store.is_reusable(rec)
+
+
+def _publish_finished(cfg: TrainConfig, root, runs_root) -> bool:
+    """Copy the record of a run folder that finished training (e.g. before a sweep was killed)
+    into the store; True when it did. An unreadable record there is left for the rerun to replace."""
     rec_file = run_dir_for(cfg, runs_root) / RECORD_NAME
-    if rec_file.exists():
-        try:
-            rec = json.loads(rec_file.read_text())
-            if rec.get("config_hash") == h and store.is_reusable(rec):
-                store.publish_run(rec_file.parent, root)
-                return "published"
-        except (ValueError, json.JSONDecodeError):
-            pass
+    if not rec_file.exists():
+        return False
+    try:
+        rec = json.loads(rec_file.read_text())
+    except (ValueError, json.JSONDecodeError):
+        return False
+    if rec.get("config_hash") != config_hash(cfg) or not store.is_reusable(rec):
+        return False
+    store.publish_run(rec_file.parent, root)
+    return True
+
+
+def _done(cfg: TrainConfig, root, runs_root) -> str | None:
+    """``"stored"`` when the store has the run, ``"published"`` when a finished run folder was
+    published into it now (a side effect), else None."""
+    if _stored(cfg, root):
+        return Status.STORED.value
+    if _publish_finished(cfg, root, runs_root):
+        return Status.PUBLISHED.value
     return None
 
 
@@ -123,7 +151,7 @@ def run_grid(name: str, profile: str, device: str = "cpu", jobs: int = 1, resume
         try:
             st = _done(c, root, runs_root) if resume else None
         except DataMismatch as e:
-            rows.append(_summary_row(c, "failed", error=str(e)))
+            rows.append(_summary_row(c, Status.FAILED.value, error=str(e)))
             continue
         if st:
             rows.append(_summary_row(c, st, record=store.load_record(
@@ -177,12 +205,12 @@ def _run_inline(cfg, root, runs_root, deadline, verbose):
     try:
         train(cfg, run_dir=run_dir, resume=True, deadline=deadline)
     except TrainingInterrupted as e:
-        return _summary_row(cfg, "interrupted", time.perf_counter() - t0, error=str(e))
+        return _summary_row(cfg, Status.INTERRUPTED.value, time.perf_counter() - t0, error=str(e))
     except Exception as e:  # a diverging run, a corrupt checkpoint, missing data...: the others go on
-        return _summary_row(cfg, "failed", time.perf_counter() - t0, error=f"{type(e).__name__}: {e}")
+        return _summary_row(cfg, Status.FAILED.value, time.perf_counter() - t0, error=f"{type(e).__name__}: {e}")
     store.publish_run(run_dir, root)
     rec = json.loads((run_dir / RECORD_NAME).read_text())
-    return _summary_row(cfg, "done", time.perf_counter() - t0, record=rec)
+    return _summary_row(cfg, Status.DONE.value, time.perf_counter() - t0, record=rec)
 
 
 def _run_workers(todo, jobs, root, runs_root, deadline, threads, verbose):
@@ -226,12 +254,12 @@ def _run_workers(todo, jobs, root, runs_root, deadline, threads, verbose):
             secs = time.perf_counter() - t0
             if rc == 0:
                 rec = json.loads((run_dir / RECORD_NAME).read_text())
-                rows.append(_summary_row(cfg, "done", secs, record=rec))
+                rows.append(_summary_row(cfg, Status.DONE.value, secs, record=rec))
             elif rc == EXIT_INTERRUPTED:
-                rows.append(_summary_row(cfg, "interrupted", secs, error="checkpointed; rerun to resume"))
+                rows.append(_summary_row(cfg, Status.INTERRUPTED.value, secs, error="checkpointed; rerun to resume"))
             else:
                 tail = (run_dir / "worker.log").read_text(errors="replace").strip().splitlines()[-3:]
-                rows.append(_summary_row(cfg, "failed", secs, error=f"exit {rc}: " + " | ".join(tail)))
+                rows.append(_summary_row(cfg, Status.FAILED.value, secs, error=f"exit {rc}: " + " | ".join(tail)))
             if verbose:
                 print(f"  {rows[-1]['status']} {config_hash(cfg)} ({cfg.quantizer}) in {secs:.0f} s",
                       flush=True)
@@ -345,10 +373,10 @@ def run_or_load(name: str, profile: str = AUTO, device: str = "cpu", train: bool
     get_profile(profile)
     summary = run_grid(name, profile, device, jobs=jobs, root=root, runs_root=runs_root,
                        time_budget_s=time_budget_s, verbose=False)
-    bad = summary[~summary["status"].isin(["stored", "published", "done"])]
+    bad = summary[~summary["status"].isin(COMPLETE)]
     if len(bad):
         again = (" Time budget reached: run again to resume from the checkpoints."
-                 if set(bad["status"]) == {"interrupted"} else "")
+                 if set(bad["status"]) == {Status.INTERRUPTED.value} else "")
         raise RuntimeError(f"grid {name!r} at {profile!r}: {len(bad)} run(s) did not finish.{again}\n"
                            + bad.to_string(index=False))
     return load_grid(name, profile, root)

@@ -11,21 +11,16 @@ NS-VQ, Eq. 16-18), ``transvq`` (the paper's TransVQ, Sec. 3.4). Any of them take
 ``replacement=dict(...)`` for dead-code replacement from a latent reservoir.
 """
 from .base import BaseQuantizer, QuantizerOutput
-from .registry import available_quantizers, build_quantizer, get_quantizer_class, register_quantizer
+from .registry import (available_quantizers, build_quantizer, get_quantizer_class, register_quantizer,
+                       registered_quantizers)
 from .search import DEFAULT_CHUNK_BYTES, distance_chunks, nearest_code
 from .stats import CodeUsage
 from .ste import modified_straight_through, straight_through
-from . import vq  # noqa: F401  (registers "vq")
-
-for _mod in ("ema", "fc", "simvq", "nsvq", "transvq"):
-    try:
-        __import__(f"{__name__}.{_mod}")
-    except ModuleNotFoundError as _e:  # during development a method file may not exist yet
-        if _e.name != f"{__name__}.{_mod}":
-            raise
+# each method module registers itself on import, in this order (a broken module is an error)
+from . import vq, ema, fc, simvq, nsvq, transvq  # noqa: F401,E401
 
 __all__ = [
     "BaseQuantizer", "QuantizerOutput", "CodeUsage", "available_quantizers", "build_quantizer",
-    "get_quantizer_class", "register_quantizer", "nearest_code", "distance_chunks",
+    "get_quantizer_class", "register_quantizer", "registered_quantizers", "nearest_code", "distance_chunks",
     "DEFAULT_CHUNK_BYTES", "straight_through", "modified_straight_through",
 ]

@@ -50,6 +50,8 @@ def rotation_trick(z: torch.Tensor, c: torch.Tensor, eps: float = 1e-6) -> torch
 
 @register_quantizer("ema")
 class EMA(BaseQuantizer):
+    display_name = "VQ-EMA"     # the label the book prints
+
     def __init__(
         self,
         num_codes: int,

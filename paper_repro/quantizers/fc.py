@@ -21,6 +21,8 @@ from .ste import straight_through
 
 @register_quantizer("fc")
 class FC(BaseQuantizer):
+    display_name = "VQGAN-FC"     # the label the book prints
+
     def __init__(self, num_codes: int, code_dim: int, *, lookup_dim: int = 8, beta: float = 0.25,
                  l2_normalize: bool = True, **options):
         super().__init__(num_codes, code_dim, **options)

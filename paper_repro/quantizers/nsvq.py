@@ -146,6 +146,8 @@ class _KernelInject(torch.autograd.Function):
 
 @register_quantizer("nsvq")
 class NSVQ(VQ):
+    display_name = "NS-VQ"     # the label the book prints
+
     def __init__(
         self,
         num_codes: int,

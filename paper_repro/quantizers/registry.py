@@ -26,6 +26,16 @@ def available_quantizers() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def display_names() -> dict[str, str]:
+    """Name -> the label pages print (each class's ``display_name``), in registration order."""
+    return {n: getattr(c, "display_name", n) for n, c in _REGISTRY.items()}
+
+
+def registered_quantizers() -> list[str]:
+    """The names in registration order (vq, ema, fc, simvq, nsvq, transvq: the paper's order)."""
+    return list(_REGISTRY)
+
+
 def get_quantizer_class(name: str) -> type:
     try:
         return _REGISTRY[name]

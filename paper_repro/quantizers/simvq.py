@@ -21,6 +21,8 @@ from .registry import register_quantizer
 
 @register_quantizer("simvq")
 class SimVQ(BaseQuantizer):
+    display_name = "SimVQ"     # the label the book prints
+
     def __init__(self, num_codes: int, code_dim: int, *, beta: float = 0.25, bias: bool = True, **options):
         super().__init__(num_codes, code_dim, **options)
         if not isinstance(bias, bool):

@@ -79,6 +79,8 @@ class MLPMapper(nn.Module):
 
 @register_quantizer("transvq")
 class TransVQ(BaseQuantizer):
+    display_name = "TransVQ"     # the label the book prints
+
     def __init__(self, num_codes: int, code_dim: int, *, mapper: str = "transformer",
                  model_dim: int = 256, mlp_ratio: float = 2.0, beta: float = 0.25,
                  position_embedding: bool = True, **options):

@@ -61,6 +61,8 @@ def kmeans_centres(q, latents: torch.Tensor, iters: int | None = None) -> torch.
 
 @register_quantizer("vq")
 class VQ(BaseQuantizer):
+    display_name = "VQ (vanilla)"     # the label the book prints
+
     def __init__(
         self,
         num_codes: int,

@@ -18,6 +18,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..backbones import BACKBONES as _BACKBONES, INPUT_MAPPINGS as _INPUT_MAPPINGS
+from ..quantizers import registered_quantizers
+
 #: Fields that never change a result and are left out of ``config_hash``.
 BOOKKEEPING_FIELDS = frozenset({
     "device", "checkpoint_every", "experiment", "profile", "progress", "num_threads", "data_root",
@@ -27,10 +30,11 @@ BOOKKEEPING_FIELDS = frozenset({
 EVAL_METRICS = ("usage", "psnr", "ssim", "lpips", "fd")
 FLOAT32_MAX = 3.4028234663852886e38
 AMP_MODES = (None, "bf16")
-BACKBONES = ("table1", "taming")
 AUGMENTS = ("none", "official")
-INPUT_MAPPINGS = ("symmetric", "official")
-QUANTIZERS = ("vq", "ema", "fc", "simvq", "nsvq", "transvq")
+# names derived from their registries (one list each, kept where the things are defined)
+BACKBONES = _BACKBONES
+INPUT_MAPPINGS = _INPUT_MAPPINGS
+QUANTIZERS = tuple(registered_quantizers())
 
 
 @dataclass
