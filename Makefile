@@ -41,7 +41,7 @@ system-deps:
 	  else echo "please install:$$need (Debian/Ubuntu: sudo apt-get install$$need)"; fi; fi
 
 book: venv mathjax system-deps
-	$(PY) -m paper_repro.book build --profile $(PROFILE)
+	$(PY) -m paper_repro.build.book build --profile $(PROFILE)
 
 test: venv system-deps book
 	$(PY) -m pytest tests notebooks --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
@@ -58,7 +58,7 @@ weights: venv
 	$(PY) scripts/export_weights.py
 
 notebooks: venv
-	$(PY) -m paper_repro.book refresh-notebooks
+	$(PY) -m paper_repro.build.book refresh-notebooks
 
 clean:
 	rm -rf $(BUILD)

@@ -5,7 +5,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from paper_repro.book import toc_notebooks
+from paper_repro.build.book import toc_notebooks
 from paper_repro.paths import REPO_ROOT
 
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))

@@ -7,7 +7,7 @@ import re
 import pytest
 import yaml
 
-from paper_repro.book import staged_config
+from paper_repro.build.book import staged_config
 from paper_repro.paths import REPO_ROOT
 
 WORKFLOW = REPO_ROOT / ".github" / "workflows" / "book.yml"
@@ -35,7 +35,7 @@ def test_workflow_builds_with_the_readme_command_on_pushes_to_main():
     assert any(r.strip() == _readme_build_command() for r in runs), "the workflow does not run the README's build command"
     uploads = [s for s in build["steps"] if str(s.get("uses", "")).startswith("actions/upload-pages-artifact")]
     assert uploads and uploads[0]["with"]["path"] == "_build/book/_build/html"
-    from paper_repro.book import HTML_DIR
+    from paper_repro.build.book import HTML_DIR
     assert (REPO_ROOT / uploads[0]["with"]["path"]).resolve() == HTML_DIR.resolve()
 
 

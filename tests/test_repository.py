@@ -20,3 +20,25 @@ def test_citation_file_names_the_paper_and_its_authors():
     paper = cff["preferred-citation"]
     assert paper["title"].startswith("Beyond Stationarity")
     assert [a["family-names"] for a in paper["authors"]] == ["Lu", "Koyun", "Guo", "Zhu", "Alili", "Gurcan"]
+
+
+def test_the_library_never_imports_its_build_tooling():
+    """paper_repro.build (Papermill staging, Jupyter Book, Chromium) is tooling: no module of the
+    runtime package imports it, so `import paper_repro...` never needs papermill or a browser."""
+    import ast
+
+    offenders = []
+    for path in (REPO_ROOT / "paper_repro").rglob("*.py"):
+        if "build" in path.relative_to(REPO_ROOT / "paper_repro").parts[:1]:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = ("." * node.level) + (node.module or "")
+                names = [base] + [f"{base}.{a.name}" for a in node.names]
+            if any(n.startswith(("paper_repro.build", ".build", "..build")) for n in names):
+                offenders.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno}")
+    assert not offenders, f"the runtime package imports the build tooling at {offenders}"
+    assert (REPO_ROOT / "paper_repro" / "build" / "book.py").is_file()

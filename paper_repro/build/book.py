@@ -2,9 +2,9 @@
 
 Usage (the Makefile calls these)::
 
-    python -m paper_repro.book build [--profile auto] [--device cpu]
-    python -m paper_repro.book refresh-notebooks [NAME ...]   # re-execute notebooks/ in place at `ci`
-    python -m paper_repro.book screenshot PAGE OUT.png        # headless Chromium screenshot
+    python -m paper_repro.build.book build [--profile auto] [--device cpu]
+    python -m paper_repro.build.book refresh-notebooks [NAME ...]   # re-execute notebooks/ in place at `ci`
+    python -m paper_repro.build.book screenshot PAGE OUT.png        # headless Chromium screenshot
 
 The stored notebooks in ``notebooks/`` carry the outputs of their default parameters (``profile =
 "auto"``: each experiment page loads the committed records of the highest-scale profile that has
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from .paths import REPO_ROOT
+from ..paths import REPO_ROOT
 
 BUILD_DIR = REPO_ROOT / "_build"
 STAGE_DIR = BUILD_DIR / "src"
@@ -242,7 +242,7 @@ def screenshot(page: Path, out: Path, size: str = "1280,900") -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m paper_repro.book", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m paper_repro.build.book", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="execute the toc's notebooks and build the HTML book")
     b.add_argument("--profile", default=os.environ.get("PROFILE", "auto"))
