@@ -36,8 +36,15 @@ class Profile:
     seeds: tuple[int, ...]
     # Scale order for ``auto`` (higher = closer to the paper): ci 0 < cpu 1 < gpu 2 < paper 3.
     rank: int = 0
+    backbone: str = "table1"     # paper_repro.backbones name ("taming" for the ImageNet backbone, Table 5)
     # linear learning-rate warm-up steps (TrainConfig.warmup_steps; 0 = none, the paper's recipe)
     warmup_steps: int = 0
+    # how the profile's grid runs are executed (experiments.grids applies them): checkpoint
+    # interval, deterministic algorithms (hashed), CPU threads per run, NHWC convolutions
+    checkpoint_every: int = 1000
+    deterministic: bool = False
+    num_threads: int | None = None
+    channels_last: bool = False
     # Does a verdict at this profile count as evidence about the paper's claims? (``ci``: no, its
     # runs are pipeline checks; see paper_repro.verdict.)
     evidence: bool = True
@@ -49,6 +56,12 @@ class Profile:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def run_settings(self) -> dict:
+        """The TrainConfig fields a grid run of this profile gets besides its scale."""
+        return {"checkpoint_every": self.checkpoint_every, "deterministic": self.deterministic,
+                **({"num_threads": self.num_threads} if self.num_threads else {}),
+                **({"channels_last": True} if self.channels_last else {})}
+
 
 PROFILES: dict[str, Profile] = {
     "ci": Profile(
@@ -57,6 +70,8 @@ PROFILES: dict[str, Profile] = {
         dataset="fashion_mnist", image_size=32, backbone_width=0.25,
         train_images=2048, eval_images=512, epochs=2, batch_size=16, lr=5e-4, seeds=(0,),
         fd_resize=None, rank=0, evidence=False,
+        # one CPU thread: as fast for these tiny ops, and robust to shared cores
+        checkpoint_every=200, deterministic=True, num_threads=1,
     ),
     "cpu": Profile(
         name="cpu",
@@ -66,6 +81,8 @@ PROFILES: dict[str, Profile] = {
         dataset="fashion_mnist", image_size=32, backbone_width=0.25,
         train_images=None, eval_images=2000, epochs=3, batch_size=16, lr=5e-4, seeds=(0, 1, 2),
         fd_resize=None, rank=1, warmup_steps=500,
+        # two 1-thread runs at once, NHWC convolutions: the fastest measured sweep
+        deterministic=True, num_threads=1, channels_last=True,
     ),
     "gpu": Profile(
         name="gpu",

@@ -39,12 +39,8 @@ def get_grid(name: str, profile: str, device: str | None = None) -> list[TrainCo
 
 
 def _profile_overrides(profile: str) -> dict:
-    """Per-profile bookkeeping that is not in ``Profile``: checkpoint interval, determinism."""
-    if profile == "ci":   # one CPU thread: as fast for these tiny ops, and robust to shared cores
-        return {"checkpoint_every": 200, "deterministic": True, "num_threads": 1}
-    if profile == "cpu":  # two 1-thread runs at once, NHWC convolutions: the fastest measured sweep
-        return {"checkpoint_every": 1000, "deterministic": True, "num_threads": 1, "channels_last": True}
-    return {"checkpoint_every": 1000, "deterministic": False}
+    """How the profile runs its grids (``Profile.run_settings``: checkpoints, determinism, threads)."""
+    return get_profile(profile).run_settings()
 
 
 @register_grid("first_run")

@@ -138,7 +138,7 @@ class TrainConfig:
                  train_images=p.train_images, eval_images=p.eval_images, epochs=p.epochs,
                  batch_size=p.batch_size, lr=p.lr, seed=p.seeds[0], profile=p.name,
                  fd_resize=getattr(p, "fd_resize", 224), warmup_steps=p.warmup_steps,
-                 backbone="taming" if p.dataset == "imagenet" else "table1")
+                 backbone=p.backbone)
         d.update(overrides)
         return cls.from_dict(d)
 
