@@ -2,7 +2,9 @@
 
 A method implements ``_quantize(z_flat) -> (zq_flat, indices, loss, stats)`` and the ``codebook``
 property; everything else (input checks, reshaping, usage counting, replacement hooks, stats
-formatting) lives here once. Options shared by every method:
+formatting) lives here once. A method's options are a frozen dataclass (``Options``, a subclass of
+:class:`QuantizerOptions`), validated once when it is built; ``q.options`` holds them and ``q.config``
+is their dict with the name, K and D. Options shared by every method:
 
 - ``search_chunk_bytes`` (default 256 MiB): byte budget of one N_chunk x K distance block;
 - ``search_precision`` ("fp32" default, "bf16", "fp16"): dtype of the z.C^T matmul;
@@ -13,9 +15,9 @@ formatting) lives here once. Options shared by every method:
 """
 from __future__ import annotations
 
-import functools
-import math
+import dataclasses
 import inspect
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -60,105 +62,83 @@ def _check_positive_int(name: str, value) -> int:
     return value
 
 
-def _init_params(fn) -> dict[str, inspect.Parameter]:
-    fn = getattr(fn, "__wrapped__", fn)
-    params = inspect.signature(fn).parameters
-    return {
-        k: p for k, p in params.items()
-        if k != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
-    }
+@dataclass(frozen=True)
+class QuantizerOptions:
+    """The options every method takes. A method subclasses this with its own (frozen) fields and
+    extends :meth:`validate`; :meth:`parse` builds one from a dict with clear errors."""
+    search_chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    search_precision: str = "fp32"
+    track_usage: bool = False
+    check_finite: bool = True
+    replacement: dict | None = None
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValueError(f"option {f.name!r} must be a finite number, got {v!r}")
+        self.validate()
+
+    def validate(self) -> None:
+        """Check the fields (raise ValueError naming the option) and canonicalise them (``_set``)."""
+        check_chunk_bytes(self.search_chunk_bytes)
+        check_precision(self.search_precision)
+        self._set(track_usage=bool(self.track_usage), check_finite=bool(self.check_finite))
+        if self.replacement is not None:
+            from .replacement import CodeReplacer
+
+            if not isinstance(self.replacement, dict):
+                raise ValueError(f"replacement must be a dict of options or None, got {self.replacement!r}")
+            valid = sorted(set(inspect.signature(CodeReplacer.__init__).parameters) - {"self", "num_codes", "code_dim"})
+            unknown = sorted(set(self.replacement) - set(valid))
+            if unknown:
+                raise ValueError(f"replacement: unknown option(s) {unknown}; valid options: {', '.join(valid)}")
+
+    def _nonnegative(self, *names: str) -> None:
+        """Each option in ``names`` must be a number >= 0 (stored as float)."""
+        for n in names:
+            v = getattr(self, n)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
+                raise ValueError(f"{n} must be a number >= 0, got {v!r}")
+            self._set(**{n: float(v)})
+
+    def _set(self, **values) -> None:
+        """Canonicalise fields during validation (the dataclass is frozen afterwards)."""
+        for k, v in values.items():
+            object.__setattr__(self, k, v)
+
+    @classmethod
+    def parse(cls, method: str, options: dict) -> "QuantizerOptions":
+        """``cls(**options)``, with unknown names and bad values reported for quantizer ``method``."""
+        valid = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(options) - set(valid))
+        if unknown:
+            raise ValueError(f"{method!r} quantizer: unknown option(s) {unknown}; valid options: "
+                             f"{', '.join(sorted(valid))}")
+        try:
+            return cls(**options)
+        except ValueError as e:
+            raise ValueError(f"{method!r} quantizer: {e}") from None
 
 
 class BaseQuantizer(nn.Module):
     quantizer_name = "base"
+    Options = QuantizerOptions
 
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        orig = cls.__dict__.get("__init__")
-        if orig is None:
-            return
-
-        @functools.wraps(orig)
-        def __init__(self, *args, **kw):
-            outermost = type(self) is cls
-            if outermost:
-                self.__dict__["_pending_config"] = cls._resolve_options(args, kw)
-            orig(self, *args, **kw)
-            if outermost:
-                cfg = self.__dict__.pop("_pending_config")
-                cfg.update(self.__dict__.get("_resolved_options", {}))
-                self.config = cfg
-
-        cls.__init__ = __init__
-
-    @classmethod
-    def option_defaults(cls) -> dict:
-        """Every constructor option of this method (base options included) with its default."""
-        out: dict = {}
-        for klass in reversed(cls.__mro__):
-            if klass is nn.Module or not issubclass(klass, BaseQuantizer) or "__init__" not in klass.__dict__:
-                continue
-            for k, p in _init_params(klass.__dict__["__init__"]).items():
-                out[k] = p.default if p.default is not inspect.Parameter.empty else None
-        return out
-
-    @classmethod
-    def _resolve_options(cls, args, kw) -> dict:
-        defaults = cls.option_defaults()
-        positional = list(_init_params(cls.__dict__["__init__"]))
-        if len(args) > len(positional):
-            raise ValueError(f"{cls.quantizer_name!r} quantizer: too many positional arguments")
-        given = dict(zip(positional, args))
-        for k, v in kw.items():
-            if k in given:
-                raise ValueError(f"{cls.quantizer_name!r} quantizer: option {k!r} given twice")
-            given[k] = v
-        unknown = sorted(set(given) - set(defaults))
-        if unknown:
-            valid = ", ".join(sorted(set(defaults) - {"num_codes", "code_dim"}))
-            raise ValueError(
-                f"{cls.quantizer_name!r} quantizer: unknown option(s) {unknown}; valid options: {valid}"
-            )
-        for req in ("num_codes", "code_dim"):
-            if req not in given:
-                raise ValueError(f"{cls.quantizer_name!r} quantizer: missing required option {req!r}")
-        for k, v in given.items():
-            if isinstance(v, float) and not math.isfinite(v):
-                raise ValueError(f"{cls.quantizer_name!r} quantizer: option {k!r} must be a finite number, got {v!r}")
-        return {"name": cls.quantizer_name, **defaults, **given}
-
-    def __init__(
-        self,
-        num_codes: int,
-        code_dim: int,
-        *,
-        search_chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-        search_precision: str = "fp32",
-        track_usage: bool = False,
-        check_finite: bool = True,
-        replacement: dict | None = None,
-    ):
+    def __init__(self, num_codes: int, code_dim: int, **options):
         super().__init__()
         self.num_codes = _check_positive_int("num_codes (K)", num_codes)
         self.code_dim = _check_positive_int("code_dim (D)", code_dim)
-        self.search_chunk_bytes = check_chunk_bytes(search_chunk_bytes)
-        self.search_precision = check_precision(search_precision)
-        self.track_usage = bool(track_usage)
-        self.check_finite = bool(check_finite)
+        self.options = o = type(self).Options.parse(self.quantizer_name, options)
+        self.config = {"name": self.quantizer_name, "num_codes": num_codes, "code_dim": code_dim,
+                       **dataclasses.asdict(o)}
+        self.search_chunk_bytes, self.search_precision = o.search_chunk_bytes, o.search_precision
+        self.track_usage, self.check_finite = o.track_usage, o.check_finite
         self.usage = CodeUsage(self.num_codes)
         self.replacer = None
-        if replacement is not None:
+        if o.replacement is not None:
             from .replacement import CodeReplacer
-
-            if not isinstance(replacement, dict):
-                raise ValueError(f"replacement must be a dict of options or None, got {replacement!r}")
-            valid = sorted(set(inspect.signature(CodeReplacer.__init__).parameters) - {"self", "num_codes", "code_dim"})
-            unknown = sorted(set(replacement) - set(valid))
-            if unknown:
-                raise ValueError(f"replacement: unknown option(s) {unknown}; valid options: {', '.join(valid)}")
-            self.replacer = CodeReplacer(self.num_codes, self.code_dim, **replacement)
-        if "config" not in self.__dict__:
-            self.config = {"name": self.quantizer_name, "num_codes": num_codes, "code_dim": code_dim}
+            self.replacer = CodeReplacer(self.num_codes, self.code_dim, **o.replacement)
 
     # ----------------------------------------------------------------- to implement per method
     @property

@@ -26,7 +26,9 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from .base import BaseQuantizer
+from dataclasses import dataclass
+
+from .base import BaseQuantizer, QuantizerOptions
 from .registry import register_quantizer
 from .stats import all_reduce_sum_, distributed_ready
 from .ste import straight_through
@@ -48,35 +50,42 @@ def rotation_trick(z: torch.Tensor, c: torch.Tensor, eps: float = 1e-6) -> torch
     return (cn / zn) * (z - 2.0 * r * rz + 2.0 * ch * zz)
 
 
+@dataclass(frozen=True)
+class EMAOptions(QuantizerOptions):
+    decay: float = 0.99                # EMA decay of cluster sizes and sums
+    eps: float = 1e-5                  # Laplace smoothing of the cluster sizes
+    beta: float = 0.25                 # commitment weight
+    dead_code_threshold: float = 0.0   # > 0: re-seed codes whose EMA cluster size falls below it
+    rotation_trick: bool = False
+    init: str = "uniform"              # "uniform", "normal" or "kmeans"
+    kmeans_iters: int = 10
+
+    def validate(self) -> None:
+        super().validate()
+        if not (isinstance(self.decay, (int, float)) and 0.0 <= self.decay < 1.0):
+            raise ValueError(f"decay must be in [0, 1), got {self.decay!r}")
+        if not (isinstance(self.eps, (int, float)) and self.eps >= 0):
+            raise ValueError(f"eps must be >= 0, got {self.eps!r}")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
+        self._nonnegative("beta", "dead_code_threshold")
+        self._set(decay=float(self.decay), eps=float(self.eps), rotation_trick=bool(self.rotation_trick),
+                  kmeans_iters=int(self.kmeans_iters))
+
+
 @register_quantizer("ema")
 class EMA(BaseQuantizer):
     display_name = "VQ-EMA"     # the label the book prints
 
-    def __init__(
-        self,
-        num_codes: int,
-        code_dim: int,
-        *,
-        decay: float = 0.99,
-        eps: float = 1e-5,
-        beta: float = 0.25,
-        dead_code_threshold: float = 0.0,
-        rotation_trick: bool = False,
-        init: str = "uniform",
-        kmeans_iters: int = 10,
-        **options,
-    ):
+    Options = EMAOptions
+
+    def __init__(self, num_codes: int, code_dim: int, **options):
         super().__init__(num_codes, code_dim, **options)
-        if not (isinstance(decay, (int, float)) and 0.0 <= decay < 1.0):
-            raise ValueError(f"decay must be in [0, 1), got {decay!r}")
-        if not (isinstance(eps, (int, float)) and eps >= 0):
-            raise ValueError(f"eps must be >= 0, got {eps!r}")
-        if init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, got {init!r}")
-        self.decay, self.eps, self.beta = float(decay), float(eps), float(beta)
-        self.dead_code_threshold = float(dead_code_threshold)
-        self.rotation_trick = bool(rotation_trick)
-        self.init, self.kmeans_iters = init, int(kmeans_iters)
+        o = self.options
+        self.decay, self.eps, self.beta = o.decay, o.eps, o.beta
+        self.dead_code_threshold, self.rotation_trick = o.dead_code_threshold, o.rotation_trick
+        self.init, self.kmeans_iters = o.init, o.kmeans_iters
+        init = o.init
         k, d = self.num_codes, self.code_dim
         embed = torch.randn(k, d) if init == "normal" else torch.empty(k, d).uniform_(-1.0 / k, 1.0 / k)
         self.register_buffer("embed", embed)

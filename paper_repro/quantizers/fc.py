@@ -14,21 +14,38 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import BaseQuantizer, vq_loss
+from dataclasses import dataclass
+
+from .base import BaseQuantizer, QuantizerOptions, vq_loss
 from .registry import register_quantizer
 from .ste import straight_through
+
+
+@dataclass(frozen=True)
+class FCOptions(QuantizerOptions):
+    lookup_dim: int = 8                # dimension of the factorised lookup space
+    beta: float = 0.25
+    l2_normalize: bool = True
+
+    def validate(self) -> None:
+        super().validate()
+        if isinstance(self.lookup_dim, bool) or not isinstance(self.lookup_dim, int) or self.lookup_dim < 1:
+            raise ValueError(f"lookup_dim must be an int >= 1, got {self.lookup_dim!r}")
+        self._nonnegative("beta")
+        self._set(l2_normalize=bool(self.l2_normalize))
 
 
 @register_quantizer("fc")
 class FC(BaseQuantizer):
     display_name = "VQGAN-FC"     # the label the book prints
 
-    def __init__(self, num_codes: int, code_dim: int, *, lookup_dim: int = 8, beta: float = 0.25,
-                 l2_normalize: bool = True, **options):
+    Options = FCOptions
+
+    def __init__(self, num_codes: int, code_dim: int, **options):
         super().__init__(num_codes, code_dim, **options)
-        if isinstance(lookup_dim, bool) or not isinstance(lookup_dim, int) or lookup_dim < 1:
-            raise ValueError(f"lookup_dim must be an int >= 1, got {lookup_dim!r}")
-        self.lookup_dim, self.beta, self.l2_normalize = lookup_dim, float(beta), bool(l2_normalize)
+        o = self.options
+        self.lookup_dim, self.beta, self.l2_normalize = o.lookup_dim, o.beta, o.l2_normalize
+        lookup_dim = o.lookup_dim
         self.proj_in = nn.Linear(self.code_dim, lookup_dim)
         self.proj_out = nn.Linear(lookup_dim, self.code_dim)
         self.codes = nn.Parameter(torch.randn(self.num_codes, lookup_dim))

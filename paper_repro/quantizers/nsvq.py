@@ -33,6 +33,7 @@ exists at a time. A custom autograd Function returns the closed-form codebook gr
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -40,9 +41,42 @@ import torch.nn.functional as F
 from .base import vq_loss
 from .registry import register_quantizer
 from .search import PRECISIONS, rows_per_chunk
-from .vq import VQ
+from .vq import VQ, VQOptions
 
 FLAVORS = ("paper", "official")
+
+
+@dataclass(frozen=True)
+class NSVQOptions(VQOptions):
+    flavor: str = "paper"              # "paper": Eq. 16-17; "official": the authors' code's rule
+    kernel: bool = True                # the kernel pull on non-winning codes (off: vanilla VQ + Eq. 18)
+    kernel_width: float = 1.0          # 2 sigma^2 at epoch 0
+    kernel_decay: float = 0.9          # 2 sigma^2 <- kernel_decay * 2 sigma^2 per epoch
+    kernel_coef: float | None = None   # None: 0.5 (paper), 1.0 (official)
+    official_lambda: float = 0.01
+    official_tau_floor: float = 1e-8
+    kernel_in_ste: bool = False
+    modified_ste: bool = True          # Eq. 18 is part of NS-VQ
+    ste_d: str | float | None = None   # None: "paper" for the paper flavour, "official" for the code's
+
+    def validate(self) -> None:
+        if self.flavor not in FLAVORS:
+            raise ValueError(f"flavor must be one of {FLAVORS}, got {self.flavor!r}")
+        if self.ste_d is None:
+            self._set(ste_d="paper" if self.flavor == "paper" else "official")
+        if self.kernel_coef is None:
+            self._set(kernel_coef=0.5 if self.flavor == "paper" else 1.0)
+        for name in ("kernel_width", "kernel_decay", "official_tau_floor"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
+                raise ValueError(f"{name} must be a positive finite number, got {v!r}")
+        if not (isinstance(self.kernel_coef, (int, float)) and self.kernel_coef >= 0):
+            raise ValueError(f"kernel_coef must be a number >= 0, got {self.kernel_coef!r}")
+        super().validate()
+        self._set(kernel=bool(self.kernel), kernel_width=float(self.kernel_width),
+                  kernel_decay=float(self.kernel_decay), kernel_coef=float(self.kernel_coef),
+                  official_lambda=float(self.official_lambda), official_tau_floor=float(self.official_tau_floor),
+                  kernel_in_ste=bool(self.kernel_in_ste))
 
 
 def neg_scaled_distance_chunks(z, codebook, scale, *, chunk_bytes, precision):
@@ -148,46 +182,15 @@ class _KernelInject(torch.autograd.Function):
 class NSVQ(VQ):
     display_name = "NS-VQ"     # the label the book prints
 
-    def __init__(
-        self,
-        num_codes: int,
-        code_dim: int,
-        *,
-        flavor: str = "paper",
-        kernel: bool = True,
-        kernel_width: float = 1.0,
-        kernel_decay: float = 0.9,
-        kernel_coef: float | None = None,
-        official_lambda: float = 0.01,
-        official_tau_floor: float = 1e-8,
-        kernel_in_ste: bool = False,
-        modified_ste: bool = True,
-        ste_d=None,
-        **options,
-    ):
-        if flavor not in FLAVORS:
-            raise ValueError(f"flavor must be one of {FLAVORS}, got {flavor!r}")
-        if ste_d is None:
-            ste_d = "paper" if flavor == "paper" else "official"
-        if kernel_coef is None:
-            kernel_coef = 0.5 if flavor == "paper" else 1.0
-        for name, v in (("kernel_width", kernel_width), ("kernel_decay", kernel_decay),
-                        ("official_tau_floor", official_tau_floor)):
-            if not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
-                raise ValueError(f"{name} must be a positive finite number, got {v!r}")
-        if not (isinstance(kernel_coef, (int, float)) and kernel_coef >= 0):
-            raise ValueError(f"kernel_coef must be a number >= 0, got {kernel_coef!r}")
-        super().__init__(num_codes, code_dim, modified_ste=modified_ste, ste_d=ste_d, **options)
-        self.flavor = flavor
-        self.kernel = bool(kernel)
-        self.kernel_width = float(kernel_width)
-        self.kernel_decay = float(kernel_decay)
-        self.kernel_coef = float(kernel_coef)
-        self.official_lambda = float(official_lambda)
-        self.official_tau_floor = float(official_tau_floor)
-        self.kernel_in_ste = bool(kernel_in_ste)
+    Options = NSVQOptions
+
+    def __init__(self, num_codes: int, code_dim: int, **options):
+        super().__init__(num_codes, code_dim, **options)
+        o = self.options
+        self.flavor, self.kernel, self.kernel_in_ste = o.flavor, o.kernel, o.kernel_in_ste
+        self.kernel_width, self.kernel_decay, self.kernel_coef = o.kernel_width, o.kernel_decay, o.kernel_coef
+        self.official_lambda, self.official_tau_floor = o.official_lambda, o.official_tau_floor
         self.register_buffer("epochs_done", torch.tensor(0, dtype=torch.long))
-        self._resolved_options = {"ste_d": ste_d, "kernel_coef": self.kernel_coef}
 
     # --------------------------------------------------------------- schedule
     @property

@@ -15,19 +15,33 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import BaseQuantizer
+from dataclasses import dataclass
+
+from .base import BaseQuantizer, QuantizerOptions
 from .registry import register_quantizer
+
+
+@dataclass(frozen=True)
+class SimVQOptions(QuantizerOptions):
+    beta: float = 0.25
+    bias: bool = True                  # False: the map C' = W C of the paper's Sec. 3.4.3 argument
+
+    def validate(self) -> None:
+        super().validate()
+        self._nonnegative("beta")
+        if not isinstance(self.bias, bool):
+            raise ValueError(f"bias must be True or False, got {self.bias!r}")
 
 
 @register_quantizer("simvq")
 class SimVQ(BaseQuantizer):
     display_name = "SimVQ"     # the label the book prints
 
-    def __init__(self, num_codes: int, code_dim: int, *, beta: float = 0.25, bias: bool = True, **options):
+    Options = SimVQOptions
+
+    def __init__(self, num_codes: int, code_dim: int, **options):
         super().__init__(num_codes, code_dim, **options)
-        if not isinstance(bias, bool):
-            raise ValueError(f"bias must be True or False, got {bias!r}")
-        self.beta = float(beta)
+        self.beta, bias = self.options.beta, self.options.bias
         self.register_buffer("base", torch.randn(self.num_codes, self.code_dim) * self.code_dim ** -0.5)
         # bias=False: the map C' = W C of the paper's Sec. 3.4.3 argument (the official SimVQ has a bias)
         self.proj = nn.Linear(self.code_dim, self.code_dim, bias=bias)

@@ -18,7 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import BaseQuantizer
+from dataclasses import dataclass
+
+from .base import BaseQuantizer, QuantizerOptions
 from .registry import register_quantizer
 
 MAPPERS = ("transformer", "mlp")
@@ -77,23 +79,38 @@ class MLPMapper(nn.Module):
         return self.net(base)
 
 
+@dataclass(frozen=True)
+class TransVQOptions(QuantizerOptions):
+    mapper: str = "transformer"        # "transformer" (Eq. 21-23) or "mlp"
+    model_dim: int = 256
+    mlp_ratio: float = 2.0
+    beta: float = 0.25
+    position_embedding: bool = True
+
+    def validate(self) -> None:
+        super().validate()
+        if self.mapper not in MAPPERS:
+            raise ValueError(f"mapper must be one of {MAPPERS}, got {self.mapper!r}")
+        if isinstance(self.model_dim, bool) or not isinstance(self.model_dim, int) or self.model_dim < 1:
+            raise ValueError(f"model_dim must be an int >= 1, got {self.model_dim!r}")
+        if not (isinstance(self.mlp_ratio, (int, float)) and self.mlp_ratio > 0):
+            raise ValueError(f"mlp_ratio must be > 0, got {self.mlp_ratio!r}")
+        if not isinstance(self.position_embedding, bool):
+            raise ValueError(f"position_embedding must be True or False, got {self.position_embedding!r}")
+        self._nonnegative("beta")
+
+
 @register_quantizer("transvq")
 class TransVQ(BaseQuantizer):
     display_name = "TransVQ"     # the label the book prints
 
-    def __init__(self, num_codes: int, code_dim: int, *, mapper: str = "transformer",
-                 model_dim: int = 256, mlp_ratio: float = 2.0, beta: float = 0.25,
-                 position_embedding: bool = True, **options):
+    Options = TransVQOptions
+
+    def __init__(self, num_codes: int, code_dim: int, **options):
         super().__init__(num_codes, code_dim, **options)
-        if mapper not in MAPPERS:
-            raise ValueError(f"mapper must be one of {MAPPERS}, got {mapper!r}")
-        if isinstance(model_dim, bool) or not isinstance(model_dim, int) or model_dim < 1:
-            raise ValueError(f"model_dim must be an int >= 1, got {model_dim!r}")
-        if not (isinstance(mlp_ratio, (int, float)) and mlp_ratio > 0):
-            raise ValueError(f"mlp_ratio must be > 0, got {mlp_ratio!r}")
-        if not isinstance(position_embedding, bool):
-            raise ValueError(f"position_embedding must be True or False, got {position_embedding!r}")
-        self.mapper_kind, self.beta = mapper, float(beta)
+        o = self.options
+        self.mapper_kind, self.beta = o.mapper, o.beta
+        mapper, model_dim, mlp_ratio, position_embedding = o.mapper, o.model_dim, o.mlp_ratio, o.position_embedding
         self.register_buffer("base", torch.randn(self.num_codes, self.code_dim) * self.code_dim ** -0.5)
         if mapper == "transformer":
             self.mapper = TransformerMapper(self.num_codes, self.code_dim, model_dim, mlp_ratio, position_embedding)

@@ -16,12 +16,31 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import BaseQuantizer, vq_loss
+from dataclasses import dataclass
+
+from .base import BaseQuantizer, QuantizerOptions, vq_loss
 from .registry import register_quantizer
 from .stats import distributed_ready
 from .ste import check_ste_d, modified_straight_through, resolve_ste_d, straight_through
 
 INITS = ("uniform", "kmeans")
+
+
+@dataclass(frozen=True)
+class VQOptions(QuantizerOptions):
+    beta: float = 0.25                 # commitment weight (Eq. 2)
+    init: str = "uniform"              # "uniform" (+-1/K) or "kmeans" (on the first batch)
+    kmeans_iters: int = 10
+    modified_ste: bool = False         # Eq. 18 (on in NS-VQ)
+    ste_d: str | float = "paper"       # the d of Eq. 18: "paper" (B*H*W), "official" (B*H*W*D) or a number
+
+    def validate(self) -> None:
+        super().validate()
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
+        self._nonnegative("beta")
+        self._set(kmeans_iters=int(self.kmeans_iters), modified_ste=bool(self.modified_ste),
+                  ste_d=check_ste_d(self.ste_d))
 
 
 @torch.no_grad()
@@ -63,28 +82,14 @@ def kmeans_centres(q, latents: torch.Tensor, iters: int | None = None) -> torch.
 class VQ(BaseQuantizer):
     display_name = "VQ (vanilla)"     # the label the book prints
 
-    def __init__(
-        self,
-        num_codes: int,
-        code_dim: int,
-        *,
-        beta: float = 0.25,
-        init: str = "uniform",
-        kmeans_iters: int = 10,
-        modified_ste: bool = False,
-        ste_d="paper",
-        **base_options,
-    ):
-        super().__init__(num_codes, code_dim, **base_options)
-        if init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, got {init!r}")
-        if not (isinstance(beta, (int, float)) and beta >= 0):
-            raise ValueError(f"beta must be a number >= 0, got {beta!r}")
-        self.beta = float(beta)
-        self.init = init
-        self.kmeans_iters = int(kmeans_iters)
-        self.modified_ste = bool(modified_ste)
-        self.ste_d = check_ste_d(ste_d)
+    Options = VQOptions
+
+    def __init__(self, num_codes: int, code_dim: int, **options):
+        super().__init__(num_codes, code_dim, **options)
+        o = self.options
+        self.beta, self.init, self.kmeans_iters = o.beta, o.init, o.kmeans_iters
+        self.modified_ste, self.ste_d = o.modified_ste, o.ste_d
+        init = o.init
         k = self.num_codes
         self.embedding = nn.Parameter(torch.empty(k, self.code_dim).uniform_(-1.0 / k, 1.0 / k))
         self.register_buffer("initialized", torch.tensor(init != "kmeans"))

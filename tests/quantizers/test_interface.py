@@ -4,12 +4,13 @@ import math
 import pytest
 import torch
 
+from paper_repro.quantizers import registered_quantizers
 from paper_repro.quantizers import (
     CodeUsage, QuantizerOutput, available_quantizers, build_quantizer, nearest_code,
 )
 from paper_repro.quantizers.search import DEFAULT_CHUNK_BYTES, distance_chunks, rows_per_chunk
 
-METHODS = ["vq", "ema", "fc", "simvq", "nsvq", "transvq"]
+METHODS = registered_quantizers()     # every registered method (registration order)
 
 
 def small(name, **kw):
@@ -19,7 +20,8 @@ def small(name, **kw):
 
 
 def test_registry_lists_all_methods():
-    assert set(METHODS) <= set(available_quantizers())
+    assert set(METHODS) == set(available_quantizers())
+    assert METHODS[:6] == ["vq", "ema", "fc", "simvq", "nsvq", "transvq"]     # the paper's six, in its order
 
 
 @pytest.mark.parametrize("bad,match", [
@@ -172,3 +174,22 @@ def test_autocast_does_not_lower_quantizer_precision(name):
     assert out.quantized.dtype == torch.float32
     assert torch.equal(out.indices, ref.indices)
     torch.testing.assert_close(out.quantized, ref.quantized, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_options_are_one_frozen_dataclass_validated_once(name):
+    import dataclasses
+
+    q = small(name)
+    assert dataclasses.is_dataclass(q.options)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        q.options.search_precision = "bf16"
+    assert q.config == {"name": name, "num_codes": 24, "code_dim": 6, **dataclasses.asdict(q.options)}
+    fields = {f.name for f in dataclasses.fields(q.options)}
+    if "beta" in fields:                     # every method with a commitment weight checks it
+        with pytest.raises(ValueError, match=f"'{name}' quantizer: beta must be a number >= 0"):
+            small(name, beta=-1.0)
+        with pytest.raises(ValueError, match="beta"):
+            small(name, beta="0.25")
+    with pytest.raises(ValueError, match=r"option 'search_precision'|precision"):
+        small(name, search_precision="fp8")
