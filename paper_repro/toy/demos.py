@@ -149,7 +149,11 @@ def usage_and_distortion(x: np.ndarray, codebook: np.ndarray) -> tuple[float, fl
 
 # ----------------------------------------------------------------------------- update rules
 
-def ema_update(codebook: np.ndarray, batch: np.ndarray, alpha: float) -> np.ndarray:
+# Supp. 11's own update rules for the 2-D demos. They are not the training quantizers of
+# paper_repro.quantizers: Supp. 11's NS-VQ pulls the non-winning codes with a softmax over their
+# distances *to the winner* (below), whereas Eq. 16 weights them by their distance to the latent.
+
+def supp11_ema_update(codebook: np.ndarray, batch: np.ndarray, alpha: float) -> np.ndarray:
     """Supp. 11.1 (1): ``C_k <- (1-alpha) C_k + alpha * mean(batch in cell k)`` for non-empty cells."""
     c = np.array(codebook, dtype=float, copy=True)
     idx = nearest_code(batch, c)
@@ -158,7 +162,7 @@ def ema_update(codebook: np.ndarray, batch: np.ndarray, alpha: float) -> np.ndar
     return c
 
 
-def nsvq_weights(codebook: np.ndarray, w: int, tau: float, include_winner: bool = True) -> np.ndarray:
+def supp11_nsvq_weights(codebook: np.ndarray, w: int, tau: float, include_winner: bool = True) -> np.ndarray:
     """``omega_k = softmax_k(-||C_k - C_w||^2 / tau)`` (Supp. 11.1 (2)); entry ``w`` is set to 0.
 
     With ``include_winner`` the softmax denominator runs over all codes (``d_w = 0`` included);
@@ -176,38 +180,25 @@ def nsvq_weights(codebook: np.ndarray, w: int, tau: float, include_winner: bool 
     return om
 
 
-def nsvq_online_step(codebook: np.ndarray, x: np.ndarray, lr: float, tau: float,
+def supp11_nsvq_step(codebook: np.ndarray, x: np.ndarray, lr: float, tau: float,
                      include_winner: bool = True) -> np.ndarray:
-    """One NS-VQ online step for one sample ``x`` (Supp. 11.1 (2)); returns a new codebook.
+    """One step of Supp. 11.1 (2)'s NS-VQ rule for one sample ``x``; returns a new codebook.
 
-    Winner ``C_w += lr (x - C_w)``; others ``C_k += lr omega_k (x - C_k)`` with ``omega`` computed
-    from the codebook *before* the step.
+    Winner ``C_w += lr (x - C_w)``; others ``C_k += lr omega_k (x - C_k)`` with ``omega``
+    (:func:`supp11_nsvq_weights`) computed from the codebook *before* the step.
     """
     c = np.array(codebook, dtype=float, copy=True)
     x = np.asarray(x, dtype=float)
     w = int(((c - x) ** 2).sum(1).argmin())
-    om = nsvq_weights(c, w, tau, include_winner)
-    step = lr * om[:, None] * (x - c)
-    step[w] = lr * (x - c[w])
-    return c + step
+    om = supp11_nsvq_weights(c, w, tau, include_winner)
+    om[w] = 1.0
+    return c + lr * om[:, None] * (x - c)
 
 
 def _nsvq_batch(c: np.ndarray, batch: np.ndarray, lr: float, tau: float, include_winner: bool) -> np.ndarray:
-    # Inlined version of nsvq_online_step over the rows of one batch (same arithmetic, fewer copies).
-    c = c.copy()
+    """:func:`supp11_nsvq_step` over the rows of one batch, in order."""
     for x in batch:
-        diff = x - c
-        dx = (diff * diff).sum(1)
-        w = int(dx.argmin())
-        dc = c - c[w]
-        logits = -(dc * dc).sum(1) / tau
-        if not include_winner:
-            logits[w] = -np.inf
-        logits -= logits.max()
-        om = np.exp(logits)
-        om /= om.sum()
-        om[w] = 1.0
-        c += lr * om[:, None] * diff
+        c = supp11_nsvq_step(c, x, lr, tau, include_winner)
     return c
 
 
@@ -370,7 +361,7 @@ def run(scenario: str, rule: str, seed: int = 0, **overrides) -> ToyResult:
             x_b = sc.drifted(base_b)
             y_b = sc.y[idxs]
             if rule == "ema":
-                codebook = ema_update(codebook, x_b, cfg.ema_alpha)
+                codebook = supp11_ema_update(codebook, x_b, cfg.ema_alpha)
             elif rule == "nsvq":
                 codebook = _nsvq_batch(codebook, x_b, lr, tau, cfg.softmax_includes_winner)
             else:

@@ -61,7 +61,7 @@ def test_split_drift_moves_quadrants_apart():
 def test_ema_update_formula():
     c = np.array([[0.0, 0.0], [5.0, 5.0], [-9.0, 9.0]])
     xb = np.array([[1.0, 0.0], [0.0, 1.0], [6.0, 6.0]])
-    out = toy.ema_update(c, xb, 0.3)
+    out = toy.supp11_ema_update(c, xb, 0.3)
     np.testing.assert_allclose(out[0], 0.7 * c[0] + 0.3 * np.array([0.5, 0.5]))
     np.testing.assert_allclose(out[1], 0.7 * c[1] + 0.3 * np.array([6.0, 6.0]))
     np.testing.assert_allclose(out[2], c[2])       # no samples: unchanged
@@ -83,7 +83,7 @@ def test_nsvq_online_step_hand_example(include_winner):
     expected[0] += lr * (x - c[0])
     expected[1] += lr * om[1] * (x - c[1])
     expected[2] += lr * om[2] * (x - c[2])
-    out = toy.nsvq_online_step(c, x, lr, tau, include_winner)
+    out = toy.supp11_nsvq_step(c, x, lr, tau, include_winner)
     np.testing.assert_allclose(out, expected, rtol=1e-12)
     # the fast batch loop used by run() does the same arithmetic
     np.testing.assert_allclose(demos._nsvq_batch(c, x[None], lr, tau, include_winner), expected, rtol=1e-12)
