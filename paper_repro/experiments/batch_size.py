@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .. import verdict as V
-from .report import _fd_name, epoch_frame
+from .report import fd_name, epoch_frame
 
 
 def curves(df: pd.DataFrame) -> pd.DataFrame:
@@ -29,7 +29,7 @@ def curves(df: pd.DataFrame) -> pd.DataFrame:
 
 def final_table(df: pd.DataFrame) -> pd.DataFrame:
     """Final evaluation per batch size (mean over seeds), with the optimiser steps each run took."""
-    fd = _fd_name(df)
+    fd = fd_name(df)
     g = df.groupby("batch_size")
     t = g.agg(steps=("steps", "mean"), usage=("eval_usage", "mean"), fd=("fd", "mean"),
               psnr=("psnr", "mean"), seeds=("seed", "nunique")).reset_index()
@@ -47,7 +47,7 @@ def verdicts(df: pd.DataFrame) -> list:
         raise ValueError("need runs at two or more batch sizes")
     profs = sorted(set(df["profile"]))
     profile = profs[0] if len(profs) == 1 else None
-    name = _fd_name(df)
+    name = fd_name(df)
 
     def per_seed(b, col):
         s = df[df.batch_size == b]
@@ -71,7 +71,7 @@ def plot_curves(df: pd.DataFrame, caption: str = ""):
     import matplotlib.pyplot as plt
 
     c = curves(df)
-    fd = _fd_name(df)
+    fd = fd_name(df)
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.9))
     cmap = plt.get_cmap("viridis")
     sizes = sorted(c["batch_size"].unique())

@@ -22,7 +22,7 @@ import pandas as pd
 
 from .. import verdict as V
 from .grids import CODE_DIMS, PAPER_METHODS
-from .report import _fd_name
+from .report import fd_name
 
 METHODS = list(PAPER_METHODS)
 OURS_METHODS = ("NS-VQ", "TransVQ")
@@ -39,7 +39,7 @@ def _check_tags(df: pd.DataFrame) -> None:
 def ours_long(df: pd.DataFrame) -> pd.DataFrame:
     """Mean over seeds per (method, D, K): usage, FD (named), PSNR; with the seed count."""
     _check_tags(df)
-    fd = _fd_name(df)
+    fd = fd_name(df)
     g = df.groupby(["tag", "code_dim", "num_codes"])
     out = g.agg(usage=("eval_usage", "mean"), usage_sd=("eval_usage", "std"), fd=("fd", "mean"),
                 psnr=("psnr", "mean"), seeds=("seed", "nunique")).reset_index()
@@ -86,7 +86,7 @@ def best_configs(df: pd.DataFrame) -> pd.DataFrame:
     """Table 4's rule on our runs: for each method, the (K, D) with the lowest mean Frechet
     distance over seeds, with its SSIM, LPIPS, distance and usage (means over seeds)."""
     _check_tags(df)
-    fd = _fd_name(df)
+    fd = fd_name(df)
     m = df.groupby(["tag", "num_codes", "code_dim"]).agg(
         ssim=("ssim", "mean"), lpips=("lpips", "mean"), fd=("fd", "mean"), usage=("eval_usage", "mean"),
         seeds=("seed", "nunique")).reset_index()

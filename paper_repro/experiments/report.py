@@ -22,7 +22,7 @@ _ORDER = list(METHOD_NAMES)
 DATASET_NAMES = {"fashion_mnist": "Fashion-MNIST", "celeba_hq": "CelebA-HQ", "imagenet": "ImageNet-1K"}
 
 
-def _fd_name(df: pd.DataFrame) -> str:
+def fd_name(df: pd.DataFrame) -> str:
     names = sorted(set(df["fd_metric"].dropna())) if "fd_metric" in df else []
     if len(names) > 1:
         raise ValueError(f"runs mix Frechet-distance metrics {names}; they are not comparable")
@@ -38,7 +38,7 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     with the number of seeds and, where there are several, the standard deviation beside each."""
     if df.empty:
         raise ValueError("no runs to tabulate")
-    fd = _fd_name(df)
+    fd = fd_name(df)
     cols = [("eval_usage", "Eval usage"), ("eval_perplexity", "Perplexity"), ("psnr", "PSNR (dB)"),
             ("ssim", "SSIM"), ("lpips", "LPIPS (AlexNet)"), ("fd", fd)]
     rows = []
@@ -72,7 +72,7 @@ def caption(df: pd.DataFrame) -> str:
     parts.append(f"profile {prof}: {epochs} epoch{'s' if epochs != 1 else ''}, {batch}, "
                  f"backbone width {r['width']:g}, {n_train} training / {int(r['eval_images']):,} "
                  f"evaluation images, {df['seed'].nunique()} seed(s)")
-    fd = _fd_name(df)
+    fd = fd_name(df)
     if fd.startswith("FD-VGG16"):
         at = "at native resolution" if fd.endswith("@native") else "resized to 224\u00d7224"
         parts.append(f"{fd} = Fr\u00e9chet distance on VGG16 features {at}, not rFID")
@@ -90,7 +90,7 @@ def styled_table(df: pd.DataFrame, digits: int = 3):
 def check_lines(df: pd.DataFrame, digits: int = 3) -> list[str]:
     """Rounded lines (``digits`` significant digits) of the committed runs, for nbval to compare."""
     t = summary_table(df)
-    fd = _fd_name(df)
+    fd = fd_name(df)
     out = []
     for _, r in t.iterrows():
         vals = [f"{name}={sig(r[name], digits)}" for name in

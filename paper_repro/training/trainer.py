@@ -757,21 +757,10 @@ def evaluate(model, eval_x: torch.Tensor, cfg: TrainConfig, device) -> tuple[dic
     when its weights are available, else the labelled proxy on VGG16 features (``FD-VGG16``, or
     ``FD-VGG16@native`` with ``fd_resize=None``); the name is stored in ``fd_metric``.
     """
-    from .. import metrics as M
+    from ..metrics import ReconstructionMeter
 
     model.eval()
-    metrics = set(cfg.eval_metrics)
-    counts = torch.zeros(cfg.num_codes, dtype=torch.int64, device=device)
-    sums = {"psnr": 0.0, "ssim": 0.0, "lpips": 0.0, "mse": 0.0}
-    n = 0
-    fd_kind = None
-    if "fd" in metrics:
-        fd_kind = "inception" if M.inception_weights_path() is not None else "vgg16"
-        if fd_kind == "vgg16":
-            vgg = M.vgg16_features_model(cfg.fd_resize, device)
-            real_stats, fake_stats = M.FeatureStats(512), M.FeatureStats(512)
-        else:
-            reals, fakes = [], []
+    meter = ReconstructionMeter(cfg.eval_metrics, cfg.num_codes, fd_resize=cfg.fd_resize, device=device)
     first = None
     use_amp = cfg.amp == "bf16"
     for start in range(0, len(eval_x), cfg.eval_batch_size):
@@ -779,36 +768,10 @@ def evaluate(model, eval_x: torch.Tensor, cfg: TrainConfig, device) -> tuple[dic
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             out = model(x)
         r = out["recon"].float().clamp(0, 1)
-        counts += torch.bincount(out["quantizer_output"].indices.reshape(-1), minlength=cfg.num_codes)
-        sums["mse"] += F.mse_loss(r, x, reduction="none").flatten(1).mean(1).double().sum().item()
-        if "psnr" in metrics:
-            sums["psnr"] += M.psnr(r, x).double().sum().item()
-        if "ssim" in metrics:
-            sums["ssim"] += M.ssim(r, x).double().sum().item()
-        if "lpips" in metrics:
-            sums["lpips"] += M.lpips(r, x, net="alex").double().sum().item()
-        if fd_kind == "vgg16":
-            real_stats.update(vgg(x))
-            fake_stats.update(vgg(r))
-        elif fd_kind == "inception":
-            reals.append((x * 255).round().to(torch.uint8).cpu())
-            fakes.append((r * 255).round().to(torch.uint8).cpu())
+        meter.update(x, r, out["quantizer_output"].indices)
         if first is None and cfg.num_samples:
             first = (x[:cfg.num_samples].cpu(), r[:cfg.num_samples].cpu())
-        n += x.shape[0]
-    final: dict = {"eval_images": n, "eval_mse": sums["mse"] / n}
-    if "usage" in metrics:
-        u = usage_summary(counts)
-        final.update(eval_usage=u["usage"], eval_perplexity=u["perplexity"], eval_dead_codes=u["dead_codes"])
-    for k in ("psnr", "ssim", "lpips"):
-        if k in metrics:
-            final[k] = sums[k] / n
-    if fd_kind == "vgg16":
-        final["fd"], final["fd_metric"] = float(M.fd_from_stats(real_stats, fake_stats)), \
-            M.fd_vgg16_name(cfg.fd_resize)
-    elif fd_kind == "inception":
-        final["fd"], final["fd_metric"] = float(M.fid(torch.cat(reals).float() / 255, torch.cat(fakes).float() / 255,
-                                                allow_download=False)), "rFID"
+    final = meter.compute()
     for k, v in final.items():
         if isinstance(v, float) and not math.isfinite(v):
             raise NonFiniteLossError(f"evaluation metric {k} is {v} for config {config_hash(cfg)}")

@@ -210,18 +210,19 @@ def test_inception_fid_unavailable_is_clear_and_fallback_is_labelled(tmp_path, m
 def test_reconstruction_meter_streaming_equals_batch(pair):
     a, b = pair
     b = b * 1.1  # some values above 1: the meter clamps
-    m = ReconstructionMeter(lpips_net="alex", fd="vgg16", num_codes=8, resize=None)
+    m = ReconstructionMeter(("usage", "psnr", "ssim", "lpips", "fd"), num_codes=8, fd_resize=None)
     idx = torch.tensor([[[0, 1], [1, 5]]] * 3)
     m.update(a[:2], b[:2], idx[:2])
     m.update(a[2:], b[2:], idx[2:])
     out = m.compute()
     bc = b.clamp(0, 1)
-    assert out["n_images"] == 3
+    assert out["eval_images"] == 3
     assert out["psnr"] == pytest.approx(psnr(a, bc).double().mean().item(), rel=1e-6)
-    assert out["lpips_alex"] == pytest.approx(lpips(a, bc).double().mean().item(), rel=1e-5)
-    assert out["fd_name"] == "FD-VGG16@native"
+    assert out["eval_mse"] == pytest.approx(((a - bc) ** 2).flatten(1).mean(1).double().mean().item(), rel=1e-6)
+    assert out["lpips"] == pytest.approx(lpips(a, bc).double().mean().item(), rel=1e-5)
+    assert out["fd_metric"] == "FD-VGG16@native"
     assert out["fd"] == pytest.approx(fd_vgg16(a, bc, resize=None), rel=1e-5)
-    assert out["usage"] == 3 / 8 and out["dead_codes"] == 5
+    assert out["eval_usage"] == 3 / 8 and out["eval_dead_codes"] == 5
 
 
 def test_building_the_metric_networks_leaves_the_global_rng_alone():
