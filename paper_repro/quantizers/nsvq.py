@@ -40,7 +40,7 @@ import torch.nn.functional as F
 
 from .base import vq_loss
 from .registry import register_quantizer
-from .search import PRECISIONS, rows_per_chunk
+from .search import PRECISIONS, lowp_matmul, row_chunks
 from .vq import VQ, VQOptions
 
 FLAVORS = ("paper", "official")
@@ -85,20 +85,15 @@ def neg_scaled_distance_chunks(z, codebook, scale, *, chunk_bytes, precision):
     One GEMM per chunk on augmented vectors, ``[z, ||z||^2, 1] . [2c, -1, -||c||^2]^T / scale``,
     so no separate passes over the N x K block add the norms or apply the scale (the same
     expansion as :mod:`.search`; the argmax of G is the nearest code)."""
-    n, d = z.shape
-    low = PRECISIONS[precision]
+    n = z.shape[0]
     zf = z.detach().float()
     c = codebook.detach().float()
     z_ext = torch.cat([zf, zf.pow(2).sum(1, keepdim=True), torch.ones(n, 1, device=z.device)], 1)
     c_ext = torch.cat([2.0 * c, -torch.ones(c.shape[0], 1, device=c.device),
                        -c.pow(2).sum(1, keepdim=True)], 1).div_(scale)
-    c_t = c_ext.t() if precision == "fp32" else c_ext.to(low).t()
-    rows = rows_per_chunk(c.shape[0], chunk_bytes)
-    for start in range(0, n, rows):
-        stop = min(start + rows, n)
-        zc = z_ext[start:stop]
-        g = zc @ c_t if precision == "fp32" else (zc.to(low) @ c_t).float()
-        yield start, stop, g
+    c_t = c_ext.t() if precision == "fp32" else c_ext.to(PRECISIONS[precision]).t()
+    for start, stop in row_chunks(n, c.shape[0], chunk_bytes):
+        yield start, stop, lowp_matmul(z_ext[start:stop], c_t, precision)
 
 
 def kernel_weights_(g: torch.Tensor, idx: torch.Tensor, *, mode: str, winner_weight: float,

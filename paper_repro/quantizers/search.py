@@ -36,6 +36,22 @@ def rows_per_chunk(num_codes: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> in
     return max(1, int(chunk_bytes) // (4 * int(num_codes)))
 
 
+def row_chunks(n: int, num_codes: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` row ranges of an N x K block, each under ``chunk_bytes`` of fp32."""
+    rows = rows_per_chunk(num_codes, chunk_bytes)
+    for start in range(0, n, rows):
+        yield start, min(start + rows, n)
+
+
+def lowp_matmul(a: torch.Tensor, b_t: torch.Tensor, precision: str) -> torch.Tensor:
+    """``a @ b_t`` in fp32, or with both operands cast to bf16 / fp16 and the result back in fp32
+    (``b_t`` may be given already cast)."""
+    if precision == "fp32":
+        return a @ b_t
+    low = PRECISIONS[precision]
+    return (a.to(low) @ b_t.to(low)).float()
+
+
 def _check(z: torch.Tensor, codebook: torch.Tensor) -> None:
     if z.dim() != 2 or codebook.dim() != 2 or z.shape[1] != codebook.shape[1]:
         raise ValueError(
@@ -63,16 +79,13 @@ def distance_chunks(
     z = z.detach().float()
     c = codebook.detach().float()
     c_sq = c.pow(2).sum(1).unsqueeze(0)
-    rows = rows_per_chunk(c.shape[0], chunk_bytes)
-    low = PRECISIONS[precision]
-    c_t = c.t() if precision == "fp32" else c.to(low).t()
-    for start in range(0, z.shape[0], rows):
-        stop = min(start + rows, z.shape[0])
+    c_t = c.t() if precision == "fp32" else c.to(PRECISIONS[precision]).t()
+    for start, stop in row_chunks(z.shape[0], c.shape[0], chunk_bytes):
         zc = z[start:stop]
-        if precision == "fp32":
+        if precision == "fp32":          # the same GEMM with the bias and the -2 fused in
             dist = torch.addmm(c_sq, zc, c_t, beta=1.0, alpha=-2.0)
         else:
-            dist = torch.mm(zc.to(low), c_t).float().mul_(-2.0).add_(c_sq)
+            dist = lowp_matmul(zc, c_t, precision).mul_(-2.0).add_(c_sq)
         if include_z_norm:
             dist.add_(zc.pow(2).sum(1, keepdim=True)).clamp_min_(0.0)
         yield start, stop, dist
