@@ -22,11 +22,11 @@ like ``vq`` (``init="normal"`` for N(0, 1)); the library's kaiming-uniform init 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-
-from dataclasses import dataclass
 
 from .base import BaseQuantizer, QuantizerOptions
 from .registry import register_quantizer

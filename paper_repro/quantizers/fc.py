@@ -10,11 +10,11 @@ without normalisation. Code init N(0, 1) (scale-free after normalisation).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from dataclasses import dataclass
 
 from .base import BaseQuantizer, QuantizerOptions, vq_loss
 from .registry import register_quantizer

@@ -19,6 +19,17 @@ DEFAULT_CHUNK_BYTES = 256 * 2**20
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+EXACT = {"fp32": torch.float32, "fp64": torch.float64}   # searches computed in full precision
+
+
+def check_search_precision(precision: str) -> str:
+    """A precision for :func:`nearest_code` / :func:`distance_chunks`: the quantizers' (fp32, bf16,
+    fp16) or "fp64" (the exact-maths pages compute in float64)."""
+    if precision not in PRECISIONS and precision not in EXACT:
+        raise ValueError(f"search precision must be one of {sorted(set(PRECISIONS) | set(EXACT))}, got {precision!r}")
+    return precision
+
+
 def check_precision(precision: str) -> str:
     if precision not in PRECISIONS:
         raise ValueError(f"search precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
@@ -69,20 +80,22 @@ def distance_chunks(
     precision: str = "fp32",
     include_z_norm: bool = True,
 ) -> Iterator[tuple[int, int, torch.Tensor]]:
-    """Yield ``(start, stop, dist)`` with ``dist[i, k] = ||z[start + i] - c_k||^2`` (fp32).
+    """Yield ``(start, stop, dist)`` with ``dist[i, k] = ||z[start + i] - c_k||^2`` (fp32; fp64 with
+    ``precision="fp64"``).
 
     With ``include_z_norm=False`` the (row-constant) ``||z||^2`` term is left out, which keeps the
     argmin. Full distances are clamped at 0 (the expansion can round slightly negative).
     """
     _check(z, codebook)
-    check_precision(precision)
-    z = z.detach().float()
-    c = codebook.detach().float()
+    check_search_precision(precision)
+    work = EXACT.get(precision, torch.float32)
+    z = z.detach().to(work)
+    c = codebook.detach().to(work)
     c_sq = c.pow(2).sum(1).unsqueeze(0)
-    c_t = c.t() if precision == "fp32" else c.to(PRECISIONS[precision]).t()
+    c_t = c.t() if precision in EXACT else c.to(PRECISIONS[precision]).t()
     for start, stop in row_chunks(z.shape[0], c.shape[0], chunk_bytes):
         zc = z[start:stop]
-        if precision == "fp32":          # the same GEMM with the bias and the -2 fused in
+        if precision in EXACT:           # the same GEMM with the bias and the -2 fused in
             dist = torch.addmm(c_sq, zc, c_t, beta=1.0, alpha=-2.0)
         else:
             dist = lowp_matmul(zc, c_t, precision).mul_(-2.0).add_(c_sq)
@@ -102,17 +115,19 @@ def nearest_code(
 ):
     """Index of the nearest code for every row of ``z`` (N, D) -> int64 (N,).
 
-    With ``return_distances=True`` also returns the minimum squared distances (N,) fp32.
+    With ``return_distances=True`` also returns the minimum squared distances (N,) fp32 (fp64 with
+    ``precision="fp64"``).
     """
     n = z.shape[0]
     idx = torch.empty(n, dtype=torch.long, device=z.device)
-    mins = torch.empty(n, dtype=torch.float32, device=z.device) if return_distances else None
+    work = EXACT.get(precision, torch.float32)
+    mins = torch.empty(n, dtype=work, device=z.device) if return_distances else None
     for start, stop, dist in distance_chunks(
         z, codebook, chunk_bytes=chunk_bytes, precision=precision, include_z_norm=False
     ):
         if return_distances:
             m, i = dist.min(1)
-            zc = z[start:stop].detach().float()
+            zc = z[start:stop].detach().to(work)
             mins[start:stop] = (m + zc.pow(2).sum(1)).clamp_min_(0.0)
         else:
             i = dist.argmin(1)

@@ -12,10 +12,10 @@ in floating point, which differs from the looked-up code by rounding; here the o
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
-
-from dataclasses import dataclass
 
 from .base import BaseQuantizer, QuantizerOptions
 from .registry import register_quantizer

@@ -14,11 +14,11 @@ Loss ``mse(C'_q, sg(z)) + 0.25 mse(z, sg(C'_q))`` (Eq. 25 + commitment), plain S
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from dataclasses import dataclass
 
 from .base import BaseQuantizer, QuantizerOptions
 from .registry import register_quantizer

@@ -12,14 +12,15 @@ on the first training batch, or call :meth:`VQ.init_kmeans`; Sec. 3.2 assumes a 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dataclasses import dataclass
-
 from .base import BaseQuantizer, QuantizerOptions, vq_loss
 from .registry import register_quantizer
+from .search import nearest_code
 from .stats import distributed_ready
 from .ste import check_ste_d, modified_straight_through, resolve_ste_d, straight_through
 
@@ -45,17 +46,30 @@ class VQOptions(QuantizerOptions):
 
 @torch.no_grad()
 def kmeans(latents: torch.Tensor, num_codes: int, iters: int = 10, *, generator=None, search_fn=None) -> torch.Tensor:
-    """Lloyd's k-means on ``latents`` (N, D) -> (K, D). Starts from K distinct random latents
-    (sampled with replacement when N < K); empty clusters keep their previous centre."""
+    """Lloyd's k-means on ``latents`` (N, D) -> (K, D): the package's one k-means (quantizer
+    initialisation, the theory pages). Starts from K distinct random latents (sampled with replacement
+    when N < K); empty clusters keep their previous centre; stops early once the assignment no longer
+    changes (the centres would not move again). Computes in float64 for float64 latents, else in
+    float32, with :func:`~paper_repro.quantizers.search.nearest_code` unless ``search_fn`` is given."""
     n, d = latents.shape
-    x = latents.detach().float()
+    x = latents.detach()
+    x = x if x.dtype == torch.float64 else x.float()
+    if search_fn is None:
+        precision = "fp64" if x.dtype == torch.float64 else "fp32"
+
+        def search_fn(a, c):
+            return nearest_code(a, c, precision=precision)
     if n >= num_codes:
         perm = torch.randperm(n, generator=generator)[:num_codes].to(x.device)
     else:
         perm = torch.randint(0, n, (num_codes,), generator=generator).to(x.device)
     centres = x[perm].clone()
+    prev = None
     for _ in range(iters):
-        idx = search_fn(x, centres) if search_fn is not None else torch.cdist(x, centres).argmin(1)
+        idx = search_fn(x, centres)
+        if prev is not None and torch.equal(idx, prev):
+            break
+        prev = idx
         counts = torch.bincount(idx, minlength=num_codes).to(x.dtype)
         sums = torch.zeros_like(centres).index_add_(0, idx, x)
         filled = counts > 0

@@ -42,22 +42,18 @@ def flat_latents(z: torch.Tensor) -> torch.Tensor:
     return z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
 
 
-@torch.no_grad()
+def assign(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """Nearest code of every row: the package's search (``quantizers.search.nearest_code``), in
+    float64 for float64 inputs (these pages compute their maths in float64), else in float32."""
+    from ..quantizers.search import nearest_code
+    exact = z.dtype == torch.float64 or codebook.dtype == torch.float64
+    return nearest_code(z, codebook, precision="fp64" if exact else "fp32")
+
+
 def lloyd_torch(x: torch.Tensor, k: int, iters: int = 50, seed: int = 0) -> torch.Tensor:
-    """Lloyd's k-means (Eq. A3 fixed point) from ``k`` distinct random rows; stops when assignments settle."""
+    """The package's k-means (``quantizers.vq.kmeans``) from ``k`` distinct random rows drawn with
+    ``seed``; it stops when the assignments settle."""
     if x.shape[0] < k:
         raise ValueError(f"need at least k={k} vectors for k-means, got {x.shape[0]}")
-    g = torch.Generator().manual_seed(seed)
-    c = x[torch.randperm(x.shape[0], generator=g)[:k]].clone()
-    prev = None
-    xx = (x * x).sum(1, keepdim=True)
-    for _ in range(iters):
-        idx = torch.addmm(xx + (c * c).sum(1)[None], x, c.T, alpha=-2.0).argmin(1)
-        if prev is not None and torch.equal(idx, prev):
-            break
-        prev = idx
-        cnt = torch.bincount(idx, minlength=k).to(x.dtype)
-        s = torch.zeros_like(c).index_add_(0, idx, x)
-        full = cnt > 0
-        c[full] = s[full] / cnt[full, None]
-    return c
+    from ..quantizers.vq import kmeans
+    return kmeans(x, k, iters, generator=torch.Generator().manual_seed(seed))

@@ -27,6 +27,7 @@ import torch
 
 from ..quantizers import build_quantizer
 from ..quantizers.vq import kmeans
+from ._common import assign
 
 VARIANTS: dict[str, tuple[str, dict]] = {
     "free codes (VQ)": ("vq", {}),
@@ -51,7 +52,7 @@ def make_data(dim: int, n: int = 2048, clusters: int = 8, spread: float = 0.15, 
 
 
 def _assign(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    return torch.cdist(x.double(), c.double()).argmin(1)
+    return assign(x.double(), c.double())
 
 
 def distortion(x: torch.Tensor, c: torch.Tensor) -> float:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._common import flat_latents, lloyd_torch, load_images, make_encoder
+from ._common import assign, flat_latents, lloyd_torch, load_images, make_encoder
 
 
 def modified_ste_output(z: torch.Tensor, code: torch.Tensor, d: float) -> torch.Tensor:
@@ -40,7 +40,7 @@ def codebook_gradient_autograd(z: torch.Tensor, codebook: torch.Tensor, upstream
     ``<upstream, Q>`` stands for any downstream loss with ``dL/dQ = upstream``.
     """
     c = codebook.detach().clone().requires_grad_(True)
-    q = torch.cdist(z, c.detach()).argmin(1)
+    q = assign(z, c.detach())
     cq = c[q]
     out = modified_ste_output(z, cq, d) if modified else z + (cq - z).detach()
     loss = (upstream * out).sum() + ((z.detach() - cq) ** 2).sum() / d
@@ -51,7 +51,7 @@ def codebook_gradient_autograd(z: torch.Tensor, codebook: torch.Tensor, upstream
 def codebook_gradient_closed_form(z: torch.Tensor, codebook: torch.Tensor, upstream: torch.Tensor, d: float,
                                   modified: bool = True) -> torch.Tensor:
     """``sum_{n: q_n = k} (2/d)(c_k - z_n) [+ (2/d) upstream_n]`` (Eq. A19 via Eq. A21)."""
-    q = torch.cdist(z, codebook).argmin(1)
+    q = assign(z, codebook)
     per = (2.0 / d) * (codebook[q] - z)
     if modified:
         per = per + (2.0 / d) * upstream
@@ -117,7 +117,7 @@ def delay_free_experiment(steps: int = 5, batch_size: int = 16, lr: float = 0.01
             n = zf.shape[0]
             d = float(n) if d_mode == "paper" else float(n * code_dim)
             with torch.no_grad():
-                q = torch.cdist(zf, cb).argmin(1)
+                q = assign(zf, cb)
                 before = float(((zf - cb[q]) ** 2).sum(1).mean())
             c = cb[q]
             flat_out = modified_ste_output(zf, c, d) if variant.startswith("modified") else zf + (c - zf).detach()

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from ._common import flat_latents, lloyd_torch, load_images, make_encoder
+from ._common import assign, flat_latents, lloyd_torch, load_images, make_encoder
 
 
 @dataclass
@@ -46,7 +46,7 @@ class DriftResult:
 
 
 def _assign(z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    return torch.addmm((z * z).sum(1, keepdim=True) + (c * c).sum(1)[None], z, c.T, alpha=-2.0).argmin(1)
+    return assign(z, c)
 
 
 _STATE_CACHE: dict = {}

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, jacrev, vmap
 
-from ._common import lloyd_torch, load_images, make_encoder
+from ._common import assign, lloyd_torch, load_images, make_encoder
 
 
 def jacobians(model: torch.nn.Module, xs: torch.Tensor, output_fn=None) -> torch.Tensor:
@@ -94,7 +94,7 @@ def compare_predictions(n: int = 48, anchors=(0, 1, 2, 3), code_dim: int = 8, wi
     with torch.no_grad():
         e = centre_latent(enc(xd))                                   # (n, D)
     codebook = lloyd_torch(e, num_codes, iters=100, seed=seed)
-    q = torch.cdist(e, codebook).argmin(1)
+    q = assign(e, codebook)
     jac = jacobians(enc, xd, output_fn=lambda y: centre_latent(y)[0])   # (n, D, P)
 
     rows, pair_rows = [], []
