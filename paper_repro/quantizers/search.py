@@ -133,3 +133,16 @@ def nearest_code(
             i = dist.argmin(1)
         idx[start:stop] = i
     return (idx, mins) if return_distances else idx
+
+
+def nearest_code_numpy(x, codebook):
+    """The same search for NumPy float64 arrays (the 2-D toy demos and Supp. 8's walkthrough, which
+    stay in NumPy so that their numbers do not depend on the CPU's float kernels): index of the
+    nearest code (squared L2 from the differences themselves, ties -> lowest index) of each row."""
+    import numpy as np
+
+    x = np.asarray(x, dtype=float)
+    c = np.asarray(codebook, dtype=float)
+    if x.ndim != 2 or c.ndim != 2 or x.shape[1] != c.shape[1]:
+        raise ValueError(f"need x (N, D) and codebook (K, D) with the same D; got {x.shape}, {c.shape}")
+    return ((x[:, None, :] - c[None, :, :]) ** 2).sum(-1).argmin(1)

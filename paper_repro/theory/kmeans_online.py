@@ -49,9 +49,8 @@ def init_codes(x: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
 
 def assign(x: np.ndarray, c: np.ndarray) -> np.ndarray:
     """Voronoi cell of each point (Eq. A4)."""
-    x, c = _check(x, c)
-    d2 = (x * x).sum(1)[:, None] - 2.0 * x @ c.T + (c * c).sum(1)[None, :]
-    return d2.argmin(1)
+    from ..quantizers.search import nearest_code_numpy
+    return nearest_code_numpy(*_check(x, c))
 
 
 def distortion(x: np.ndarray, c: np.ndarray) -> float:

@@ -126,13 +126,10 @@ class ToyResult:
 # ----------------------------------------------------------------------------- metrics
 
 def nearest_code(x: np.ndarray, codebook: np.ndarray) -> np.ndarray:
-    """Index of the nearest code (squared L2, ties -> lowest index) for each row of ``x``."""
-    x = np.asarray(x, dtype=float)
-    c = np.asarray(codebook, dtype=float)
-    if x.ndim != 2 or c.ndim != 2 or x.shape[1] != c.shape[1]:
-        raise ValueError(f"need x (N, D) and codebook (K, D) with the same D; got {x.shape}, {c.shape}")
-    d2 = ((x[:, None, :] - c[None, :, :]) ** 2).sum(-1)
-    return d2.argmin(1)
+    """Index of the nearest code (squared L2, ties -> lowest index) for each row of ``x``
+    (the package's NumPy search, ``quantizers.search.nearest_code_numpy``)."""
+    from ..quantizers.search import nearest_code_numpy
+    return nearest_code_numpy(x, codebook)
 
 
 def usage_and_distortion(x: np.ndarray, codebook: np.ndarray) -> tuple[float, float]:
