@@ -136,3 +136,14 @@ def test_intro_opens_with_the_verdict_table_and_its_links_resolve():
     assert links, "the verdict table in the introduction links to no page"
     for href in links:
         assert (intro.parent / href).resolve().is_file(), f"the introduction's verdict table links to a missing page {href}"
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("width", [1280, 420], ids=["desktop-1280px", "phone-420px"])
+@pytest.mark.parametrize("page", PAGES, ids=[p.relative_to(HTML_DIR).as_posix() for p in PAGES])
+def test_nothing_is_clipped(page: Path, width: int):
+    """Every pre wraps its text, and no table, figure, image or display equation runs past the
+    article's right edge (a wide table may scroll inside its own box), at a desktop and a phone width."""
+    from paper_repro.build.book import overflow_report
+    bad = overflow_report(page, width)
+    assert not bad, f"{len(bad)} element(s) clipped at {width} px on {page.name}: " + "; ".join(bad[:5])

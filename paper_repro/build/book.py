@@ -125,7 +125,9 @@ def _stage(profile: str, device: str) -> dict:
     if STAGE_DIR.exists():
         shutil.rmtree(STAGE_DIR)
     STAGE_DIR.mkdir(parents=True)
-    shutil.copytree(REPO_ROOT / "book", STAGE_DIR / "book")
+    shutil.copytree(REPO_ROOT / "book", STAGE_DIR / "book", ignore=shutil.ignore_patterns("_static"))
+    # the book's own CSS (Jupyter Book includes every .css of the root _static/ in every page)
+    shutil.copytree(REPO_ROOT / "book" / "_static", STAGE_DIR / "_static")
     shutil.copy2(REPO_ROOT / "_toc.yml", STAGE_DIR / "_toc.yml")
     if not (MATHJAX_DIR / "es5" / "tex-chtml.js").exists():
         raise FileNotFoundError(
@@ -230,6 +232,50 @@ def dump_dom(page: Path, budget_ms: int = 8000) -> str:
     """The DOM of ``page`` after scripts (MathJax) ran, as HTML text."""
     proc = chromium(f"--virtual-time-budget={budget_ms}", "--dump-dom", page.resolve().as_uri())
     return proc.stdout
+
+
+# Runs in the page after load: every pre / table / figure / image of the article must fit the
+# article's width; a pre must wrap its text (nothing hidden behind a horizontal scroll); a table may
+# scroll inside its own scrollable box. The offenders are written into the DOM for dump_dom.
+_OVERFLOW_JS = r"""
+window.addEventListener('load', () => setTimeout(() => {
+  const main = document.querySelector('article') || document.querySelector('main') || document.body;
+  const right = main.getBoundingClientRect().right + 1;
+  const scrolls = el => { for (let a = el.parentElement; a && a !== main; a = a.parentElement) {
+      const o = getComputedStyle(a).overflowX; if (o === 'auto' || o === 'scroll')
+        return a.getBoundingClientRect().right <= right; } return false; };
+  const name = el => el.tagName.toLowerCase() + (el.className && typeof el.className === 'string' ?
+      '.' + el.className.trim().split(/\s+/).join('.') : '') + ': ' + (el.textContent || el.src || '').trim().slice(0, 60);
+  const bad = [];
+  main.querySelectorAll('pre, table, figure, img, mjx-container[display="true"]').forEach(el => {
+    if (el.offsetParent === null && el.tagName !== 'IMG') return;          // hidden
+    const r = el.getBoundingClientRect();
+    if (el.tagName === 'PRE' && el.scrollWidth > el.clientWidth + 1) bad.push('text does not wrap: ' + name(el));
+    else if (r.right > right && !scrolls(el)) bad.push('past the right edge by ' + Math.round(r.right - right) + ' px: ' + name(el));
+  });
+  const out = document.createElement('pre'); out.id = 'overflow-report'; out.style.display = 'none';
+  out.textContent = JSON.stringify(bad); document.body.appendChild(out);
+}, 500));
+"""
+
+
+def overflow_report(page: Path, width: int = 1280, budget_ms: int = 8000) -> list[str]:
+    """What overflows ``page``'s article at ``width`` px (headless Chromium; see _OVERFLOW_JS)."""
+    import re
+
+    html = page.read_text(encoding="utf-8")
+    probe = page.with_name(f".overflow-probe-{page.name}")
+    probe.write_text(html.replace("</body>", f"<script>{_OVERFLOW_JS}</script></body>"), encoding="utf-8")
+    try:
+        proc = chromium(f"--virtual-time-budget={budget_ms}", f"--window-size={width},900", "--dump-dom",
+                        probe.resolve().as_uri())
+    finally:
+        probe.unlink(missing_ok=True)
+    m = re.search(r'<pre id="overflow-report"[^>]*>(.*?)</pre>', proc.stdout, re.S)
+    if m is None:
+        raise RuntimeError(f"the overflow probe did not run on {page}")
+    import html as _html
+    return json.loads(_html.unescape(m.group(1)))
 
 
 def screenshot(page: Path, out: Path, size: str = "1280,900") -> Path:
