@@ -148,3 +148,28 @@ def test_nothing_is_clipped(page: Path, width: int):
     from paper_repro.build.book import overflow_report
     bad = overflow_report(page, width)
     assert not bad, f"{len(bad)} element(s) clipped at {width} px on {page.name}: " + "; ".join(bad[:5])
+
+
+def _experiment_pages() -> list[str]:
+    import yaml
+
+    from paper_repro.paths import REPO_ROOT
+    toc = yaml.safe_load((REPO_ROOT / "_toc.yml").read_text())
+    part = next(p for p in toc["parts"] if p["caption"] == "Experiments")
+    return [c["file"] for c in part["chapters"]]
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("name", _experiment_pages())
+def test_experiment_page_opens_with_its_scale_and_finding(name):
+    """Each experiment page's first screen says at which scale its numbers were made (grid, runs,
+    profile, seeds, device) and what it found (its verdicts), before the prose."""
+    html = (HTML_DIR / f"{name}.html").read_text(encoding="utf-8")
+    assert "at-a-glance" in html, f"{name}: no 'At a glance' admonition"
+    box = html[html.index("at-a-glance"):]
+    box = box[:box.index("</div>", box.index("Found."))]
+    text = re.sub(r"<[^>]+>", " ", box)
+    assert re.search(r"Grid .\w+.: \d+ of its \d+ runs at profile \w+", text), f"{name}: the scale is missing: {text[:300]}"
+    assert re.search(r"Found\.\s+(\d+ claims? judged|No claim is judged here yet)", text), f"{name}: the finding is missing"
+    first_paragraph = html.index("<p", html.index("</h1>"))
+    assert html.index("at-a-glance") < first_paragraph + 2000, f"{name}: the admonition is not at the top"

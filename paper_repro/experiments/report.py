@@ -206,3 +206,13 @@ def plot_reconstructions(df: pd.DataFrame):
         ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+def glue_at_a_glance(source, finding: str) -> None:
+    """Store the page's scale (the grid source's sentence) and finding for the admonition at the top
+    of an experiment page (MyST-NB glue keys ``scale`` and ``finding``; nothing is displayed)."""
+    from IPython.display import Markdown
+    from myst_nb import glue
+
+    glue("scale", Markdown(str(source)), display=False)
+    glue("finding", Markdown(finding), display=False)

@@ -61,6 +61,24 @@ def claim_rows() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def finding(page: str, rows: pd.DataFrame | None = None, verdicts: list | None = None) -> str:
+    """One sentence for the top of an experiment page: how many claims the page judges and how
+    they came out (from ``claim_rows()``, or from the page's own ``verdicts``)."""
+    if verdicts is not None:
+        marks = [v.verdict for v in verdicts]
+    else:
+        rows = claim_rows() if rows is None else rows
+        marks = list(rows.loc[rows["page"] == page, "verdict"])
+    if not marks:
+        return "No claim is judged here yet."
+    n = {v: marks.count(v) for v in V.VERDICTS if marks.count(v)}
+    parts = ", ".join(f"{V.MARKS[v]} {k} {v}" for v, k in n.items())
+    only_pipeline = set(n) == {V.PIPELINE}
+    return (f"{len(marks)} claim{'s' if len(marks) > 1 else ''} judged: {parts}"
+            + (" (this profile checks the pipeline, not the paper)." if only_pipeline else ".")
+            + " Each claim's line is below; all of them: *Verdicts at a glance*.")
+
+
 def computed_pages() -> pd.DataFrame:
     return pd.DataFrame([{"claims of": text, "page": page} for page, text in COMPUTED_PAGES.items()])
 
