@@ -34,7 +34,8 @@ RULE = ("A claim says that the mean over seeds of a quantity lies above (or belo
         "errors, and inconclusive otherwise; when every seed gives the same value (s = 0) the "
         "comparison of m with the threshold decides. One seed: not judged. A claim about several "
         "cells (every K and D, every batch size) is supported when every cell is, contradicted when "
-        "any cell is, and otherwise takes the weakest verdict of its cells. Runs at the ci profile "
+        "any cell is, and otherwise takes the weakest verdict of its cells; while some of its cells "
+        "have not been run, it is at best inconclusive. Runs at the ci profile "
         "are pipeline checks: their numbers are shown and no verdict is given.")
 
 _OPS = {">": 1, ">=": 1, "<": -1, "<=": -1}
@@ -171,9 +172,11 @@ def judge_difference(claim: str, a, b, op: str = ">", threshold: float = 0.0,
 _WEAKNESS = (PIPELINE, NOT_JUDGED, INCONCLUSIVE, SUPPORTED)
 
 
-def judge_all(claim: str, parts: Sequence[Verdict]) -> Verdict:
+def judge_all(claim: str, parts: Sequence[Verdict], cells: int | None = None) -> Verdict:
     """A claim about several cells: supported when every part is, contradicted when any part is,
-    else the weakest verdict among the parts (pipeline check < not judged < inconclusive)."""
+    else the weakest verdict among the parts (pipeline check < not judged < inconclusive).
+    ``cells``: how many cells the claim names; with fewer parts (a partial grid) a claim every judged
+    cell supports is only inconclusive, and its text says how many cells were judged."""
     parts = tuple(parts)
     if not parts:
         raise ValueError(f"{claim}: no cells to judge")
@@ -182,6 +185,10 @@ def judge_all(claim: str, parts: Sequence[Verdict]) -> Verdict:
         v = CONTRADICTED
     else:
         v = next(w for w in _WEAKNESS if w in vs)
+    if cells is not None and len(parts) < cells:
+        claim = f"{claim} [{len(parts)} of its {cells} cells run]"
+        if v == SUPPORTED:
+            v = INCONCLUSIVE
     profiles = {p.profile for p in parts}
     return Verdict(claim, v, min(p.n for p in parts), float("nan"), None, "all", float("nan"),
                    profiles.pop() if len(profiles) == 1 else None, all(p.exact for p in parts), parts)

@@ -68,3 +68,14 @@ def test_the_rule_is_stated_once_on_the_verification_page():
     from paper_repro.paths import REPO_ROOT
     page = (REPO_ROOT / "book" / "verification.md").read_text()
     assert " ".join(RULE.split()) in " ".join(page.split())
+
+
+def test_a_partial_grid_supports_nothing_but_can_contradict():
+    from paper_repro.verdict import judge, judge_all
+    ok = [judge(f"cell {i}", [0.9, 0.91, 0.92], ">=", 0.5) for i in range(2)]
+    bad = judge("cell x", [0.1, 0.11, 0.12], ">=", 0.5)
+    assert judge_all("every cell", ok).verdict == SUPPORTED
+    partial = judge_all("every cell", ok, cells=6)
+    assert partial.verdict == INCONCLUSIVE and "[2 of its 6 cells run]" in partial.claim
+    assert judge_all("every cell", ok + [bad], cells=6).verdict == CONTRADICTED
+    assert judge_all("every cell", ok, cells=2).verdict == SUPPORTED

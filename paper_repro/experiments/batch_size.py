@@ -57,8 +57,10 @@ def verdicts(df: pd.DataFrame) -> list:
                              per_seed(b, "fd"), ">", 0.0, profile) for a, b in zip(sizes, sizes[1:])]
     us = [V.judge_difference(f"usage(batch {b}) - usage(batch {a}) > 0", per_seed(b, "eval_usage"),
                              per_seed(a, "eval_usage"), ">", 0.0, profile) for a, b in zip(sizes, sizes[1:])]
-    return [V.judge_all(f"Fig. 4: the final {name} falls with every larger batch size", fd),
-            V.judge_all("Sec. 3.2.2: the final eval usage rises with every larger batch size", us)]
+    from .grids import BATCH_SIZES
+    pairs = len(BATCH_SIZES[profile]) - 1 if profile in BATCH_SIZES else None   # on the whole grid
+    return [V.judge_all(f"Fig. 4: the final {name} falls with every larger batch size", fd, pairs),
+            V.judge_all("Sec. 3.2.2: the final eval usage rises with every larger batch size", us, pairs)]
 
 
 def claim_lines(df: pd.DataFrame) -> list[str]:

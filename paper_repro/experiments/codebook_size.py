@@ -59,19 +59,38 @@ def paper_long(paper: pd.DataFrame) -> pd.DataFrame:
     return w.rename(columns={"rFID": "rfid"})
 
 
-def usage_table(ours: pd.DataFrame, paper: pd.DataFrame, code_dim: int) -> pd.DataFrame:
-    """Rows = method, columns = (K, ours | paper) usage, for one code dimension."""
+NOT_RUN = "not run"
+
+
+def usage_table(ours: pd.DataFrame, paper: pd.DataFrame, code_dim: int, text: bool = False) -> pd.DataFrame:
+    """Rows = method, columns = (K, ours | paper) usage, for one code dimension. ``text=True``: cells
+    as text for reading, ours as "mean ± sd (n seeds)" and "not run" where a cell has no runs."""
     o = ours[ours.D == code_dim].pivot(index="method", columns="K", values="usage")
     p = paper[paper.D == code_dim].pivot(index="method", columns="K", values="usage")
+    if text:
+        sd = ours[ours.D == code_dim].pivot(index="method", columns="K", values="usage_sd")
+        n = ours[ours.D == code_dim].pivot(index="method", columns="K", values="seeds")
+        o = pd.DataFrame({k: [_mean_sd(o.at[i, k], sd.at[i, k], n.at[i, k]) for i in o.index] for k in o.columns},
+                         index=o.index)
     ks = sorted(set(o.columns) | set(p.columns))
     cols = {}
     for k in ks:
-        cols[(f"K = {k:,}", "ours")] = o[k] if k in o else pd.Series(dtype=float)
+        cols[(f"K = {k:,}", "ours")] = o[k] if k in o else pd.Series(dtype=object if text else float)
         cols[(f"K = {k:,}", "paper")] = p[k] if k in p else pd.Series(dtype=float)
     t = pd.DataFrame(cols).reindex(METHODS)
+    if text:
+        t = t.map(lambda v: v if isinstance(v, str) else NOT_RUN if pd.isna(v) else f"{v:.2f}")
     t.columns = pd.MultiIndex.from_tuples(t.columns)
     t.index.name = f"usage, D = {code_dim}"
     return t
+
+
+def _mean_sd(mean, sd, n) -> str:
+    if pd.isna(mean):
+        return NOT_RUN
+    if pd.isna(n) or int(n) < 2:
+        return f"{mean:.3f} (1 seed)"
+    return f"{mean:.3f} \u00b1 {sd:.3f} ({int(n)} seeds)"
 
 
 def fd_table(ours: pd.DataFrame) -> pd.DataFrame:
@@ -151,7 +170,8 @@ def _series(t: pd.DataFrame, method: str, d: int, k: int) -> pd.Series:
     return V.per_seed(s, "usage")
 
 
-def judge_claim(c: Claim, t: pd.DataFrame, profile: str | None = None, printed: bool = False):
+def judge_claim(c: Claim, t: pd.DataFrame, profile: str | None = None, printed: bool = False,
+                n_cells: int | None = None):
     """The claim's verdict on per-seed usage ``t`` (method, D, K, seed, usage) by the one rule
     (``paper_repro.verdict``). ``printed=True``: ``t`` holds the paper's numbers as printed (one
     value per cell), each compared exactly. Returns None when ``t`` has no cell the claim needs."""
@@ -183,7 +203,7 @@ def judge_claim(c: Claim, t: pd.DataFrame, profile: str | None = None, printed: 
                               _series(t, m, d, ks[0]), _series(t, m, d, ks[-1]), ">", 0.0))
     else:
         raise ValueError(f"unknown claim kind {c.kind!r}")
-    return V.judge_all(c.text, parts) if parts else None
+    return V.judge_all(c.text, parts, n_cells) if parts else None
 
 
 def claim_verdicts(df: pd.DataFrame, paper: pd.DataFrame) -> list:
@@ -196,18 +216,33 @@ def claim_verdicts(df: pd.DataFrame, paper: pd.DataFrame) -> list:
     cells = ours[["method", "D", "K"]].drop_duplicates().merge(paper[["method", "D", "K"]])
     o = ours.merge(cells)
     p = paper.merge(cells).assign(seed=0)
-    return [(c, judge_claim(c, o, profile), judge_claim(c, p, printed=True)) for c in CLAIMS]
+    return [(c, judge_claim(c, o, profile, n_cells=cells_needed(c, profile)), judge_claim(c, p, printed=True))
+            for c in CLAIMS]
 
 
 def printed_holds(vp) -> str:
     return "no shared cells" if vp is None else "holds" if vp.verdict == V.SUPPORTED else "does not hold"
 
 
+def cells_needed(c: Claim, profile: str) -> int:
+    """How many (method, D, K) comparisons the claim makes on the profile's whole grid."""
+    from .grids import CODEBOOK_SIZES
+    per_dim = len(CODEBOOK_SIZES.get(profile, CODEBOOK_SIZES["paper"]))
+    if c.kind == "at_least":
+        return len(c.args[0]) * len(CODE_DIMS) * per_dim
+    if c.kind == "beats":
+        return len(CODE_DIMS) * per_dim
+    return 1
+
+
 def claim_table(df: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
-    """:func:`claim_verdicts` as a table: verdict and seeds on our runs, the paper as printed."""
+    """:func:`claim_verdicts` as a table: verdict, seeds and how many of the claim's cells our runs
+    cover (a partial grid judges fewer cells than the claim names), and the paper as printed."""
+    profile = _one_profile(df)
     return pd.DataFrame([{"": vo.mark if vo else "", "claim": c.text,
                           "ours": vo.verdict if vo else "no shared cells",
                           "ours (seeds)": vo.n if vo else 0,
+                          "cells judged": f"{len(vo.parts) if vo else 0} of {cells_needed(c, profile)}",
                           "paper, as printed": printed_holds(vp)}
                          for c, vo, vp in claim_verdicts(df, paper)])
 
@@ -227,11 +262,15 @@ def plot_usage_and_fd(ours: pd.DataFrame, paper: pd.DataFrame, caption: str = ""
 
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.4))
     colors = dict(zip(METHODS, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    markers = dict(zip(METHODS, "osD^vP"))
     for ax, d in zip(axes[:2], CODE_DIMS):
         for m in METHODS:
             o = ours[(ours.method == m) & (ours.D == d)].sort_values("K")
             p = paper[(paper.method == m) & (paper.D == d)].sort_values("K")
-            ax.plot(o.K, o.usage, "-o", color=colors[m])
+            ax.plot(o.K, o.usage, "-", marker=markers[m], color=colors[m])
+            if (o.seeds > 1).any():     # seed band: mean +- sd over seeds
+                ax.fill_between(o.K, o.usage - o.usage_sd.fillna(0), o.usage + o.usage_sd.fillna(0),
+                                color=colors[m], alpha=0.15, lw=0)
             ax.plot(p.K, p.usage, "--x", color=colors[m], alpha=0.6)
         ax.set(xscale="log", ylim=(-0.03, 1.05), xlabel="codebook size K", ylabel="codebook usage",
                title=f"usage, D = {d} (solid: ours, dashed: paper)")
@@ -239,15 +278,13 @@ def plot_usage_and_fd(ours: pd.DataFrame, paper: pd.DataFrame, caption: str = ""
     for d, ls in zip(CODE_DIMS, ("-", ":")):
         for m in METHODS:
             o = ours[(ours.method == m) & (ours.D == d)].sort_values("K")
-            axes[2].plot(o.K, o.fd, ls, marker="o", color=colors[m])
+            axes[2].plot(o.K, o.fd, ls, marker=markers[m], color=colors[m])
     axes[2].set(xscale="log", xlabel="codebook size K", ylabel=f"{ours['fd_metric'].iloc[0]} (ours)",
                 title="ours only, not rFID (solid: D = 3, dotted: D = 64)")
     axes[2].grid(alpha=0.3)
     for ax in axes:
         ax.title.set_fontsize(9)
-    handles = [Line2D([], [], color=colors[m], marker="o", label=m) for m in METHODS]
-    fig.legend(handles=handles, loc="lower center", ncol=len(METHODS), fontsize=8, frameon=False)
-    if caption:
-        fig.suptitle(caption, fontsize=7, wrap=True)
-    fig.tight_layout(rect=(0, 0.07, 1, 0.93 if caption else 1))
+    handles = [Line2D([], [], color=colors[m], marker=markers[m], label=m) for m in METHODS]
+    fig.legend(handles=handles, loc="lower center", ncol=len(METHODS), fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))       # the caption is in the page's text, not in the image
     return fig
