@@ -16,7 +16,7 @@ def test_grid():
                for c in g)
 
 
-def _final(fd, usage, seeds=(0,), jitter=0.0, profile="gpu"):
+def _final(fd, usage, seeds=(0,), jitter=0.0, profile="cpu"):     # cpu: batch sizes 4, 16, 64 (the whole grid)
     rows = []
     for s in seeds:
         for i, b in enumerate((4, 16, 64)):
@@ -58,3 +58,9 @@ def test_curves_from_real_runs(tmp_path, monkeypatch):
     run_grid("_bs0", "gpu", root=tmp_path / "r", runs_root=tmp_path / "runs", verbose=False)
     with pytest.raises(ValueError, match="eval_every_epoch"):
         bs.curves(store.load_results("_bs0", "gpu", tmp_path / "r"))
+
+
+def test_a_partial_batch_grid_supports_no_every_batch_claim():
+    part = bs.verdicts(_final([30.0, 20.0, 10.0], [0.2, 0.5, 0.9], seeds=(0, 1, 2), profile="gpu"))  # 3 of 5 sizes
+    assert [v.verdict for v in part] == ["inconclusive", "inconclusive"]
+    assert "[2 of its 4 cells run]" in part[0].claim
