@@ -173,3 +173,14 @@ def test_experiment_page_opens_with_its_scale_and_finding(name):
     assert re.search(r"Found\.\s+(\d+ claims? judged|No claim is judged here yet)", text), f"{name}: the finding is missing"
     first_paragraph = html.index("<p", html.index("</h1>"))
     assert html.index("at-a-glance") < first_paragraph + 2000, f"{name}: the admonition is not at the top"
+
+
+@pytest.mark.book
+def test_pages_show_the_parameters_and_the_first_call_and_fold_the_rest():
+    """Reader furniture: on a page, the parameters cell and the first call into the package are
+    shown; the source of later cells is folded behind a toggle (their outputs stay visible)."""
+    html = (HTML_DIR / "notebooks" / "codebook_size.html").read_text(encoding="utf-8")
+    assert html.count("tag_hide-input") >= 5, "later code cells are not folded"
+    first_fold = html.index("tag_hide-input")
+    assert html.index("profile") < first_fold and html.index("run_or_load") < first_fold, \
+        "the parameters cell and the first call must come before the first folded cell"

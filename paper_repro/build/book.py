@@ -87,7 +87,32 @@ def execute_notebook(src: Path, dst: Path, parameters: dict | None = None) -> fl
     t0 = time.perf_counter()
     pm.execute_notebook(str(src), str(dst), parameters=parameters or None, kernel_name="python3",
                         cwd=str(REPO_ROOT), progress_bar=False, log_output=False)
+    fold_boilerplate(dst)
     return time.perf_counter() - t0
+
+
+def fold_boilerplate(path: Path) -> int:
+    """On the page, show the parameters cell and the first call into the package in full; fold the
+    source of every later code cell behind a "show code" toggle (Jupyter Book's ``hide-input``),
+    its output still shown. A cell tagged ``show-input`` stays open. Returns the cells folded."""
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    shown = 0
+    folded = 0
+    for c in code:
+        tags = c.metadata.setdefault("tags", [])
+        if "parameters" in tags or "injected-parameters" in tags or "remove-cell" in tags:
+            continue
+        if shown < 1 or "show-input" in tags:
+            shown += 1
+            continue
+        if "hide-input" not in tags and "remove-input" not in tags:
+            tags.append("hide-input")
+            folded += 1
+    nbformat.write(nb, str(path))
+    return folded
 
 
 def strip_volatile_metadata(path: Path) -> None:
