@@ -42,3 +42,12 @@ def test_the_library_never_imports_its_build_tooling():
                 offenders.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno}")
     assert not offenders, f"the runtime package imports the build tooling at {offenders}"
     assert (REPO_ROOT / "paper_repro" / "build" / "book.py").is_file()
+
+
+def test_the_book_says_how_to_cite_with_the_citation_files_authors():
+    cff = yaml.safe_load((REPO_ROOT / "CITATION.cff").read_text())
+    intro = (REPO_ROOT / "book" / "intro.md").read_text()
+    assert "## How to cite" in intro and "```bibtex" in intro
+    for a in cff["preferred-citation"]["authors"]:
+        assert f"{a['family-names']}, {a['given-names']}" in " ".join(intro.split())
+    assert cff["version"] in intro
