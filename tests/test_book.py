@@ -131,7 +131,7 @@ def test_intro_opens_with_the_verdict_table_and_its_links_resolve():
     html = intro.read_text(encoding="utf-8")
     assert 'class="dataframe verdict-table"' in html or "verdict-table" in html, \
         "the introduction shows no verdict table (glue key 'verdict_table' from notebooks/verdicts)"
-    assert html.index("verdict-table") < html.index("The argument in five steps")
+    assert html.index("verdict-table") < html.index('<section id="the-argument-in-five-steps"')
     table = html[html.index("verdict-table"):html.index("</table>", html.index("verdict-table"))]
     links = re.findall(r'href="([^"#]+)"', table)
     assert links, "the verdict table in the introduction links to no page"
@@ -184,3 +184,19 @@ def test_pages_show_the_parameters_and_the_first_call_and_fold_the_rest():
     first_fold = html.index("tag_hide-input")
     assert html.index("profile") < first_fold and html.index("run_or_load") < first_fold, \
         "the parameters cell and the first call must come before the first folded cell"
+
+
+@pytest.mark.book
+def test_intro_map_is_computed_and_links_every_page_of_the_book():
+    from paper_repro.experiments.verdicts import PAGE_MAP
+    intro = HTML_DIR / "book" / "intro.html"
+    html = intro.read_text(encoding="utf-8")
+    assert "page-map" in html, "the introduction shows no computed page map (glue key 'page_map')"
+    table = html[html.index("page-map"):html.index("</table>", html.index("page-map"))]
+    links = re.findall(r'href="([^"#]+)"', table)
+    assert len(links) == len(PAGE_MAP)
+    for href in links:
+        assert (intro.parent / href).resolve().is_file(), f"the map links to a missing page {href}"
+    assert re.search(r"\d+ of \d+ runs at profile \w+", table), "the map gives no grid page's status"
+    missing = sorted(set(toc_files()) - {p for p, _, _ in PAGE_MAP} - {"book/intro", "notebooks/verdicts"})
+    assert not missing, f"pages of the book missing from the introduction's map: {missing}"

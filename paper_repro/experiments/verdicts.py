@@ -94,3 +94,62 @@ def html_table(rows: pd.DataFrame, link_prefix: str = "") -> str:
     t = rows.copy()
     t["page"] = [f'<a href="{link_prefix}{p}.html">{p.replace("_", " ")}</a>' for p in t["page"]]
     return t.to_html(index=False, escape=False, classes="verdict-table", border=0)
+
+
+#: The introduction's map: (page, paper artifact, grid behind it or None). Its status column is
+#: computed from the committed results by :func:`page_map`.
+PAGE_MAP = (
+    ("notebooks/paper_tables", "Tables 2, 3, 4, 6 as printed (the paper's numbers)", None),
+    ("book/paper_vs_code", "Where the authors' code departs from the paper", None),
+    ("book/verification", "How every number here is checked: tests, reproduction within tolerance, nbval, the verdict rule", None),
+    ("notebooks/reproduction", "How far other float kernels and other seeds move a run (the tolerances' measurement)", None),
+    ("notebooks/kmeans_convergence", "Supp. 8: online VQ converges to k-means", None),
+    ("notebooks/kmeans_reach", "Sec. 3.4.3: can SimVQ's and TransVQ's maps reach a k-means solution?", None),
+    ("notebooks/nonstationarity", "Sec. 3.2, 3.2.2: encoder drift kills codes; batch-size effect", None),
+    ("notebooks/ntk_rbf", "Sec. 3.3.2, Supp. 10: NTK → RBF approximation", None),
+    ("notebooks/modified_ste", "Sec. 3.3.3, Supp. 9: modified STE", None),
+    ("notebooks/toy_demos", "Supp. 11, Figures 1, 6, 7: toy demos", None),
+    ("notebooks/pilot", "Which scale two CPU cores afford that still tells methods apart (chooses the cpu profile)", "pilot"),
+    ("notebooks/first_training_run", "Sec. 4: VQ-VAE training, vanilla VQ vs NS-VQ", "first_run"),
+    ("notebooks/codebook_size", "Tables 2–4, Figures 3 and 5: usage, distance, best configurations and reconstructions against K and D", "codebook_size"),
+    ("notebooks/batch_size", "Sec. 3.2.2, Figure 4: batch size against collapse", "batch_size"),
+    ("notebooks/performance", "Speed and memory of every quantizer (Sec. 3.3's kernel term at scale)", None),
+)
+
+_STATIC_STATUS = {
+    "notebooks/paper_tables": "transcribed data (data/paper/)",
+    "book/paper_vs_code": "prose, with the option that selects each rule",
+    "book/verification": "prose; the rule is checked against the code",
+    "notebooks/reproduction": "measured on the ci sample (committed)",
+    "notebooks/kmeans_reach": "committed study (3 seeds, 1-D and 2-D)",
+    "notebooks/performance": "CPU tables committed; GPU not yet measured",
+}
+
+
+def page_map(rows: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The introduction's map with a status computed from the committed results: for a grid page,
+    how many of its runs are committed at which profile and how its claims came out."""
+    rows = claim_rows() if rows is None else rows
+    out = []
+    for page, artifact, grid in PAGE_MAP:
+        name = page.split("/")[-1]
+        if grid is not None:
+            try:
+                _, src = load_grid(grid)
+                status = f"{src.runs} of {src.grid_runs} runs at profile {src.profile} ({len(src.seeds)} seed(s))"
+            except FileNotFoundError:
+                status = "defined, no runs committed yet"
+        else:
+            status = _STATIC_STATUS.get(page, "computed on every build (ci scale)")
+        marks = rows.loc[rows["page"] == name, "verdict"] if name in set(rows["page"]) else []
+        if len(marks):
+            status += "; " + ", ".join(f"{V.MARKS[v]} {int((marks == v).sum())}" for v in V.VERDICTS if (marks == v).any())
+        out.append({"paper artifact": artifact, "page": page, "status": status})
+    return pd.DataFrame(out)
+
+
+def page_map_html(rows: pd.DataFrame | None = None, link_prefix: str = "../") -> str:
+    """:func:`page_map` as HTML; pages linked relative to a page one folder down (book/intro)."""
+    t = page_map(rows)
+    t["page"] = [f'<a href="{link_prefix}{p}.html">{p.split("/")[-1].replace("_", " ")}</a>' for p in t["page"]]
+    return t.to_html(index=False, escape=False, classes="page-map", border=0)
