@@ -200,3 +200,20 @@ def test_intro_map_is_computed_and_links_every_page_of_the_book():
     assert re.search(r"\d+ of \d+ runs at profile \w+", table), "the map gives no grid page's status"
     missing = sorted(set(toc_files()) - {p for p, _, _ in PAGE_MAP} - {"book/intro", "notebooks/verdicts"})
     assert not missing, f"pages of the book missing from the introduction's map: {missing}"
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("name", _experiment_pages())
+def test_experiment_figures_are_numbered_with_captions_in_the_text(name):
+    """Figures as in a paper: every image of an experiment page is a numbered figure whose caption
+    is text on the page (MyST {glue:figure}), not drawn inside the image."""
+    parsed_html = (HTML_DIR / f"{name}.html").read_text(encoding="utf-8")
+    article = parsed_html[parsed_html.index("<article"):parsed_html.index("</article>")]
+    figures = re.findall(r"<figure.*?</figure>", article, re.S)
+    images = re.findall(r"<img ", article)
+    assert figures, f"{name}: no figure"
+    assert len(images) == sum(f.count("<img ") for f in figures), f"{name}: an image outside a numbered figure"
+    for f in figures:
+        cap = re.search(r"<figcaption>(.*?)</figcaption>", f, re.S)
+        assert cap and re.search(r'caption-number">Fig\. \d+', cap.group(1)), f"{name}: a figure without a number"
+        assert len(re.sub(r"<[^>]+>", "", cap.group(1)).split()) >= 12, f"{name}: a figure caption of a few words"

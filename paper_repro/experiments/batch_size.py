@@ -21,10 +21,14 @@ def curves(df: pd.DataFrame) -> pd.DataFrame:
         raise ValueError("runs have no per-epoch evaluation (train them with eval_every_epoch=True)")
     ep = ep[ep["complete"]].copy()
     ep["epoch"] = ep["epoch"] + 1
-    cols = {c: "mean" for c in ("eval.fd", "eval.eval_usage", "eval.psnr") if c in ep}
-    out = ep.groupby(["batch_size", "epoch"]).agg({**cols, "seed": "nunique"}).reset_index()
-    return out.rename(columns={"eval.fd": "fd", "eval.eval_usage": "usage", "eval.psnr": "psnr",
-                               "seed": "seeds"})
+    named = {"eval.fd": "fd", "eval.eval_usage": "usage", "eval.psnr": "psnr"}
+    aggs = {}
+    for c, n in named.items():
+        if c in ep:
+            aggs[n] = (c, "mean")
+            aggs[f"{n}_sd"] = (c, "std")
+    out = ep.groupby(["batch_size", "epoch"]).agg(**aggs, seeds=("seed", "nunique")).reset_index()
+    return out
 
 
 def final_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -68,8 +72,9 @@ def claim_lines(df: pd.DataFrame) -> list[str]:
     return [V.explain(v) for v in verdicts(df)]
 
 
-def plot_curves(df: pd.DataFrame, caption: str = ""):
-    """Distance and usage after each epoch, one line per batch size (mean over seeds)."""
+def plot_curves(df: pd.DataFrame):
+    """Distance and usage after each epoch, one line per batch size (mean over seeds, with a
+    +-1 sd band over seeds when there are several). The caption belongs in the page text."""
     import matplotlib.pyplot as plt
 
     c = curves(df)
@@ -80,16 +85,17 @@ def plot_curves(df: pd.DataFrame, caption: str = ""):
     for i, b in enumerate(sizes):
         s = c[c.batch_size == b]
         color = cmap(i / max(len(sizes) - 1, 1))
-        axes[0].plot(s.epoch, s.fd, "-o", color=color, label=f"batch {b}")
-        axes[1].plot(s.epoch, s.usage, "-o", color=color, label=f"batch {b}")
+        for ax, col in ((axes[0], "fd"), (axes[1], "usage")):
+            ax.plot(s.epoch, s[col], "-", marker="osD^v"[i % 5], color=color, label=f"batch {b}")
+            if (s.seeds > 1).any():
+                sd = s[f"{col}_sd"].fillna(0)
+                ax.fill_between(s.epoch, s[col] - sd, s[col] + sd, color=color, alpha=0.15, lw=0)
     axes[0].set(xlabel="epoch", ylabel=f"{fd} (lower is better)", title=f"{fd} after each epoch")
     axes[1].set(xlabel="epoch", ylabel="eval usage", ylim=(0, 1.02), title="codebook usage after each epoch")
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.set_xticks(sorted(c["epoch"].unique()))
         ax.title.set_fontsize(10)
-    axes[1].legend(fontsize=8)
-    if caption:
-        fig.suptitle(caption, fontsize=7, wrap=True)
-    fig.tight_layout(rect=(0, 0, 1, 0.9 if caption else 1))
+    axes[1].legend(fontsize=9)
+    fig.tight_layout()
     return fig

@@ -254,7 +254,7 @@ def _one_profile(df: pd.DataFrame) -> str:
     return profs[0]
 
 
-def plot_usage_and_fd(ours: pd.DataFrame, paper: pd.DataFrame, caption: str = ""):
+def plot_usage_and_fd(ours: pd.DataFrame, paper: pd.DataFrame):
     """Figure 3 style: usage against K (ours solid, paper dashed) for D = 3 and 64, and our FD
     (solid D = 3, dotted D = 64). One legend below: colour = method."""
     import matplotlib.pyplot as plt

@@ -216,3 +216,13 @@ def glue_at_a_glance(source, finding: str) -> None:
 
     glue("scale", Markdown(str(source)), display=False)
     glue("finding", Markdown(finding), display=False)
+
+
+def glue_figure(key: str, fig) -> None:
+    """Store ``fig`` under ``key`` for a numbered MyST figure (``{glue:figure}`` with its caption in
+    the page's text, not in the image) and close it, so it is not also shown inline."""
+    import matplotlib.pyplot as plt
+    from myst_nb import glue
+
+    glue(key, fig, display=False)
+    plt.close(fig)
