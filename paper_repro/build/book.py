@@ -35,6 +35,7 @@ OUTPUT_DIR = BUILD_DIR / "book"
 HTML_DIR = OUTPUT_DIR / "_build" / "html"
 MATHJAX_DIR = BUILD_DIR / "mathjax"
 SCREENSHOT_DIR = BUILD_DIR / "screenshots"
+SCREENSHOT_PAGES = ("book/intro", "notebooks/codebook_size", "notebooks/toy_demos")
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -214,8 +215,9 @@ def build(profile: str = "auto", device: str = "cpu") -> Path:
     if proc.returncode != 0:
         raise SystemExit(f"jupyter-book build failed (exit {proc.returncode}); see the warnings above")
     intro = HTML_DIR / "book" / "intro.html"
-    if shutil.which("chromium"):
-        screenshot(intro, SCREENSHOT_DIR / "intro.png")
+    if shutil.which("chromium"):      # build artifacts: what a reader sees first on three pages
+        for page in SCREENSHOT_PAGES:
+            screenshot(HTML_DIR / f"{page}.html", SCREENSHOT_DIR / f"{page.split('/')[-1]}.png")
     print(f"\nBook built in {info['seconds']:.0f} s: {HTML_DIR / 'index.html'}"
           f"\n  open file://{intro}")
     return intro
