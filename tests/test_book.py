@@ -217,3 +217,18 @@ def test_experiment_figures_are_numbered_with_captions_in_the_text(name):
         cap = re.search(r"<figcaption>(.*?)</figcaption>", f, re.S)
         assert cap and re.search(r'caption-number">Fig\. \d+', cap.group(1)), f"{name}: a figure without a number"
         assert len(re.sub(r"<[^>]+>", "", cap.group(1)).split()) >= 12, f"{name}: a figure caption of a few words"
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("name", _experiment_pages())
+def test_experiment_pages_offer_their_data_for_download(name):
+    """Each experiment page links its runs table (CSV) and its committed records (zip), and the
+    files exist in the built book."""
+    page = HTML_DIR / f"{name}.html"
+    html = page.read_text(encoding="utf-8")
+    links = re.findall(r'href="([^"]*_static/downloads/[^"]+)"', html)
+    assert any(h.endswith(".csv") for h in links) and any(h.endswith(".zip") for h in links), \
+        f"{name}: no download links"
+    for h in links:
+        f = (page.parent / h).resolve()
+        assert f.is_file() and f.stat().st_size > 100, f"{name}: download {h} is missing or empty"

@@ -154,6 +154,7 @@ def _stage(profile: str, device: str) -> dict:
     shutil.copytree(REPO_ROOT / "book", STAGE_DIR / "book", ignore=shutil.ignore_patterns("_static"))
     # the book's own CSS (Jupyter Book includes every .css of the root _static/ in every page)
     shutil.copytree(REPO_ROOT / "book" / "_static", STAGE_DIR / "_static")
+    stage_downloads(STAGE_DIR / "_static" / "downloads")
     shutil.copy2(REPO_ROOT / "_toc.yml", STAGE_DIR / "_toc.yml")
     if not (MATHJAX_DIR / "es5" / "tex-chtml.js").exists():
         raise FileNotFoundError(
@@ -178,6 +179,31 @@ def _stage(profile: str, device: str) -> dict:
             if not dst.exists():
                 shutil.copy2(nb, dst)
     return {"notebooks": report, "failures": failures}
+
+
+def stage_downloads(folder: Path) -> list[Path]:
+    """For every grid with committed records (the profile ``auto`` shows): its runs table as CSV and
+    its record files as a zip, named by ``experiments.report.download_files``; the pages link them."""
+    import zipfile
+
+    from ..experiments import load_grid, report, store
+    from ..experiments.grids import GRIDS
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in GRIDS:
+        try:
+            df, source = load_grid(name)
+        except FileNotFoundError:
+            continue
+        files = report.download_files(source)
+        df.to_csv(folder / files["table"], index=False)
+        src = store.results_dir(name, source.profile)
+        with zipfile.ZipFile(folder / files["records"], "w", zipfile.ZIP_DEFLATED) as z:
+            for f in sorted(src.glob("*.json")):
+                z.write(f, arcname=f"{name}/{source.profile}/{f.name}")
+        written += [folder / files["table"], folder / files["records"]]
+    return written
 
 
 def build(profile: str = "auto", device: str = "cpu") -> Path:

@@ -226,3 +226,19 @@ def glue_figure(key: str, fig) -> None:
 
     glue(key, fig, display=False)
     plt.close(fig)
+
+
+def download_files(source) -> dict:
+    """File names of a grid page's downloads (the book build writes them under _static/downloads/):
+    the runs table as CSV and the committed records (JSON, with provenance) as a zip."""
+    stem = f"{source.grid}-{source.profile}"
+    return {"table": f"{stem}-runs.csv", "records": f"{stem}-records.zip"}
+
+
+def download_links(source, prefix: str = "../_static/downloads/"):
+    """A Markdown line linking a grid page's downloads (see :func:`download_files`)."""
+    from IPython.display import Markdown
+
+    f = download_files(source)
+    return Markdown(f"**Download** the data behind this page: [the runs as a table (CSV)]({prefix}{f['table']}), "
+                    f"[the {source.runs} committed records with provenance (JSON, zip)]({prefix}{f['records']}).")
