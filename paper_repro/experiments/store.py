@@ -148,7 +148,7 @@ def is_reusable(record: dict) -> bool:
 # -- tidy table --------------------------------------------------------------------------------------
 _CONFIG_COLUMNS = ("quantizer", "num_codes", "code_dim", "seed", "dataset", "image_size", "backbone",
                    "width", "batch_size", "epochs", "max_steps", "lr", "train_images", "eval_images",
-                   "amp", "freeze_encoder_at_epoch", "tag")
+                   "amp", "freeze_encoder_at_epoch", "warmup_steps", "refine_from_epoch", "tag")
 
 
 def flatten_record(rec: dict) -> dict:
