@@ -88,7 +88,6 @@ def execute_notebook(src: Path, dst: Path, parameters: dict | None = None) -> fl
     t0 = time.perf_counter()
     pm.execute_notebook(str(src), str(dst), parameters=parameters or None, kernel_name="python3",
                         cwd=str(REPO_ROOT), progress_bar=False, log_output=False)
-    fold_boilerplate(dst)
     return time.perf_counter() - t0
 
 
@@ -172,6 +171,7 @@ def _stage(profile: str, device: str) -> dict:
         dst = STAGE_DIR / nb.relative_to(REPO_ROOT)
         try:
             secs = execute_notebook(nb, dst, {"profile": profile, "device": device})
+            fold_boilerplate(dst)          # the page only: the stored notebooks keep their tags
             report[nb.name] = {"seconds": round(secs, 1), "ok": True}
         except Exception as exc:  # keep going: report every failing notebook at the end
             failures.append(f"{nb.name}: {type(exc).__name__}: {str(exc).strip()[-2000:]}")

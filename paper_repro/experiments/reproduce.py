@@ -37,6 +37,7 @@ REPRODUCTION_SAMPLE = (
 #: kernel spread applies).
 PREFIX_SAMPLE: tuple = (
     ("pilot", "cpu", {"tag": "vq w0.25", "seed": 0}, 200),
+    ("pilot", "cpu", {"tag": "vq w0.25 warm-up 500", "seed": 0}, 200),   # the cpu profile's recipe
 )
 
 #: Settings under which scripts/kernel_spread.py re-runs the sample: name -> (environment, config
