@@ -43,17 +43,18 @@ def flat_latents(z: torch.Tensor) -> torch.Tensor:
 
 
 def assign(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
-    """Nearest code of every row: the package's search (``quantizers.search.nearest_code``), in
-    float64 for float64 inputs (these pages compute their maths in float64), else in float32."""
+    """Nearest code of every row: the package's search (``quantizers.search.nearest_code``) in
+    float64, whatever the inputs' dtype, so that an assignment does not flip with the CPU's float32
+    kernels or thread count (these pages' verdicts must not depend on the machine)."""
     from ..quantizers.search import nearest_code
-    exact = z.dtype == torch.float64 or codebook.dtype == torch.float64
-    return nearest_code(z, codebook, precision="fp64" if exact else "fp32")
+    return nearest_code(z.double(), codebook.double(), precision="fp64")
 
 
 def lloyd_torch(x: torch.Tensor, k: int, iters: int = 50, seed: int = 0) -> torch.Tensor:
-    """The package's k-means (``quantizers.vq.kmeans``) from ``k`` distinct random rows drawn with
-    ``seed``; it stops when the assignments settle."""
+    """The package's k-means (``quantizers.vq.kmeans``, in float64) from ``k`` distinct random rows
+    drawn with ``seed``; it stops when the assignments settle."""
     if x.shape[0] < k:
         raise ValueError(f"need at least k={k} vectors for k-means, got {x.shape[0]}")
     from ..quantizers.vq import kmeans
-    return kmeans(x, k, iters, generator=torch.Generator().manual_seed(seed))
+    # in float64 (returned in x's dtype): the solution must not depend on float32 kernels / threads
+    return kmeans(x.double(), k, iters, generator=torch.Generator().manual_seed(seed)).to(x.dtype)
