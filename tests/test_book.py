@@ -170,7 +170,7 @@ def test_experiment_page_opens_with_its_scale_and_finding(name):
     box = box[:box.index("</div>", box.index("Found."))]
     text = re.sub(r"<[^>]+>", " ", box)
     assert re.search(r"Grid .\w+.: \d+ of its \d+ runs at profile \w+", text), f"{name}: the scale is missing: {text[:300]}"
-    assert re.search(r"Found\.\s+(\d+ claims? judged|No claim is judged here yet)", text), f"{name}: the finding is missing"
+    assert re.search(r"Found\.\s+(\d+ claims? on this page|No claim is judged here yet)", text), f"{name}: the finding is missing"
     first_paragraph = html.index("<p", html.index("</h1>"))
     assert html.index("at-a-glance") < first_paragraph + 2000, f"{name}: the admonition is not at the top"
 

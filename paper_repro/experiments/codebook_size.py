@@ -93,10 +93,13 @@ def _mean_sd(mean, sd, n) -> str:
     return f"{mean:.3f} \u00b1 {sd:.3f} ({int(n)} seeds)"
 
 
-def fd_table(ours: pd.DataFrame) -> pd.DataFrame:
-    """Our Frechet distance (named after the metric) by method, D and K."""
+def fd_table(ours: pd.DataFrame, text: bool = False) -> pd.DataFrame:
+    """Our Frechet distance (named after the metric) by method, D and K (``text=True``: as text,
+    "not run" where a cell has no runs)."""
     t = ours.pivot(index="method", columns=["D", "K"], values="fd").reindex(METHODS)
     t.columns = [f"D={d}, K={k:,}" for d, k in t.columns]
+    if text:
+        t = t.map(lambda v: NOT_RUN if pd.isna(v) else f"{v:.2f}")
     t.index.name = f"{ours['fd_metric'].iloc[0]} (ours; lower is better)"
     return t
 

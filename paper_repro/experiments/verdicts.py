@@ -45,7 +45,10 @@ def claim_rows() -> pd.DataFrame:
     rows.append(_row(report.usage_verdict(df), "first_training_run"))
     df, src = load_grid("codebook_size")
     for c, vo, vp in cs.claim_verdicts(df, cs.paper_long(load_paper_tables())):
-        if vo is None:
+        if vo is None:       # listed, not judged: none of the cells it needs has been run yet
+            rows.append({"": V.MARKS[V.NOT_JUDGED], "claim": c.text, "paper": "", "verdict": V.NOT_JUDGED,
+                         "ours": f"0 of its {cs.cells_needed(c, src.profile)} cells run; profile {src.profile}",
+                         "page": "codebook_size"})
             continue
         r = _row(vo, "codebook_size", f"{cs.printed_holds(vp)} as printed")
         r["ours"] = _parts_stats(vo) + f"; profile {src.profile}"
@@ -74,7 +77,7 @@ def finding(page: str, rows: pd.DataFrame | None = None, verdicts: list | None =
     n = {v: marks.count(v) for v in V.VERDICTS if marks.count(v)}
     parts = ", ".join(f"{V.MARKS[v]} {k} {v}" for v, k in n.items())
     only_pipeline = set(n) == {V.PIPELINE}
-    return (f"{len(marks)} claim{'s' if len(marks) > 1 else ''} judged: {parts}"
+    return (f"{len(marks)} claim{'s' if len(marks) > 1 else ''} on this page: {parts}"
             + (" (this profile checks the pipeline, not the paper)." if only_pipeline else ".")
             + " Each claim's line is below; all of them: *Verdicts at a glance*.")
 
