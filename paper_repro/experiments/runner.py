@@ -76,19 +76,19 @@ class Status(str, Enum):
 COMPLETE = (Status.STORED.value, Status.PUBLISHED.value, Status.DONE.value)
 
 
-def _stored(cfg: TrainConfig, root) -> bool:
-    """Whether the store holds a complete record of ``cfg`` (a query: changes nothing). An unreadable
+def _stored(cfg: TrainConfig, root) -> dict | None:
+    """The store's complete record of ``cfg``, or None (a query: changes nothing). An unreadable
     record counts as absent (the run is redone and its record rewritten). Raises DataMismatch when
     the stored record was made on other data."""
     p = store.record_path(cfg.experiment, cfg.profile, config_hash(cfg), root)
     if not p.exists():
-        return False
+        return None
     try:
         rec = store.load_record(p)
     except (ValueError, json.JSONDecodeError):
-        return False
+        return None
     _check_same_data(cfg, rec, p)
-    return store.is_reusable(rec)
+    return rec if store.is_reusable(rec) else None
 
 
 def _publish_finished(cfg: TrainConfig, root, runs_root) -> bool:
@@ -107,13 +107,15 @@ def _publish_finished(cfg: TrainConfig, root, runs_root) -> bool:
     return True
 
 
-def _done(cfg: TrainConfig, root, runs_root) -> str | None:
-    """``"stored"`` when the store has the run, ``"published"`` when a finished run folder was
-    published into it now (a side effect), else None."""
-    if _stored(cfg, root):
-        return Status.STORED.value
+def _done(cfg: TrainConfig, root, runs_root) -> tuple[str, dict] | None:
+    """(``"stored"``, record) when the store has the run, (``"published"``, record) when a finished
+    run folder was published into it now (a side effect), else None."""
+    rec = _stored(cfg, root)
+    if rec is not None:
+        return Status.STORED.value, rec
     if _publish_finished(cfg, root, runs_root):
-        return Status.PUBLISHED.value
+        return Status.PUBLISHED.value, store.load_record(store.record_path(cfg.experiment, cfg.profile,
+                                                                           config_hash(cfg), root))
     return None
 
 
@@ -154,8 +156,7 @@ def run_grid(name: str, profile: str, device: str = "cpu", jobs: int = 1, resume
             rows.append(_summary_row(c, Status.FAILED.value, error=str(e)))
             continue
         if st:
-            rows.append(_summary_row(c, st, record=store.load_record(
-                store.record_path(c.experiment, c.profile, config_hash(c), root))))
+            rows.append(_summary_row(c, st[0], record=st[1]))
         else:
             todo.append(c)
             if not resume:
