@@ -14,6 +14,11 @@ selected at least once over one epoch's training batches (the authors' CelebA de
 ``eval_usage`` is the fraction selected over the evaluation split after training (the authors'
 ImageNet definition, and the one this project reports by default).
 
+Structure: :func:`train` builds one ``_Run`` and calls its phases in order, setup (device, model and
+optimiser, data) -> ``restore`` -> ``fit`` (``fit_epoch`` -> ``training_step`` per batch, then
+``end_epoch``) -> ``record``; what has been done lives in one :class:`RunState`. Tests reach into a
+run through :class:`Callbacks` (``StopAfter`` simulates a kill, ``InjectNaN`` poisons a loss).
+
 Resumption is exact on the CPU: a checkpoint holds the model, optimiser, scheduler, all RNG states,
 the data position (epoch, step within the epoch; the epoch's order is a function of (seed, epoch)),
 the running epoch accumulators and the history. Checkpoints are written atomically, only after the
