@@ -32,8 +32,15 @@ def _parts_stats(v: V.Verdict) -> str:
     return f"{len(v.parts)} cells, {'/'.join(map(str, sorted(n)))} seed(s) each"
 
 
-def claim_rows() -> pd.DataFrame:
-    """One row per claim judged from committed data (see the module docstring)."""
+_COLUMNS = ["", "claim", "paper", "ours", "verdict", "page"]
+
+
+def claim_rows(pages=None) -> pd.DataFrame:
+    """One row per claim judged from committed data (see the module docstring); ``pages``: only
+    those pages' claims (their grids are the only ones loaded)."""
+    def want(page):
+        return pages is None or page in pages
+
     from . import batch_size as bs
     from . import codebook_size as cs
     from . import report
@@ -41,8 +48,26 @@ def claim_rows() -> pd.DataFrame:
     from ..theory import kmeans_reach as kr
 
     rows = []
-    df, src = load_grid("first_run")
-    rows.append(_row(report.usage_verdict(df), "first_training_run"))
+    if want("first_training_run"):
+        df, src = load_grid("first_run")
+        rows.append(_row(report.usage_verdict(df), "first_training_run"))
+    if want("codebook_size"):
+        rows += _codebook_rows(cs, load_paper_tables)
+    if want("batch_size"):
+        df, src = load_grid("batch_size")
+        for v in bs.verdicts(df):
+            r = _row(v, "batch_size", "Figure 4 (curves, no numbers printed)")
+            r["ours"] = _parts_stats(v) + f"; profile {src.profile}"
+            rows.append(r)
+    if want("kmeans_reach"):
+        study, _ = kr.load()
+        for v in kr.claim_verdicts(study):
+            rows.append(_row(v, "kmeans_reach", "Sec. 3.4.3 (argument, no numbers)"))
+    return pd.DataFrame(rows, columns=_COLUMNS)
+
+
+def _codebook_rows(cs, load_paper_tables) -> list[dict]:
+    rows = []
     df, src = load_grid("codebook_size")
     for c, vo, vp in cs.claim_verdicts(df, cs.paper_long(load_paper_tables())):
         if vo is None:       # listed, not judged: none of the cells it needs has been run yet
@@ -53,15 +78,7 @@ def claim_rows() -> pd.DataFrame:
         r = _row(vo, "codebook_size", f"{cs.printed_holds(vp)} as printed")
         r["ours"] = _parts_stats(vo) + f"; profile {src.profile}"
         rows.append(r)
-    df, src = load_grid("batch_size")
-    for v in bs.verdicts(df):
-        r = _row(v, "batch_size", "Figure 4 (curves, no numbers printed)")
-        r["ours"] = _parts_stats(v) + f"; profile {src.profile}"
-        rows.append(r)
-    study, _ = kr.load()
-    for v in kr.claim_verdicts(study):
-        rows.append(_row(v, "kmeans_reach", "Sec. 3.4.3 (argument, no numbers)"))
-    return pd.DataFrame(rows)
+    return rows
 
 
 def finding(page: str, rows: pd.DataFrame | None = None, verdicts: list | None = None) -> str:
@@ -70,7 +87,7 @@ def finding(page: str, rows: pd.DataFrame | None = None, verdicts: list | None =
     if verdicts is not None:
         marks = [v.verdict for v in verdicts]
     else:
-        rows = claim_rows() if rows is None else rows
+        rows = claim_rows(pages={page}) if rows is None else rows
         marks = list(rows.loc[rows["page"] == page, "verdict"])
     if not marks:
         return "No claim is judged here yet."
