@@ -52,6 +52,9 @@ class Profile:
     # Resize before the VGG16 features of FD-VGG16: None keeps the native size (fast, named
     # "FD-VGG16@native"); 224 is the ImageNet input size (named "FD-VGG16").
     fd_resize: int | None = 224
+    # training probes of the grids that study mechanisms (TrainConfig.probe_every): about ten per
+    # epoch of batch 16 (0: none)
+    probe_every: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -71,7 +74,7 @@ PROFILES: dict[str, Profile] = {
         train_images=2048, eval_images=512, epochs=2, batch_size=16, lr=5e-4, seeds=(0,),
         fd_resize=None, rank=0, evidence=False,
         # one CPU thread: as fast for these tiny ops, and robust to shared cores
-        checkpoint_every=200, deterministic=True, num_threads=1,
+        checkpoint_every=200, deterministic=True, num_threads=1, probe_every=16,
     ),
     "cpu": Profile(
         name="cpu",
@@ -82,21 +85,21 @@ PROFILES: dict[str, Profile] = {
         train_images=None, eval_images=2000, epochs=3, batch_size=16, lr=5e-4, seeds=(0, 1, 2),
         fd_resize=None, rank=1, warmup_steps=500,
         # two 1-thread runs at once, NHWC convolutions: the fastest measured sweep
-        deterministic=True, num_threads=1, channels_last=True,
+        deterministic=True, num_threads=1, channels_last=True, probe_every=375,
     ),
     "gpu": Profile(
         name="gpu",
         description="one-GPU reproduction: Fashion-MNIST 32x32 (60k train / 10k eval), paper backbone",
         dataset="fashion_mnist", image_size=32, backbone_width=1.0,
         train_images=None, eval_images=None, epochs=10, batch_size=16, lr=5e-4, seeds=(0, 1, 2),
-        rank=2,
+        rank=2, probe_every=375,
     ),
     "paper": Profile(
         name="paper",
         description="the paper's protocol: CelebA-HQ, Table-1 backbone, batch 16, Adam 5e-4, 40 epochs",
         dataset="celeba_hq", image_size=64, backbone_width=1.0,
         train_images=None, eval_images=None, epochs=40, batch_size=16, lr=5e-4, seeds=(1265,),
-        rank=3,
+        rank=3, probe_every=200,
     ),
 }
 

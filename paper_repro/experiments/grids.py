@@ -168,3 +168,129 @@ def staged(profile: str) -> list[TrainConfig]:
                                      seed=s, tag=arm, **stage, **_profile_overrides(p.name))
             for arm, (q, opts, stage) in _staged_arms(p.epochs).items()
             for k in (1024, 8192) for s in p.seeds]
+
+
+# -- mechanisms (why each method works or fails); every run carries the training probes ------------------
+def _probed(p) -> dict:
+    """The grid-run settings of profile ``p`` plus its training probes (``Profile.probe_every``)."""
+    return {**_profile_overrides(p.name), "probe_every": p.probe_every}
+
+
+def _mechanism_sizes(profile: str) -> tuple[int, ...]:
+    """K of the mechanism grids: 1024 and 8192 (``ci``: 1024 only, a pipeline check)."""
+    return (1024,) if get_profile(profile).name == "ci" else (1024, 8192)
+
+
+# NS-VQ ablation: which switch of NS-VQ does what. The authors' released config runs with the kernel
+# off and only the modified STE on; the paper's text has both; "relative" sets 2 sigma^2 from the
+# latents' scale at initialisation (a departure of ours, named on the paper-vs-code page).
+NSVQ_ARMS: dict[str, dict] = {
+    "released config (kernel off, modified STE)": {"kernel": False},
+    "paper flavour": {},
+    "official flavour": {"flavor": "official"},
+    "kernel, plain STE": {"modified_ste": False},
+    "Supp. 10 (kernel in STE)": {"kernel_in_ste": True},
+    "2 sigma^2 = 0.1": {"kernel_width": 0.1},
+    "2 sigma^2 = 10": {"kernel_width": 10.0},
+    "2 sigma^2 relative (ours)": {"kernel_width_rule": "relative"},
+}
+
+
+@register_grid("nsvq_ablation")
+def nsvq_ablation(profile: str) -> list[TrainConfig]:
+    """NS-VQ's switches one at a time (``NSVQ_ARMS``), K = 1024 and 8192, D = 64, profile seeds, with
+    training probes (the kernel's weight mass per latent over training)."""
+    p = get_profile(profile)
+    return [TrainConfig.from_profile(p, quantizer="nsvq", quantizer_options=dict(opts), num_codes=k,
+                                     code_dim=64, seed=s, tag=arm, **_probed(p))
+            for arm, opts in NSVQ_ARMS.items() for k in _mechanism_sizes(p.name) for s in p.seeds]
+
+
+# TransVQ diagnosis (Sec. 3.4 vs this implementation): the faithful default, the paper's map without
+# the authors' position embedding, the paper's MLP mapper; SimVQ beside them (its linear map reaches
+# high usage at the same scale). Candidate fixes join as named options once the audit
+# (data/notes/transvq_audit.md) proposes them.
+TRANSVQ_ARMS: dict[str, tuple[str, dict]] = {
+    "TransVQ (faithful default)": ("transvq", {}),
+    "TransVQ, no position embedding": ("transvq", {"position_embedding": False}),
+    "TransVQ, MLP mapper": ("transvq", {"mapper": "mlp"}),
+    "SimVQ": ("simvq", {}),
+}
+
+
+@register_grid("transvq_diagnosis")
+def transvq_diagnosis(profile: str) -> list[TrainConfig]:
+    """TransVQ variants (``TRANSVQ_ARMS``) at K = 1024, D = 64, profile seeds, with training probes
+    (mapped codebook spread and rank, the attention's effective rank)."""
+    p = get_profile(profile)
+    return [TrainConfig.from_profile(p, quantizer=q, quantizer_options=dict(opts), num_codes=1024, code_dim=64,
+                                     seed=s, tag=arm, **_probed(p))
+            for arm, (q, opts) in TRANSVQ_ARMS.items() for s in p.seeds]
+
+
+# Figure 4 without the step-count confound: the same number of optimiser steps for every batch size
+# (the steps batch 16 takes in the profile's epochs), so batch 64 sees 16x the images of batch 4.
+def fixed_steps(profile: str) -> int:
+    """Optimiser steps of every ``batch_steps`` run: batch 16's steps over the profile's epochs."""
+    from math import ceil
+
+    p = get_profile(profile)
+    n = p.train_images if p.train_images is not None else _TRAIN_SPLIT[p.dataset]
+    return p.epochs * ceil(n / p.batch_size)
+
+
+_TRAIN_SPLIT = {"fashion_mnist": 60000, "celeba_hq": 30000}
+
+
+@register_grid("batch_steps")
+def batch_steps(profile: str) -> list[TrainConfig]:
+    """Figure 4 at a fixed number of optimiser steps: vanilla ``vq``, K = D = 64, each batch size of
+    ``BATCH_SIZES``, ``fixed_steps(profile)`` steps (epochs raised to cover them), probes for the
+    curves over steps, profile seeds."""
+    from math import ceil
+
+    p = get_profile(profile)
+    steps = fixed_steps(p.name)
+    n = p.train_images if p.train_images is not None else _TRAIN_SPLIT[p.dataset]
+    return [TrainConfig.from_profile(p, quantizer="vq", num_codes=64, code_dim=64, batch_size=b,
+                                     epochs=ceil(steps / ceil(n / b)), max_steps=steps, seed=s,
+                                     **{**_probed(p), "probe_every": max(1, steps // 30)})
+            for b in BATCH_SIZES[p.name] for s in p.seeds]
+
+
+# Replacement across methods: the follow-up paper's dead-code replacement (reservoir of recent latents,
+# threshold 1, once per epoch) switched on for vq, ema, nsvq, simvq at K = 1024, D = 64. The "off" arms
+# of ema, nsvq and simvq are the codebook_size grid's VQGAN-EMA, NS-VQ and SimVQ runs (same configs,
+# not run twice); plain vq has no run there, so its off arm is here.
+REPLACEMENT = {"threshold": 1.0, "reservoir_size": 16384, "every": "epoch"}
+REPLACEMENT_METHODS = ("vq", "ema", "nsvq", "simvq")
+REPLACEMENT_OFF_IN_CODEBOOK_SIZE = {"ema": "VQGAN-EMA", "nsvq": "NS-VQ", "simvq": "SimVQ"}
+
+
+@register_grid("replacement")
+def replacement(profile: str) -> list[TrainConfig]:
+    """Dead-code replacement on for {vq, ema, nsvq, simvq} (and vq without it), K = 1024, D = 64."""
+    p = get_profile(profile)
+    arms = [("vq", {})] + [(q, {"replacement": dict(REPLACEMENT)}) for q in REPLACEMENT_METHODS]
+    return [TrainConfig.from_profile(p, quantizer=q, quantizer_options=opts, num_codes=1024, code_dim=64,
+                                     seed=s, tag=f"{q}{' + replacement' if opts else ''}",
+                                     **_profile_overrides(p.name))
+            for q, opts in arms for s in p.seeds]
+
+
+# Causes of collapse (seed 003 vs the main paper): initialisation (uniform +-1/K, the VQ-VAE default,
+# vs k-means on the first batch's latents) x encoder width x method, with the probes measuring token
+# collapse (usage), embedding collapse (latent participation ratio) and drift (churn) on the same runs.
+# SimVQ has no k-means init (its codebook is a frozen random base under a learned map): uniform only.
+CAUSE_WIDTHS = {"ci": (0.25,), "cpu": (0.25, 0.5), "gpu": (0.25, 0.5, 1.0), "paper": (0.25, 0.5, 1.0)}
+CAUSE_ARMS = (("vq", "uniform"), ("vq", "kmeans"), ("nsvq", "uniform"), ("nsvq", "kmeans"), ("simvq", None))
+
+
+@register_grid("causes")
+def causes(profile: str) -> list[TrainConfig]:
+    """Init x encoder width x {vq, nsvq, simvq}, K = 1024, D = 64, profile seeds, with probes."""
+    p = get_profile(profile)
+    return [TrainConfig.from_profile(p, quantizer=q, quantizer_options={"init": init} if init else {},
+                                     num_codes=1024, code_dim=64, width=w, seed=s,
+                                     tag=f"{q}{f' {init} init' if init else ''} w{w:g}", **_probed(p))
+            for w in CAUSE_WIDTHS[p.name] for q, init in CAUSE_ARMS for s in p.seeds]

@@ -217,6 +217,19 @@ class BaseQuantizer(nn.Module):
         with torch.autocast(device_type=indices.device.type, enabled=False):
             return F.embedding(indices, self.codebook).permute(0, 3, 1, 2).contiguous()
 
+    @torch.no_grad()
+    def diagnostics(self, z_flat: torch.Tensor, idx: torch.Tensor) -> dict:
+        """The codebook's state seen from latents ``z_flat`` (N, D) and their codes ``idx`` (N,), for
+        the training probes (no side effects, no RNG): ``code_spread`` (RMS distance of the K codes
+        from their mean), ``code_rank`` (participation ratio of the codes' covariance),
+        ``quantization_rms`` (RMS distance of a latent to its code). Methods add their own."""
+        from ..metrics.latent import participation_ratio, rms_spread
+
+        cb = self.codebook.detach()
+        err = (z_flat.detach().double() - F.embedding(idx, cb).double()).pow(2).sum(1).mean().sqrt()
+        return {"code_spread": rms_spread(cb), "code_rank": participation_ratio(cb),
+                "quantization_rms": float(err)}
+
     def on_epoch_end(self, epoch: int) -> None:
         """Per-epoch hook called by the trainer after epoch ``epoch`` (0-based) finished."""
         if self.replacer is not None and self.replacer.every == "epoch":

@@ -19,6 +19,14 @@ Official flavour (``flavor="official"``, the authors' CelebA code): weights
 weight set to 1; the codebook loss is *replaced* by ``(1/N) sum_i sum_k w_ik ||sg(z_i) - e_k||^2 / D``
 (winner included, ``kernel_coef = 1``); ``tau = max(0.5 ** epoch, 1e-8)``; STE d = B*H*W*D.
 
+``kernel_width_rule="relative"`` (a departure of ours, off by default; the paper gives 2 sigma^2 = 1 in
+absolute units): 2 sigma^2 = ``kernel_width`` x the median squared distance of the first training
+batch's latents to their nearest code (measured once, after any k-means init, kept in a buffer), then
+decayed per epoch as usual; so the kernel's reach is set relative to the latents' scale.
+
+``kernel_mass(z)`` (the training probes): the mean number of non-winning codes per latent whose kernel
+weight exceeds 0.1 at the current scale (0: the kernel pulls nothing; K - 1: it pulls every code).
+
 ``kernel_in_ste=True``: the Supp. 10 variant (Eq. A14/A15): instead of the kernel loss, inject
 ``sum_{n != q_i} (w_in c_n - sg(w_in c_n))`` into the output (value 0), so non-winning codes get
 the decoder's gradient weighted by w (paper: RBF weights; official: soft weights, winner 0).
@@ -44,13 +52,16 @@ from .search import PRECISIONS, lowp_matmul, row_chunks
 from .vq import VQ, VQOptions
 
 FLAVORS = ("paper", "official")
+WIDTH_RULES = ("absolute", "relative")
+MASS_THRESHOLD = 0.1        # kernel_mass counts codes with a weight above this
 
 
 @dataclass(frozen=True)
 class NSVQOptions(VQOptions):
     flavor: str = "paper"              # "paper": Eq. 16-17; "official": the authors' code's rule
     kernel: bool = True                # the kernel pull on non-winning codes (off: vanilla VQ + Eq. 18)
-    kernel_width: float = 1.0          # 2 sigma^2 at epoch 0
+    kernel_width: float = 1.0          # 2 sigma^2 at epoch 0 (x the latents' scale with rule "relative")
+    kernel_width_rule: str = "absolute"  # "relative": a departure of ours (module docstring)
     kernel_decay: float = 0.9          # 2 sigma^2 <- kernel_decay * 2 sigma^2 per epoch
     kernel_coef: float | None = None   # None: 0.5 (paper), 1.0 (official)
     official_lambda: float = 0.01
@@ -62,6 +73,11 @@ class NSVQOptions(VQOptions):
     def validate(self) -> None:
         if self.flavor not in FLAVORS:
             raise ValueError(f"flavor must be one of {FLAVORS}, got {self.flavor!r}")
+        if self.kernel_width_rule not in WIDTH_RULES:
+            raise ValueError(f"kernel_width_rule must be one of {WIDTH_RULES}, got {self.kernel_width_rule!r}")
+        if self.kernel_width_rule == "relative" and self.flavor != "paper":
+            raise ValueError("kernel_width_rule='relative' scales the paper flavour's 2 sigma^2; the official "
+                             "flavour's tau has no width to scale")
         if self.ste_d is None:
             self._set(ste_d="paper" if self.flavor == "paper" else "official")
         if self.kernel_coef is None:
@@ -186,6 +202,8 @@ class NSVQ(VQ):
         self.kernel_width, self.kernel_decay, self.kernel_coef = o.kernel_width, o.kernel_decay, o.kernel_coef
         self.official_lambda, self.official_tau_floor = o.official_lambda, o.official_tau_floor
         self.register_buffer("epochs_done", torch.tensor(0, dtype=torch.long))
+        if o.kernel_width_rule == "relative":      # only then (older checkpoints keep their keys)
+            self.register_buffer("width_ref", torch.tensor(float("nan"), dtype=torch.float64))
 
     # --------------------------------------------------------------- schedule
     @property
@@ -193,13 +211,45 @@ class NSVQ(VQ):
         """2 sigma^2 (paper) or tau (official) for the current epoch."""
         e = int(self.epochs_done)
         if self.flavor == "paper":
-            return self.kernel_width * self.kernel_decay ** e
+            ref = float(self.width_ref) if hasattr(self, "width_ref") else 1.0
+            return self.kernel_width * ref * self.kernel_decay ** e
         return max(0.5 ** e, self.official_tau_floor)
 
     def on_epoch_end(self, epoch: int) -> None:
         """After epoch ``epoch`` (0-based): 2 sigma^2 <- width * decay^(epoch+1); tau <- 0.5^(epoch+1)."""
         self.epochs_done.fill_(int(epoch) + 1)
         super().on_epoch_end(epoch)
+
+    @torch.no_grad()
+    def _set_width_ref(self, z_flat: torch.Tensor) -> None:
+        """Rule "relative": the reference scale, once (median squared distance to the nearest code)."""
+        _, dist = self.search(z_flat.detach(), self.codebook.detach(), return_distances=True)
+        ref = float(dist.double().clamp_min(0).median())
+        if not ref > 0:
+            raise ValueError("kernel_width_rule='relative': the first batch's latents sit on their codes "
+                             "(median squared distance 0), so no relative width can be set")
+        self.width_ref.fill_(ref)
+
+    @torch.no_grad()
+    def kernel_mass(self, z_flat: torch.Tensor, threshold: float = MASS_THRESHOLD) -> float:
+        """Mean number of non-winning codes per latent with kernel weight > ``threshold`` at the
+        current scale (the flavour's own weights; no side effects)."""
+        if hasattr(self, "width_ref") and not bool(torch.isfinite(self.width_ref)):
+            return float("nan")          # the reference is set by the first training batch
+        k = self.num_codes
+        wkw = self._weight_kwargs(True)  # the winner's weight set to 0: only the pull on others counts
+        total = 0.0
+        for _, _, g in neg_scaled_distance_chunks(z_flat.float(), self.codebook, wkw["scale"],
+                                                  chunk_bytes=self.search_chunk_bytes, precision="fp32"):
+            w = kernel_weights_(g, g.argmax(1), num_codes=k, **wkw)
+            total += float((w > threshold).sum(dtype=torch.float64))
+        return total / z_flat.shape[0]
+
+    def diagnostics(self, z_flat: torch.Tensor, idx: torch.Tensor) -> dict:
+        out = super().diagnostics(z_flat, idx)
+        out["kernel_scale"] = self.current_scale
+        out["kernel_mass"] = self.kernel_mass(z_flat) if self.kernel else 0.0
+        return out
 
     def _weight_kwargs(self, for_injection: bool) -> dict:
         if self.flavor == "paper":
@@ -211,6 +261,8 @@ class NSVQ(VQ):
     def _quantize(self, z_flat):
         if self.training and not bool(self.initialized):
             self.init_kmeans(z_flat)
+        if self.training and hasattr(self, "width_ref") and not bool(torch.isfinite(self.width_ref)):
+            self._set_width_ref(z_flat)
         cb = self.codebook
         use_loss_kernel = self.training and self.kernel and not self.kernel_in_ste
         if use_loss_kernel:

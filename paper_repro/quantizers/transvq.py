@@ -45,6 +45,20 @@ class LinearAttention(nn.Module):
         return self.out(num / den.unsqueeze(1))
 
 
+    @torch.no_grad()
+    def singular_values(self, x: torch.Tensor) -> torch.Tensor:
+        """Singular values of the (K, K) row-normalised attention matrix
+        ``A_ij = phi(q_i).phi(k_j) / (phi(q_i).sum_j phi(k_j) + eps)`` over tokens ``x`` (K, m),
+        without forming it: ``A = (D^-1 Q) K^T`` has rank <= m, and with ``K = U R`` (QR),
+        its singular values are those of the (K, m) matrix ``D^-1 Q R^T``."""
+        x = x.double()
+        q = F.elu(x @ self.q.weight.double().t()) + 1.0
+        k = F.elu(x @ self.k.weight.double().t()) + 1.0
+        den = q @ k.sum(0) + self.eps
+        _, r = torch.linalg.qr(k)
+        return torch.linalg.svdvals((q / den.unsqueeze(1)) @ r.t())
+
+
 class TransformerMapper(nn.Module):
     def __init__(self, num_codes: int, code_dim: int, model_dim: int = 256, mlp_ratio: float = 2.0,
                  position_embedding: bool = True):
@@ -138,6 +152,25 @@ class TransVQ(BaseQuantizer):
         self.base[dead] = self.base[j] + noise
         if isinstance(self.mapper, TransformerMapper) and self.mapper.pos is not None:
             self.mapper.pos.weight[dead] = self.mapper.pos.weight[j]
+
+    @torch.no_grad()
+    def attention_rank(self) -> float:
+        """Effective rank (``metrics.latent.entropy_rank``) of the mapper's attention matrix over the
+        K codes (1: every code attends alike; up to min(K, m)); NaN for the MLP mapper."""
+        from ..metrics.latent import entropy_rank
+
+        m = self.mapper
+        if not isinstance(m, TransformerMapper):
+            return float("nan")
+        x = m.inp(self.base)
+        if m.pos is not None:
+            x = x + m.pos.weight
+        return entropy_rank(m.attn.singular_values(m.ln1(x)))
+
+    def diagnostics(self, z_flat: torch.Tensor, idx: torch.Tensor) -> dict:
+        out = super().diagnostics(z_flat, idx)
+        out["attention_rank"] = self.attention_rank()
+        return out
 
     def _quantize(self, z_flat):
         return self._quantize_plain(z_flat, self.codebook, self.beta)

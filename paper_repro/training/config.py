@@ -88,6 +88,10 @@ class TrainConfig:
     fd_resize: int | None = 224              # FD-VGG16 proxy input size (None: native resolution)
     num_samples: int = 8                     # reconstructions saved beside the record (PNG)
     eval_every_epoch: bool = False           # also evaluate after each epoch (curves; record["epochs"][i]["eval"])
+    # training probes (training/probes.py): latent rank, drift, codebook state every N steps and at each
+    # epoch's end, on the first probe_images evaluation images (0: off); record["probes"]
+    probe_every: int = 0
+    probe_images: int = 256
     # bookkeeping (not hashed)
     device: str = "cpu"
     checkpoint_every: int | None = 500       # optimiser steps; also at every epoch end
@@ -181,12 +185,12 @@ class TrainConfig:
                                  f"got {v!r}")
 
         for n in ("image_size", "num_codes", "code_dim", "batch_size", "epochs", "eval_batch_size",
-                  "disc_channels", "disc_layers"):
+                  "disc_channels", "disc_layers", "probe_images"):
             pos_int(n)
         for n in ("train_images", "eval_images", "max_steps", "fd_resize", "checkpoint_every", "num_threads",
                   "nonfinite_check_every"):
             pos_int(n, allow_none=True)
-        for n in ("num_samples", "data_seed", "seed", "warmup_steps"):
+        for n in ("num_samples", "data_seed", "seed", "warmup_steps", "probe_every"):
             nonneg_int(n)
         for n in ("refine_from_epoch", "freeze_encoder_at_epoch"):
             nonneg_int(n, allow_none=True)
@@ -290,7 +294,7 @@ def _check_json(v: Any, where: str) -> None:
 #: while at the default, so adding a field never changes (orphans) the hash of an existing config.
 ADDED_FIELD_DEFAULTS = {"eval_every_epoch": False, "refine_from_epoch": None, "refine_gan_weight": 0.1,
                         "refine_lpips_weight": 1.0, "disc_channels": 64, "disc_layers": 3,
-                        "warmup_steps": 0}
+                        "warmup_steps": 0, "probe_every": 0, "probe_images": 256}
 
 
 def hashed_fields(cfg: TrainConfig) -> dict:

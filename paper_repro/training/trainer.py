@@ -311,6 +311,7 @@ class RunState:
     train_images: int = 0
     resumes: int = 0
     trace: list = field(default_factory=list)      # the short loss trace (trace_steps)
+    probes: list = field(default_factory=list)     # training probes (probe_every; training/probes.py)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -435,6 +436,10 @@ class _Run:
         self.acc = _EpochAccumulator(cfg.num_codes, self.device)
         self.win = _EpochAccumulator(cfg.num_codes, self.device)      # since the last trace point
         self.tracing = set(trace_steps(self.total_steps))
+        self.probe = None
+        if cfg.probe_every and self.is_main:
+            from .probes import LatentProbe
+            self.probe = LatentProbe(self.eval_x[:cfg.probe_images], cfg.probe_every, self.device)
 
     # -- restore / checkpoint -----------------------------------------------------------------------
     def restore(self) -> None:
@@ -452,6 +457,8 @@ class _Run:
             self.acc.load(ck["accumulator"])
             if "trace_window" in ck:
                 self.win.load(ck["trace_window"])
+            if self.probe is not None:
+                self.probe.load(ck.get("probe"))
             self.st = RunState.from_dict(ck["state"])
             self.st.resumes += 1
             set_rng_state(ck["rng"])
@@ -491,6 +498,7 @@ class _Run:
                 "scheduler": self.scheduler.state_dict(), "rng": rng_state(),
                 "accumulator": self.acc.state(), "trace_window": self.win.state(), "state": self.st.to_dict(),
                 "refiner": self.refiner.state_dict() if self.refiner is not None else None,
+                "probe": self.probe.state() if self.probe is not None else None,
             }, self.ckpt_path)
         ddp.barrier()
         self.last_good.update(path=str(self.ckpt_path), step=self.st.global_step)
@@ -514,6 +522,8 @@ class _Run:
             self.bar = tqdm(total=self.total_steps, initial=self.st.global_step,
                             desc=f"{cfg.quantizer} {self.chash}", leave=False)
         self.t_seg, self.seg_images = time.perf_counter(), 0
+        if self.probe is not None and not self.st.probes and bool(getattr(self.q, "initialized", True)):
+            self.take_probe(self.st.epoch)          # the state at initialisation (step 0)
         try:
             while self.st.epoch < cfg.epochs and self.st.global_step < self.total_steps:
                 self.fit_epoch(self.st.epoch)
@@ -606,12 +616,21 @@ class _Run:
         st.global_step += 1
         st.step_in_epoch += 1
 
+    def take_probe(self, epoch: int) -> None:
+        """One training-probe measurement (no RNG, no training state), unless this step has one."""
+        st = self.st
+        if st.probes and st.probes[-1]["step"] == st.global_step:
+            return
+        st.probes.append(self.probe.measure(self.model, st.global_step, epoch, _to_float))
+
     def _after_step(self) -> str | None:
-        """Trace point, progress, NaN check, periodic checkpoint; the reason to stop, if any."""
+        """Trace point, probe, progress, NaN check, periodic checkpoint; the reason to stop, if any."""
         cfg, st = self.cfg, self.st
         if st.global_step in self.tracing:
             st.trace.append(_trace_point(st.global_step, self.win))
             self.win = _EpochAccumulator(cfg.num_codes, self.device)
+        if self.probe is not None and self.probe.due(st.global_step):
+            self.take_probe(st.epoch)
         if self.bar is not None:
             self.bar.update(1)
         if len(self.pending) >= self.check_every:
@@ -645,6 +664,8 @@ class _Run:
             self.t_seg = time.perf_counter()          # evaluation time is not training time
         st.history.append(entry)
         self.acc = _EpochAccumulator(cfg.num_codes, self.device)
+        if full_epoch and self.probe is not None:
+            self.take_probe(epoch)                     # before the epoch hook (the scale just used)
         if full_epoch:
             self.q.on_epoch_end(epoch)
             self.scheduler.step()
@@ -688,6 +709,7 @@ class _Run:
             "schema": RECORD_SCHEMA, "status": "complete", "experiment": cfg.experiment,
             "profile": cfg.profile, "config": cfg.to_dict(), "config_hash": self.chash,
             "epochs": st.history, "trace": st.trace, "final": final, "provenance": prov,
+            **({"probes": st.probes} if cfg.probe_every else {}),
             "data": self.data_info,
             "steps": st.global_step, "steps_per_epoch": self.spe, "train_images_seen": st.train_images,
             "train_seconds": st.train_seconds,

@@ -1,0 +1,93 @@
+"""Training probes: the state of latents and codebook, measured on fixed images during a run.
+
+With ``probe_every = N > 0`` (config), the trainer measures at step 0 (once the codebook is
+initialised), every N optimiser steps, and at every epoch's end, on the first ``probe_images``
+images of the evaluation split, in eval mode, without gradients and without touching any RNG (so a
+run with probes trains exactly as the same run without them; a test checks this). Each measurement
+is one dict in ``record["probes"]``:
+
+- ``step``, ``epoch``;
+- token collapse: ``probe_usage`` (fraction of the K codes that some probe latent selects), and
+  ``probe_psnr`` (mean PSNR of the probe images' reconstructions, as in evaluation);
+- embedding collapse (seed 003): ``latent_rank`` (participation ratio of the latents' covariance,
+  1 ... D), ``latent_spread`` (their RMS distance from their mean);
+- drift (Sec. 3.2): ``churn`` (fraction of probe latents whose nearest code changed since the
+  previous probe), ``churn_per_step`` (that over the steps between the two probes; the per-step
+  rate only while it is small), ``relative_drift`` (mean ||z_t - z_prev|| over the mean distance
+  of a latent to its code at the previous probe);
+- the quantizer's own (``BaseQuantizer.diagnostics``): ``code_spread``, ``code_rank``,
+  ``quantization_rms``, and per method e.g. NS-VQ's ``kernel_mass`` / ``kernel_scale``, TransVQ's
+  ``attention_rank``.
+
+The previous probe's latents and codes are kept in the checkpoint, so a resumed run's next churn is
+the same number as without the interruption. Non-finite values are stored as None (JSON has no NaN).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..metrics.image import psnr
+from ..metrics.latent import assignment_churn, participation_ratio, rms_spread
+
+
+def _finite_or_none(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+class LatentProbe:
+    """Measures a model on fixed images; holds the previous measurement's latents and codes."""
+
+    def __init__(self, images: torch.Tensor, every: int, device):
+        if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+            raise ValueError(f"probe_every must be an int >= 1, got {every!r}")
+        self.images, self.every, self.device = images, every, device
+        self.prev: dict | None = None          # {"step", "z", "idx"} of the last measurement
+
+    def due(self, step: int) -> bool:
+        return step % self.every == 0
+
+    @torch.no_grad()
+    def measure(self, model, step: int, epoch: int, to_float) -> dict:
+        """One measurement of ``model`` (restored to training mode afterwards if it was training)."""
+        was_training = model.training
+        model.eval()
+        try:
+            x = to_float(self.images.to(self.device))
+            z = model.encode(x).float()
+            z_flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
+            q = model.quantizer
+            idx = q.search(z_flat, q.codebook.detach())
+            recon = model.decode(q.lookup(idx.reshape(z.shape[0], z.shape[2], z.shape[3]))).float().clamp(0, 1)
+            out = {"step": int(step), "epoch": int(epoch),
+                   "probe_usage": float(torch.unique(idx).numel()) / q.num_codes,
+                   "probe_psnr": float(psnr(recon, x).double().mean()),
+                   "latent_rank": participation_ratio(z_flat), "latent_spread": rms_spread(z_flat)}
+            out.update(self._drift(z_flat, idx, step))
+            out.update(q.diagnostics(z_flat, idx))
+        finally:
+            model.train(was_training)
+        q_dist = float((z_flat.double() - q.codebook.detach().double()[idx]).norm(dim=1).mean())
+        self.prev = {"step": int(step), "z": z_flat.cpu(), "idx": idx.cpu(), "q_dist": q_dist}
+        return {k: _finite_or_none(v) for k, v in out.items()}
+
+    def _drift(self, z_flat: torch.Tensor, idx: torch.Tensor, step: int) -> dict:
+        if self.prev is None:
+            return {"churn": None, "churn_per_step": None, "relative_drift": None}
+        pz, pidx = self.prev["z"].to(z_flat.device), self.prev["idx"].to(idx.device)
+        churn = assignment_churn(pidx, idx)
+        steps = step - self.prev["step"]
+        move = float((z_flat.double() - pz.double()).norm(dim=1).mean())
+        q_dist = self.prev["q_dist"]
+        return {"churn": churn, "churn_per_step": churn / steps if steps > 0 else None,
+                "relative_drift": move / q_dist if q_dist > 0 else None}
+
+    # -- checkpoint -------------------------------------------------------------------------------------
+    def state(self) -> dict | None:
+        return None if self.prev is None else dict(self.prev)
+
+    def load(self, s: dict | None) -> None:
+        self.prev = None if s is None else dict(s)
