@@ -42,10 +42,11 @@ def final_table(df: pd.DataFrame) -> pd.DataFrame:
                              "psnr": "PSNR (dB)"})
 
 
-def verdicts(df: pd.DataFrame) -> list:
+def verdicts(df: pd.DataFrame, arm: str | None = None) -> list:
     """The caption's claim (a larger batch gives a lower final distance) and Sec. 3.2.2's mechanism
     (a larger batch keeps more codes in use), each judged by the one rule
-    (``paper_repro.verdict``) on every pair of consecutive batch sizes, paired by seed."""
+    (``paper_repro.verdict``) on every pair of consecutive batch sizes, paired by seed. ``arm``
+    (e.g. "fixed steps") is named in each claim."""
     sizes = sorted(df["batch_size"].unique())
     if len(sizes) < 2:
         raise ValueError("need runs at two or more batch sizes")
@@ -63,8 +64,9 @@ def verdicts(df: pd.DataFrame) -> list:
                              per_seed(a, "eval_usage"), ">", 0.0, profile) for a, b in zip(sizes, sizes[1:])]
     from .grids import BATCH_SIZES
     pairs = len(BATCH_SIZES[profile]) - 1 if profile in BATCH_SIZES else None   # on the whole grid
-    return [V.judge_all(f"Fig. 4: the final {name} falls with every larger batch size", fd, pairs),
-            V.judge_all("Sec. 3.2.2: the final eval usage rises with every larger batch size", us, pairs)]
+    at = f" ({arm})" if arm else ""
+    return [V.judge_all(f"Fig. 4: the final {name} falls with every larger batch size{at}", fd, pairs),
+            V.judge_all(f"Sec. 3.2.2: the final eval usage rises with every larger batch size{at}", us, pairs)]
 
 
 def claim_lines(df: pd.DataFrame) -> list[str]:

@@ -65,7 +65,7 @@ PAPER_METHODS: dict[str, tuple[str, dict]] = {
     "VQGAN-EMA": ("ema", {}),
     "SimVQ": ("simvq", {}),
     "NS-VQ": ("nsvq", {}),
-    "TransVQ": ("transvq", {}),
+    "TransVQ": ("transvq", {"position_embedding": False}),
 }
 # The paper prints codebook size "8912" in Tables 2-3; we read it as 8192 (data/paper/README.md).
 CODEBOOK_SIZES = {"ci": (64, 1024), "cpu": (64, 1024, 8192), "gpu": (64, 1024, 8192), "paper": (64, 1024, 8192)}
@@ -206,14 +206,16 @@ def nsvq_ablation(profile: str) -> list[TrainConfig]:
             for arm, opts in NSVQ_ARMS.items() for k in _mechanism_sizes(p.name) for s in p.seeds]
 
 
-# TransVQ diagnosis (Sec. 3.4 vs this implementation): the faithful default, the paper's map without
-# the authors' position embedding, the paper's MLP mapper; SimVQ beside them (its linear map reaches
-# high usage at the same scale). Candidate fixes join as named options once the audit
-# (data/notes/transvq_audit.md) proposes them.
+# TransVQ diagnosis (Sec. 3.4 vs this implementation): the paper's map (the default), the authors'
+# code's map (+ a learned position embedding), the paper's MLP mapper, the audit's first candidate fix
+# (data/notes/transvq_audit.md: the mapped codebook scaled by D**-0.5 = 0.125 at D = 64, so that it
+# starts at SimVQ's scale; a departure of ours); SimVQ beside them (its linear map keeps many codes at
+# the same scale). Options are spelled out so a record says which map it trained.
 TRANSVQ_ARMS: dict[str, tuple[str, dict]] = {
-    "TransVQ (faithful default)": ("transvq", {}),
-    "TransVQ, no position embedding": ("transvq", {"position_embedding": False}),
+    "TransVQ (paper)": ("transvq", {"position_embedding": False}),
+    "TransVQ + position embedding (authors' code)": ("transvq", {"position_embedding": True}),
     "TransVQ, MLP mapper": ("transvq", {"mapper": "mlp"}),
+    "TransVQ, codebook x 1/8 (ours)": ("transvq", {"position_embedding": False, "codebook_scale": 0.125}),
     "SimVQ": ("simvq", {}),
 }
 

@@ -66,11 +66,17 @@ def caption(df: pd.DataFrame) -> str:
         parts[0] += " (offline stand-in for CelebA-HQ)"
     prof = ", ".join(sorted(set(df["profile"])))
     n_train = "all" if pd.isna(r["train_images"]) else f"{int(r['train_images']):,}"
-    epochs = int(r["epochs"])
+    epochs = sorted({int(e) for e in df["epochs"]})
     batches = sorted({int(b) for b in df["batch_size"]})
     batch = f"batch {batches[0]}" if len(batches) == 1 else f"batch sizes {', '.join(map(str, batches))}"
-    parts.append(f"profile {prof}: {epochs} epoch{'s' if epochs != 1 else ''}, {batch}, "
-                 f"backbone width {r['width']:g}, {n_train} training / {int(r['eval_images']):,} "
+    widths = sorted({float(w) for w in df["width"]})
+    width = f"backbone width {widths[0]:g}" if len(widths) == 1 else \
+        f"backbone widths {', '.join(f'{w:g}' for w in widths)}"
+    steps = sorted({int(m) for m in df["max_steps"].dropna()}) if "max_steps" in df else []
+    length = (f"{steps[0]:,} optimiser steps for every run" if len(epochs) > 1 and len(steps) == 1 else
+              f"{epochs[0]} epoch{'s' if epochs[0] != 1 else ''}" if len(epochs) == 1 else
+              f"{epochs[0]}-{epochs[-1]} epochs")
+    parts.append(f"profile {prof}: {length}, {batch}, {width}, {n_train} training / {int(r['eval_images']):,} "
                  f"evaluation images, {df['seed'].nunique()} seed(s)")
     fd = fd_name(df)
     if fd.startswith("FD-VGG16"):

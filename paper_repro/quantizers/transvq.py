@@ -1,16 +1,26 @@
 """TransVQ, the paper's Method 2 (Sec. 3.4, Eq. 21-26): a frozen base codebook mapped by a small
 transformer P_phi, so that every code moves with every update of phi (Eq. 22).
 
-Base codebook C: frozen buffer ``randn(K, D) * D**-0.5``. Map (``mapper="transformer"``, the
-authors' code): ``Linear(D -> m, no bias)`` + learned position embedding ``Embedding(K, m)``
-(N(0, 1)) -> one pre-LN block ``x + Attn(LN x); x + FFN(LN x)`` with FFN ``m -> mlp_ratio*m``, GELU,
-``-> m`` -> final LN -> ``Linear(m -> D, no bias)``. Attention: one head, linear attention over the K
-codes as tokens, ``phi = elu + 1``,
+Base codebook C: frozen buffer ``randn(K, D) * D**-0.5``. Map (``mapper="transformer"``):
+``Linear(D -> m, no bias)`` -> one pre-LN block ``x + Attn(LN x); x + FFN(LN x)`` with FFN
+``m -> mlp_ratio*m``, GELU, ``-> m`` -> final LN -> ``Linear(m -> D, no bias)``. Attention: one head,
+linear attention over the K codes as tokens, ``phi = elu + 1``,
 ``out_i = phi(q_i)^T (sum_j phi(k_j) v_j^T) / (phi(q_i)^T sum_j phi(k_j) + 1e-6)``; q/k/v/out
 Linear without bias (cost O(K m^2)). Defaults m = 256, mlp_ratio = 2 (Sec. 4). ``mapper="mlp"``:
 the paper's faster two-layer MLP variant, here ``Linear(D -> m) -> GELU -> Linear(m -> D)``
 (the paper gives no further detail). The codebook C' is recomputed at every forward.
 Loss ``mse(C'_q, sg(z)) + 0.25 mse(z, sg(C'_q))`` (Eq. 25 + commitment), plain STE.
+
+Paper vs code: the paper's Eq. 21-23 map the base codes alone (the default here,
+``position_embedding=False``); the authors' code adds a learned per-code position embedding
+``Embedding(K, m)`` (N(0, 1)) to the projected base codes (``position_embedding=True``). Every grid
+spells the option out, so a record says which map it trained.
+
+``codebook_scale`` (1.0 by default: the paper's map) multiplies the mapped codebook, a departure of
+ours from the audit of why TransVQ collapses at this book's scales (``data/notes/transvq_audit.md``):
+the final LayerNorm fixes each code's length, so at initialisation C' has an RMS spread of ~4.6 at
+D = 64 against ~0.1 for a fresh encoder's latents, and every latent picks the one code of smallest
+norm. ``codebook_scale = D**-0.5`` starts C' at SimVQ's scale.
 """
 from __future__ import annotations
 
@@ -61,12 +71,12 @@ class LinearAttention(nn.Module):
 
 class TransformerMapper(nn.Module):
     def __init__(self, num_codes: int, code_dim: int, model_dim: int = 256, mlp_ratio: float = 2.0,
-                 position_embedding: bool = True):
+                 position_embedding: bool = False):
         super().__init__()
         hidden = int(round(model_dim * mlp_ratio))
         self.inp = nn.Linear(code_dim, model_dim, bias=False)
         # the authors' code adds a learned per-code embedding (K x m free parameters); the paper's
-        # Eq. 21-23 map the base codes alone (position_embedding=False)
+        # Eq. 21-23 map the base codes alone (position_embedding=False, the default)
         self.pos = nn.Embedding(num_codes, model_dim) if position_embedding else None  # N(0, 1) init
         self.ln1 = nn.LayerNorm(model_dim)
         self.attn = LinearAttention(model_dim)
@@ -99,7 +109,8 @@ class TransVQOptions(QuantizerOptions):
     model_dim: int = 256
     mlp_ratio: float = 2.0
     beta: float = 0.25
-    position_embedding: bool = True
+    position_embedding: bool = False   # True: the authors' code's learned per-code embedding
+    codebook_scale: float = 1.0        # a departure of ours (module docstring); 1.0: the paper's map
 
     def validate(self) -> None:
         super().validate()
@@ -112,6 +123,10 @@ class TransVQOptions(QuantizerOptions):
         if not isinstance(self.position_embedding, bool):
             raise ValueError(f"position_embedding must be True or False, got {self.position_embedding!r}")
         self._nonnegative("beta")
+        v = self.codebook_scale
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+            raise ValueError(f"codebook_scale must be a number > 0, got {v!r}")
+        self._set(codebook_scale=float(v))
 
 
 @register_quantizer("transvq")
@@ -133,7 +148,8 @@ class TransVQ(BaseQuantizer):
 
     @property
     def codebook(self) -> torch.Tensor:
-        return self.mapper(self.base)
+        c = self.mapper(self.base)
+        return c if self.options.codebook_scale == 1.0 else c * self.options.codebook_scale
 
     @torch.no_grad()
     def _replace_codes(self, dead, latents):

@@ -33,7 +33,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "free codes (VQ)": ("vq", {}),
     "SimVQ (W C + b, official)": ("simvq", {}),
     "SimVQ (W C, paper)": ("simvq", {"bias": False}),
-    "TransVQ (authors' code)": ("transvq", {}),
+    "TransVQ (authors' code)": ("transvq", {"position_embedding": True}),
     "TransVQ (no position embedding)": ("transvq", {"position_embedding": False}),
     "TransVQ (MLP mapper)": ("transvq", {"mapper": "mlp"}),
 }

@@ -67,7 +67,7 @@ def test_relative_kernel_width_is_set_once_from_the_first_batch():
 
 def test_transvq_attention_singular_values_equal_the_dense_matrixs():
     torch.manual_seed(3)
-    q = build_quantizer("transvq", num_codes=48, code_dim=8, model_dim=16)
+    q = build_quantizer("transvq", num_codes=48, code_dim=8, model_dim=16, position_embedding=True)
     m = q.mapper
     with torch.no_grad():
         x = m.ln1(m.inp(q.base) + m.pos.weight)
@@ -87,3 +87,18 @@ def test_base_diagnostics_values():
     d = q.diagnostics(z, torch.tensor([0, 1]))
     assert d["code_spread"] == pytest.approx(1.0) and d["code_rank"] == pytest.approx(1.0)
     assert d["quantization_rms"] == pytest.approx(1.0)
+
+
+def test_transvq_defaults_to_the_papers_map_and_scales_the_codebook_on_request():
+    torch.manual_seed(0)
+    a = build_quantizer("transvq", num_codes=16, code_dim=4, model_dim=8)
+    assert a.mapper.pos is None                                   # Eq. 21-23: the base codes alone
+    torch.manual_seed(0)
+    b = build_quantizer("transvq", num_codes=16, code_dim=4, model_dim=8, codebook_scale=0.125)
+    assert torch.equal(b.base, a.base)
+    assert torch.allclose(b.codebook, 0.125 * a.codebook)
+    assert sum(p.numel() for p in b.parameters()) == sum(p.numel() for p in a.parameters())
+    assert build_quantizer("transvq", num_codes=16, code_dim=4, model_dim=8, position_embedding=True).mapper.pos.weight.shape == (16, 8)
+    for bad in (0, -1.0, True, "x"):
+        with pytest.raises(ValueError, match="codebook_scale"):
+            build_quantizer("transvq", num_codes=4, code_dim=2, codebook_scale=bad)

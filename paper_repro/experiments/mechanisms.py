@@ -1,0 +1,284 @@
+"""Why each method works or fails: the mechanism grids' tables, curves and verdicts.
+
+Grids (``experiments.grids``): ``nsvq_ablation`` (NS-VQ's switches), ``transvq_diagnosis`` (TransVQ's
+map vs SimVQ), ``batch_steps`` (Figure 4 at fixed optimiser steps), ``replacement`` (dead-code
+replacement across methods) and ``causes`` (initialisation x encoder width x method). Runs with
+training probes (``training.probes``) carry a measurement every ``probe_every`` steps;
+:func:`probe_frame` makes them one tidy table, :func:`plot_probes` draws them with seed bands.
+
+Every verdict uses the book's one rule (``paper_repro.verdict``) on per-seed values, paired by seed;
+a claim about several cells is supported only when each cell is, and a partial grid is at best
+inconclusive (``cells``).
+"""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from .. import verdict as V
+from .report import _records
+
+#: probe columns, with the label a figure or table prints
+PROBE_LABELS = {
+    "probe_usage": "usage (probe images)",
+    "probe_psnr": "PSNR (dB, probe images)",
+    "latent_rank": "latent participation ratio",
+    "churn_per_step": "latents changing code per step",
+    "relative_drift": "latent move / distance to code",
+    "kernel_mass": "codes with kernel weight > 0.1",
+    "kernel_scale": "kernel width 2 sigma^2",
+    "code_spread": "codebook RMS spread",
+    "code_rank": "codebook participation ratio",
+    "quantization_rms": "RMS latent-to-code distance",
+    "attention_rank": "attention effective rank",
+}
+_KEYS = ("tag", "quantizer", "num_codes", "code_dim", "width", "batch_size", "seed")
+
+
+# -- tables ------------------------------------------------------------------------------------------
+def probe_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (run, probe): the run's config keys, ``step``, ``images`` (= step x batch size)
+    and every probe value. Runs without probes contribute no rows."""
+    rows = []
+    for rec in _records(df):
+        cfg = rec["config"]
+        keys = {k: cfg.get(k) for k in _KEYS}
+        for p in rec.get("probes", []):
+            rows.append({**keys, "config_hash": rec["config_hash"], "images": p["step"] * cfg["batch_size"], **p})
+    cols = [*_KEYS, "config_hash", "step", "images", "epoch", *PROBE_LABELS]
+    out = pd.DataFrame(rows)
+    return out.reindex(columns=[c for c in cols if c in out.columns] + [c for c in out.columns if c not in cols]) \
+        if rows else pd.DataFrame(columns=cols)
+
+
+def last_probe(pf: pd.DataFrame) -> pd.DataFrame:
+    """Each run's last probe (the trained model, on the probe images)."""
+    if pf.empty:
+        return pf
+    return pf.sort_values("step").groupby("config_hash", sort=False).tail(1).reset_index(drop=True)
+
+
+def mean_sd_text(values) -> str:
+    """``"m ± sd (n seeds)"`` (``"m (1 seed)"``; ``"not run"`` for none)."""
+    x = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not x:
+        return "not run"
+    m = sum(x) / len(x)
+    if len(x) == 1:
+        return f"{m:.3g} (1 seed)"
+    sd = (sum((v - m) ** 2 for v in x) / (len(x) - 1)) ** 0.5
+    return f"{m:.3g} ± {sd:.2g} ({len(x)} seeds)"
+
+
+def arm_table(df: pd.DataFrame, order, by: str = "tag", columns: dict | None = None,
+              split: str | None = "num_codes", extra: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Rows: the arms in ``order`` (values of ``by``); columns: ``columns`` {column: label} (default
+    eval usage, PSNR) as "mean ± sd (n seeds)", one block per value of ``split``. ``extra``: a frame
+    of per-run values to join on config_hash (e.g. :func:`last_probe`)."""
+    columns = columns or {"eval_usage": "eval usage", "psnr": "PSNR (dB)"}
+    d = df if extra is None else df.merge(extra[["config_hash", *[c for c in columns if c in extra]]],
+                                          on="config_hash", how="left")
+    splits = sorted(d[split].dropna().unique()) if split else [None]
+    rows = []
+    for arm in order:
+        row = {by: arm}
+        for sv in splits:
+            s = d[(d[by] == arm) & ((d[split] == sv) if split else True)]
+            for c, label in columns.items():
+                name = f"{label}, K = {sv}" if split == "num_codes" else (f"{label}, {split} {sv}" if split else label)
+                row[name] = mean_sd_text(s[c]) if c in s else "not run"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# -- figures -----------------------------------------------------------------------------------------
+def plot_probes(pf: pd.DataFrame, metrics, by: str = "tag", facet: str | None = "num_codes",
+                x: str = "step", order=None, logy: tuple = ()):
+    """One panel per (metric, facet value): a line per arm (mean over seeds, ±1 sd band when there
+    are several seeds), a marker per arm. The caption belongs in the page text."""
+    import matplotlib.pyplot as plt
+
+    metrics = list(metrics)
+    facets = sorted(pf[facet].dropna().unique()) if facet else [None]
+    arms = list(order) if order is not None else sorted(pf[by].dropna().unique())
+    fig, axes = plt.subplots(len(metrics), len(facets), figsize=(5.2 * len(facets), 3.1 * len(metrics)),
+                             squeeze=False, dpi=110)
+    cmap = plt.get_cmap("tab10")
+    for j, fv in enumerate(facets):
+        sub = pf if facet is None else pf[pf[facet] == fv]
+        for i, m in enumerate(metrics):
+            ax = axes[i][j]
+            for a, arm in enumerate(arms):
+                s = sub[(sub[by] == arm) & sub[m].notna()] if m in sub else sub.iloc[:0]
+                if s.empty:
+                    continue
+                g = s.groupby(x)[m].agg(["mean", "std", "count"]).reset_index()
+                ax.plot(g[x], g["mean"], "-", marker="osD^vP*Xh<>"[a % 11], ms=3.5, lw=1.3,
+                        color=cmap(a % 10), label=str(arm))
+                if (g["count"] > 1).any():
+                    sd = g["std"].fillna(0)
+                    ax.fill_between(g[x], g["mean"] - sd, g["mean"] + sd, color=cmap(a % 10), alpha=0.15, lw=0)
+            ax.set_xlabel("optimiser step" if x == "step" else x.replace("_", " "), fontsize=9)
+            ax.set_ylabel(PROBE_LABELS.get(m, m), fontsize=9)
+            if m in logy:
+                ax.set_yscale("symlog", linthresh=1e-3)
+            if facet is not None and i == 0:
+                ax.set_title(f"{facet.replace('num_codes', 'K')} = {fv}", fontsize=10)
+            ax.tick_params(labelsize=8)
+            ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    for row in axes:
+        for ax in row:
+            h, lab = ax.get_legend_handles_labels()
+            if len(h) > len(handles):
+                handles, labels = h, lab
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.04 + 0.03 * math.ceil(len(labels) / 4), 1, 1))
+    return fig
+
+
+def plot_arm_pairs(df: pd.DataFrame, column: str, by: str, pair: str, order=None, pair_order=("off", "on")):
+    """Per value of ``by``, the values of ``column`` for each value of ``pair`` side by side: one
+    point per seed and a bar at the mean."""
+    import matplotlib.pyplot as plt
+
+    groups = list(order) if order is not None else sorted(df[by].dropna().unique())
+    fig, ax = plt.subplots(figsize=(1.6 * len(groups) + 2, 3.4), dpi=110)
+    cmap = plt.get_cmap("tab10")
+    width = 0.8 / len(pair_order)
+    for j, pv in enumerate(pair_order):
+        for i, g in enumerate(groups):
+            v = df[(df[by] == g) & (df[pair] == pv)][column].dropna()
+            x = i + (j - (len(pair_order) - 1) / 2) * width
+            if len(v):
+                ax.bar(x, v.mean(), width * 0.9, color=cmap(j), alpha=0.35,
+                       label=f"{pair} {pv}" if i == 0 else None)
+                ax.plot([x] * len(v), v, "osD^"[j % 4], color=cmap(j), ms=4)
+            else:
+                ax.text(x, 0.02, "not run", rotation=90, ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(groups)), [str(g) for g in groups])
+    ax.set_ylabel(column.replace("_", " "), fontsize=9)
+    ax.set_ylim(0, 1.02 if "usage" in column else None)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=9, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+# -- verdicts ----------------------------------------------------------------------------------------
+def _profile(df: pd.DataFrame) -> str | None:
+    profs = sorted(set(df["profile"]))
+    return profs[0] if len(profs) == 1 else None
+
+
+def _series(df: pd.DataFrame, column: str, **where) -> pd.Series:
+    s = df
+    for k, v in where.items():
+        s = s[s[k] == v]
+    return V.per_seed(s, column)
+
+
+def _paired_cells(df, claim, column, a: dict, b: dict, over: str, values, op=">", threshold=0.0):
+    """One judge_difference per value of ``over``: column(a) - column(b) op threshold, by seed;
+    cells where either side has no run are left out (and counted by judge_all's ``cells``)."""
+    prof = _profile(df)
+    parts = []
+    for v in values:
+        sa, sb = _series(df, column, **a, **{over: v}), _series(df, column, **b, **{over: v})
+        if len(sa) and len(sb) and len(sa.index.intersection(sb.index)):
+            parts.append(V.judge_difference(f"{claim} ({over} {v})", sa, sb, op, threshold, prof))
+    return parts
+
+
+def _all(claim, parts, cells):
+    if not parts:
+        return None
+    return V.judge_all(claim, parts, cells)
+
+
+def ablation_verdicts(df: pd.DataFrame) -> list:
+    """Sec. 3.3's two mechanisms, in training: the kernel cross-update (paper flavour vs the released
+    config with the kernel off) and the modified STE (paper flavour vs the kernel with the plain
+    STE) each raise eval usage, at every K of the grid."""
+    from .grids import _mechanism_sizes
+
+    sizes = _mechanism_sizes(_profile(df) or "cpu")
+    out = [_all("Sec. 3.3: the kernel cross-update raises eval usage over NS-VQ without it",
+                _paired_cells(df, "usage(paper flavour) - usage(kernel off)", "eval_usage",
+                              {"tag": "paper flavour"}, {"tag": "released config (kernel off, modified STE)"},
+                              "num_codes", sizes), len(sizes)),
+           _all("Sec. 3.3.3: the modified STE raises eval usage over the plain STE (kernel on)",
+                _paired_cells(df, "usage(paper flavour) - usage(plain STE)", "eval_usage",
+                              {"tag": "paper flavour"}, {"tag": "kernel, plain STE"}, "num_codes", sizes),
+                len(sizes))]
+    return [v for v in out if v is not None]
+
+
+def transvq_verdicts(df: pd.DataFrame) -> list:
+    """Sec. 3.4 / Table 2: TransVQ keeps more of its codebook than SimVQ (eval usage, K = 1024, D = 64)."""
+    out = [_all("Sec. 3.4: TransVQ (the paper's map) has higher eval usage than SimVQ",
+                _paired_cells(df, "usage(TransVQ) - usage(SimVQ)", "eval_usage",
+                              {"tag": "TransVQ (paper)"}, {"tag": "SimVQ"}, "num_codes", (1024,)), 1)]
+    return [v for v in out if v is not None]
+
+
+def replacement_frame(df: pd.DataFrame, off: pd.DataFrame) -> pd.DataFrame:
+    """The replacement grid's runs plus the "off" arms borrowed from the codebook_size grid (K = 1024,
+    D = 64; ``grids.REPLACEMENT_OFF_IN_CODEBOOK_SIZE``), with a ``replacement`` column (on / off)."""
+    from .grids import REPLACEMENT_OFF_IN_CODEBOOK_SIZE
+
+    on = df.copy()
+    on["replacement"] = ["on" if "replacement" in str(t) else "off" for t in on["tag"]]
+    borrowed = off[(off["num_codes"] == 1024) & (off["code_dim"] == 64)
+                   & off["tag"].isin(list(REPLACEMENT_OFF_IN_CODEBOOK_SIZE.values()))].copy()
+    borrowed["replacement"] = "off"
+    borrowed["tag"] = [f"{q}" for q in borrowed["quantizer"]]
+    both = pd.concat([on, borrowed], ignore_index=True)
+    both["method"] = both["quantizer"]
+    return both
+
+
+def replacement_verdicts(rf: pd.DataFrame) -> list:
+    """Follow-up paper (seeds/001): dead-code replacement raises eval usage, for each method."""
+    from .grids import REPLACEMENT_METHODS
+
+    parts = _paired_cells(rf, "usage(replacement on) - usage(off)", "eval_usage", {"replacement": "on"},
+                          {"replacement": "off"}, "method", REPLACEMENT_METHODS)
+    v = _all("Seed 001: dead-code replacement raises eval usage for every method", parts, len(REPLACEMENT_METHODS))
+    return [v] if v is not None else []
+
+
+def causes_verdicts(df: pd.DataFrame, pf_last: pd.DataFrame) -> list:
+    """Seed 003's two causes: (1) k-means initialisation on the latents reduces token collapse
+    (higher eval usage than the uniform init) for vq and nsvq at every width; (2) a wider encoder
+    reduces it (higher eval usage at width 1/2 than 1/4) for every arm; (3) a wider encoder's latents
+    span more directions (higher latent participation ratio at the last probe)."""
+    from .grids import CAUSE_ARMS, CAUSE_WIDTHS
+
+    prof = _profile(df) or "cpu"
+    widths = CAUSE_WIDTHS.get(prof, (0.25,))
+    d = df.merge(pf_last[["config_hash", "latent_rank"]], on="config_hash", how="left") if not pf_last.empty \
+        else df.assign(latent_rank=float("nan"))
+    d["init"] = d["quantizer_options.init"].fillna("uniform") if "quantizer_options.init" in d else "uniform"
+    d["arm"] = [f"{q} {i} init" if q != "simvq" else "simvq" for q, i in zip(d["quantizer"], d["init"])]
+    out = []
+    parts = []
+    for q in ("vq", "nsvq"):
+        parts += _paired_cells(d[d.quantizer == q], f"usage(k-means init) - usage(uniform), {q}", "eval_usage",
+                               {"init": "kmeans"}, {"init": "uniform"}, "width", widths)
+    out.append(_all("Seed 003: k-means initialisation raises eval usage over the uniform init (vq, nsvq)",
+                    parts, 2 * len(widths)))
+    if len(widths) > 1:
+        arms = sorted({f"{q} {i} init" if i else q for q, i in CAUSE_ARMS})
+        for col, claim in (("eval_usage", "Seed 003: a wider encoder raises eval usage"),
+                           ("latent_rank", "Seed 003: a wider encoder's latents have a higher participation ratio")):
+            parts = []
+            for arm in arms:
+                sub = d[d.arm == arm]
+                sa, sb = _series(sub, col, width=widths[1]), _series(sub, col, width=widths[0])
+                if len(sa.dropna()) and len(sb.dropna()) and len(sa.index.intersection(sb.index)):
+                    parts.append(V.judge_difference(f"{col}(w {widths[1]:g}) - {col}(w {widths[0]:g}), {arm}",
+                                                    sa.dropna(), sb.dropna(), ">", 0.0, _profile(df)))
+            out.append(_all(claim, parts, len(arms)))
+    return [v for v in out if v is not None]
