@@ -171,7 +171,7 @@ def plot_benchmarks(df: pd.DataFrame):
             ax.set(xscale="log", yscale="log", xlabel="codebook size K", ylabel=what)
             ax.grid(alpha=0.3, which="both")
         row[0].set_title(device_name, fontsize=10)
-    axes[0, 1].legend(fontsize=8, loc="upper left")
+    axes[0, 1].legend(fontsize=9, loc="upper left")
     fig.tight_layout()
     return fig
 

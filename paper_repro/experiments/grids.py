@@ -159,6 +159,9 @@ def _staged_arms(epochs: int) -> dict[str, tuple[str, dict, dict]]:
     }
 
 
+STAGED_SIZES = (1024, 8192)
+
+
 @register_grid("staged")
 def staged(profile: str) -> list[TrainConfig]:
     """Follow-up paper's staged training: SimVQ, NS-VQ, + replacement (a), + encoder freezing for the
@@ -167,7 +170,7 @@ def staged(profile: str) -> list[TrainConfig]:
     return [TrainConfig.from_profile(p, quantizer=q, quantizer_options=dict(opts), num_codes=k, code_dim=64,
                                      seed=s, tag=arm, **stage, **_profile_overrides(p.name))
             for arm, (q, opts, stage) in _staged_arms(p.epochs).items()
-            for k in (1024, 8192) for s in p.seeds]
+            for k in STAGED_SIZES for s in p.seeds]
 
 
 # -- mechanisms (why each method works or fails); every run carries the training probes ------------------

@@ -73,22 +73,22 @@ def mean_sd_text(values) -> str:
 
 def arm_table(df: pd.DataFrame, order, by: str = "tag", columns: dict | None = None,
               split: str | None = "num_codes", extra: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Rows: the arms in ``order`` (values of ``by``); columns: ``columns`` {column: label} (default
-    eval usage, PSNR) as "mean ± sd (n seeds)", one block per value of ``split``. ``extra``: a frame
-    of per-run values to join on config_hash (e.g. :func:`last_probe`)."""
+    """One row per arm in ``order`` (values of ``by``) and value of ``split`` (e.g. K); columns:
+    ``columns`` {column: label} (default eval usage, PSNR) as "mean ± sd (n seeds)" ("not run" where
+    a cell has no run). ``extra``: per-run values to join on config_hash (e.g. :func:`last_probe`)."""
     columns = columns or {"eval_usage": "eval usage", "psnr": "PSNR (dB)"}
     d = df if extra is None else df.merge(extra[["config_hash", *[c for c in columns if c in extra]]],
                                           on="config_hash", how="left")
     splits = sorted(d[split].dropna().unique()) if split else [None]
+    split_label = {"num_codes": "K"}.get(split, split)
     rows = []
     for arm in order:
-        row = {by: arm}
         for sv in splits:
             s = d[(d[by] == arm) & ((d[split] == sv) if split else True)]
+            row = {by: arm, **({split_label: sv} if split else {})}
             for c, label in columns.items():
-                name = f"{label}, K = {sv}" if split == "num_codes" else (f"{label}, {split} {sv}" if split else label)
-                row[name] = mean_sd_text(s[c]) if c in s else "not run"
-        rows.append(row)
+                row[label] = mean_sd_text(s[c]) if c in s else "not run"
+            rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -156,7 +156,7 @@ def plot_arm_pairs(df: pd.DataFrame, column: str, by: str, pair: str, order=None
                        label=f"{pair} {pv}" if i == 0 else None)
                 ax.plot([x] * len(v), v, "osD^"[j % 4], color=cmap(j), ms=4)
             else:
-                ax.text(x, 0.02, "not run", rotation=90, ha="center", va="bottom", fontsize=8)
+                ax.text(x, 0.02, "not run", rotation=90, ha="center", va="bottom", fontsize=9)
     ax.set_xticks(range(len(groups)), [str(g) for g in groups])
     ax.set_ylabel(column.replace("_", " "), fontsize=9)
     ax.set_ylim(0, 1.02 if "usage" in column else None)
@@ -282,3 +282,60 @@ def causes_verdicts(df: pd.DataFrame, pf_last: pd.DataFrame) -> list:
                                                     sa.dropna(), sb.dropna(), ">", 0.0, _profile(df)))
             out.append(_all(claim, parts, len(arms)))
     return [v for v in out if v is not None]
+
+
+STAGED_ORDER = ("SimVQ", "NS-VQ", "NS-VQ +a", "NS-VQ +a+b", "NS-VQ +a+b+c")
+
+
+def staged_verdicts(df: pd.DataFrame) -> list:
+    """The follow-up paper's claim (seed 001), at every K of the ``staged`` grid: the full staged
+    schedule (+a+b+c) reaches (near-)full utilisation (eval usage > 0.9) and reconstructs better than
+    SimVQ (PSNR and LPIPS, paired by seed)."""
+    from .grids import STAGED_SIZES
+
+    prof = _profile(df)
+    sizes = STAGED_SIZES
+    full = [V.judge(f"eval usage of NS-VQ +a+b+c > 0.9 (num_codes {k})",
+                    _series(df, "eval_usage", tag="NS-VQ +a+b+c", num_codes=k), ">", 0.9, prof)
+            for k in sizes if len(_series(df, "eval_usage", tag="NS-VQ +a+b+c", num_codes=k))]
+    out = [_all("Seed 001: the staged schedule reaches near-full codebook utilisation (eval usage > 0.9)",
+                full, len(sizes)),
+           _all("Seed 001: the staged schedule reconstructs better than SimVQ (PSNR)",
+                _paired_cells(df, "PSNR(+a+b+c) - PSNR(SimVQ)", "psnr", {"tag": "NS-VQ +a+b+c"},
+                              {"tag": "SimVQ"}, "num_codes", sizes), len(sizes))]
+    if "lpips" in df:
+        out.append(_all("Seed 001: the staged schedule reconstructs better than SimVQ (LPIPS, lower is better)",
+                        _paired_cells(df, "LPIPS(SimVQ) - LPIPS(+a+b+c)", "lpips", {"tag": "SimVQ"},
+                                      {"tag": "NS-VQ +a+b+c"}, "num_codes", sizes), len(sizes)))
+    return [v for v in out if v is not None]
+
+
+# -- the pages' verdicts from committed data (the introduction's table) ------------------------------
+def page_verdicts(page: str) -> tuple[list, object]:
+    """(verdicts, GridSource) of a mechanism page from the committed records (``load_grid`` at
+    ``auto``), computed as the page computes them. Raises FileNotFoundError when the page's grid
+    has no committed run."""
+    from . import batch_size as bs
+    from .runner import load_grid
+
+    df, src = load_grid(page)
+    if page == "nsvq_ablation":
+        return ablation_verdicts(df), src
+    if page == "transvq_diagnosis":
+        return transvq_verdicts(df), src
+    if page == "batch_steps":
+        return bs.verdicts(df, arm="fixed steps"), src
+    if page == "replacement":
+        try:
+            off, _ = load_grid("codebook_size", src.profile)
+        except FileNotFoundError:
+            off = df.iloc[:0]
+        return replacement_verdicts(replacement_frame(df, off)), src
+    if page == "causes":
+        return causes_verdicts(df, last_probe(probe_frame(df))), src
+    if page == "staged":
+        return staged_verdicts(df), src
+    raise ValueError(f"{page!r} is not a mechanism page; expected one of {MECHANISM_PAGES}")
+
+
+MECHANISM_PAGES = ("nsvq_ablation", "transvq_diagnosis", "batch_steps", "replacement", "causes", "staged")

@@ -94,6 +94,6 @@ def plot_paper_grid(df: pd.DataFrame | None = None):
                 ax.set_yscale("log")
             ax.set_xlabel("codebook size K (as printed: 64, 1024, 8912)")
             ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=8)
+    axes[0, 0].legend(fontsize=9)
     fig.tight_layout()
     return fig

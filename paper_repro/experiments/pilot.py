@@ -124,7 +124,7 @@ def plot_pilot(df: pd.DataFrame):
         ax.set_xticks(sorted(ep["epoch"].unique()))
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("eval usage (K = 1024, D = 64)")
-    axes[0, -1].legend(fontsize=8)
+    axes[0, -1].legend(fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -205,7 +205,7 @@ def plot_saturation(study: pd.DataFrame):
     axes[1].set(xlabel="optimiser step", ylabel="codes used in the batch (of 1024)", yscale="log")
     for ax in axes:
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=9)
     fig.tight_layout()
     return fig
 

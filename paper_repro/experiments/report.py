@@ -181,7 +181,7 @@ def plot_usage_per_epoch(df: pd.DataFrame):
     ax.set_ylim(0, 1.02)
     ax.set_xticks(sorted(set((ep["epoch"] + 1).tolist())))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=9)
     ax.set_title(f"Codebook usage, K = {int(df['num_codes'].iloc[0])}", fontsize=10)
     fig.tight_layout()
     return fig
@@ -224,12 +224,17 @@ def glue_at_a_glance(source, finding: str) -> None:
     glue("finding", Markdown(finding), display=False)
 
 
+FIGURE_DPI = 100
+
+
 def glue_figure(key: str, fig) -> None:
     """Store ``fig`` under ``key`` for a numbered MyST figure (``{glue:figure}`` with its caption in
     the page's text, not in the image) and close it, so it is not also shown inline."""
     import matplotlib.pyplot as plt
     from myst_nb import glue
 
+    if fig.dpi < FIGURE_DPI:
+        fig.set_dpi(FIGURE_DPI)         # legible at 1:1 (the same layout in inches, more pixels)
     glue(key, fig, display=False)
     plt.close(fig)
 

@@ -237,6 +237,6 @@ def plot_trace_spread(spread: pd.DataFrame):
         ax.title.set_fontsize(9)
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel(f"|loss - record| / record (floor {floor:g})")
-    fig.legend(loc="lower center", ncol=5, fontsize=8, frameon=False)
+    fig.legend(loc="lower center", ncol=5, fontsize=9, frameon=False)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     return fig

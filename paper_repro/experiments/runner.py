@@ -68,12 +68,13 @@ class Status(str, Enum):
     """Outcome of one config in a sweep (the summary table's ``status`` column holds the value)."""
     STORED = "stored"            # a complete record was already in the store
     PUBLISHED = "published"      # a finished run folder's record was copied into the store now
+    SHARED = "shared"            # another grid's record of the same config was copied in (not retrained)
     DONE = "done"                # trained in this sweep
     INTERRUPTED = "interrupted"  # checkpointed before a deadline or SIGTERM: rerun to resume
     FAILED = "failed"
 
 
-COMPLETE = (Status.STORED.value, Status.PUBLISHED.value, Status.DONE.value)
+COMPLETE = (Status.STORED.value, Status.PUBLISHED.value, Status.SHARED.value, Status.DONE.value)
 
 
 def _stored(cfg: TrainConfig, root) -> dict | None:
@@ -109,13 +110,19 @@ def _publish_finished(cfg: TrainConfig, root, runs_root) -> bool:
 
 def _done(cfg: TrainConfig, root, runs_root) -> tuple[str, dict] | None:
     """(``"stored"``, record) when the store has the run, (``"published"``, record) when a finished
-    run folder was published into it now (a side effect), else None."""
+    run folder was published into it now, (``"shared"``, record) when another grid's record of the
+    same config was copied in now (side effects), else None."""
     rec = _stored(cfg, root)
     if rec is not None:
         return Status.STORED.value, rec
     if _publish_finished(cfg, root, runs_root):
         return Status.PUBLISHED.value, store.load_record(store.record_path(cfg.experiment, cfg.profile,
                                                                            config_hash(cfg), root))
+    shared = store.share_record(cfg, root)
+    if shared is not None:
+        rec = store.load_record(shared)
+        _check_same_data(cfg, rec, shared)
+        return Status.SHARED.value, rec
     return None
 
 

@@ -96,6 +96,38 @@ def publish_run(run_dir, root=None) -> Path:
     return write_record(record, root, png.read_bytes() if png.exists() else None)
 
 
+def share_record(cfg: TrainConfig, root=None) -> Path | None:
+    """Copy a complete record of the same config (same hash) from another grid's folder at the same
+    profile into ``cfg.experiment``'s, so one run serves every grid that holds its config (e.g. the
+    staged grid's SimVQ arm is the codebook_size grid's SimVQ run). The copy takes this grid's name and
+    ``tag`` (bookkeeping, not hashed) and says where it came from (``shared_from``). None when no
+    other grid has it."""
+    chash = config_hash(cfg)
+    base = Path(root) if root is not None else results_root(cfg.profile)
+    if not base.is_dir():
+        return None
+    for other in sorted(p for p in base.glob(f"*/{_check_name('profile', cfg.profile)}/{chash}.json")
+                        if p.parent.parent.name != cfg.experiment):
+        try:
+            rec = load_record(other)
+        except (ValueError, json.JSONDecodeError):
+            continue
+        if not is_reusable(rec):
+            continue
+        copy = dict(rec, experiment=cfg.experiment, config=dict(rec["config"], tag=cfg.tag,
+                                                                 experiment=cfg.experiment))
+        copy["shared_from"] = {"experiment": rec.get("experiment"), "tag": rec["config"].get("tag"),
+                               "shared": _now()}
+        png = other.with_suffix(".png")
+        return write_record(copy, root, png.read_bytes() if png.exists() else None)
+    return None
+
+
+def _now() -> str:
+    from datetime import datetime, timezone
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
 def load_record(path) -> dict:
     path = Path(path)
     return validate_record(json.loads(path.read_text()), where=str(path))

@@ -21,9 +21,9 @@ def draw_snapshot(ax, snap, title: str | None = None, show_legend: bool = False)
     ax.set_xticks([])
     ax.set_yticks([])
     if title:
-        ax.set_title(title, fontsize=8)
+        ax.set_title(title, fontsize=9)
     if show_legend:
-        ax.legend(fontsize=6, loc="best", markerscale=2)
+        ax.legend(fontsize=9, loc="best", markerscale=2)
 
 
 def snapshot_grid(results: list[ToyResult], row_labels: list[str] | None = None, suptitle: str = ""):
@@ -32,7 +32,7 @@ def snapshot_grid(results: list[ToyResult], row_labels: list[str] | None = None,
 
     n_rows = len(results)
     n_cols = max(len(r.snapshots) for r in results)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.2 * n_cols, 2.2 * n_rows), squeeze=False)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.0 * n_cols, 2.0 * n_rows), squeeze=False)
     for i, res in enumerate(results):
         for j in range(n_cols):
             ax = axes[i, j]
@@ -42,7 +42,7 @@ def snapshot_grid(results: list[ToyResult], row_labels: list[str] | None = None,
             s = res.snapshots[j]
             draw_snapshot(ax, s, title=f"step {s.step}", show_legend=(i == 0 and j == 0))
         label = row_labels[i] if row_labels else f"{res.scenario}\nusage {res.usage:.2f}"
-        axes[i, 0].set_ylabel(label, fontsize=8)
+        axes[i, 0].set_ylabel(label, fontsize=9)
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()
@@ -52,8 +52,7 @@ def snapshot_grid(results: list[ToyResult], row_labels: list[str] | None = None,
 def figure_6_7(rule: str, seed: int = 0, **overrides):
     """Figure 6 (``rule="ema"``) or Figure 7 (``rule="nsvq"``): rows translation, shrink, split, expansion."""
     results = [run(s, rule, seed, **overrides) for s in FIGURE_ROW_ORDER]
-    name = {"ema": "Figure 6 (vanilla VQ, EMA)", "nsvq": "Figure 7 (NS-VQ)"}.get(rule, rule)
-    return snapshot_grid(results, suptitle=f"{name}, seed {seed}"), results
+    return snapshot_grid(results), results
 
 
 def figure_1(scenario: str = "translation", seed: int = 0, **overrides):
@@ -65,19 +64,19 @@ def figure_1(scenario: str = "translation", seed: int = 0, **overrides):
     for ax, res, tag in zip(axes, results, "abc"):
         draw_snapshot(ax, res.snapshots[-1], show_legend=(tag == "a"))
         ax.set_title(f"({tag}) {res.rule}: usage {res.usage:.2f}, distortion {res.distortion:.2f}", fontsize=9)
-    fig.suptitle(f"Figure 1 ({scenario}, seed {seed}, step {results[0].snapshots[-1].step})")
     fig.tight_layout()
     return fig, results
 
 
 def animation_html(scenario: str = "shrink", seed: int = 0, rules=("ema", "nsvq"), frames: int = 25,
-                   **overrides) -> str:
-    """Small side-by-side animation (like the surviving shrink video) as ``to_jshtml()`` HTML."""
+                   dpi: int = 80, **overrides) -> str:
+    """Small side-by-side animation (like the surviving shrink video) as ``to_jshtml()`` HTML: a
+    frames player (play, step, loop) with the PNG frames embedded, ``frames`` snapshots at ``dpi``."""
     import matplotlib.pyplot as plt
     from matplotlib.animation import FuncAnimation
 
     results = [run(scenario, r, seed, n_snapshots=frames, **overrides) for r in rules]
-    fig, axes = plt.subplots(1, len(rules), figsize=(3.2 * len(rules), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(rules), figsize=(3.2 * len(rules), 3.2), squeeze=False, dpi=dpi)
     axes = axes[0]
     allpts = np.concatenate([s.cloud for s in results[0].snapshots] + [s.codebook for r in results
                                                                        for s in r.snapshots])

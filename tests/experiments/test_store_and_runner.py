@@ -237,3 +237,32 @@ def test_sweep_filter_selects_a_slice_and_refuses_typos():
         select(cfgs, {"num_codes": 1000})
     with pytest.raises(ValueError, match="FIELD=VALUE"):
         parse_where(["num_codes"])
+
+
+def test_a_config_two_grids_hold_is_trained_once_and_shared(tmp_path, test_grid, monkeypatch):
+    root, runs = tmp_path / "results", tmp_path / "runs"
+    run_grid(GRID, "gpu", root=root, runs_root=runs, verbose=False)
+    other = "_test_grid_other"
+
+    def grid2(profile):       # the nsvq run of the first grid (another tag) and one new run
+        return [tiny_config(quantizer="nsvq", checkpoint_every=5, tag="shared arm"),
+                tiny_config(quantizer="ema", checkpoint_every=5)]
+    monkeypatch.setitem(GRIDS, other, grid2)
+    trained = []
+    real_train = trainer_mod.train
+
+    def spy(cfg, *a, **k):
+        trained.append(cfg.quantizer)
+        return real_train(cfg, *a, **k)
+    monkeypatch.setattr("paper_repro.experiments.runner.train", spy)
+    s = run_grid(other, "gpu", root=root, runs_root=runs, verbose=False)
+    assert list(s["status"]) == ["shared", "done"] and trained == ["ema"]
+    df = store.load_results(other, "gpu", root)
+    shared = df[df["quantizer"] == "nsvq"].iloc[0]
+    rec = store.load_record(shared["record_path"])
+    assert rec["experiment"] == other and rec["config"]["tag"] == "shared arm"
+    assert rec["shared_from"]["experiment"] == GRID
+    original = store.load_records(GRID, "gpu", root)
+    assert next(r for r in original if r["config"]["quantizer"] == "nsvq")["final"] == rec["final"]
+    assert store.validate_record(rec)["config_hash"] == shared["config_hash"]
+    assert list(run_grid(other, "gpu", root=root, runs_root=runs, verbose=False)["status"]) == ["stored", "stored"]

@@ -1,0 +1,104 @@
+"""The mechanism pages' tables and verdicts on hand-built frames, and the probe table from records."""
+import json
+
+import pandas as pd
+import pytest
+
+from paper_repro import verdict as V
+from paper_repro.experiments import get_grid, grids, mechanisms as mech
+
+
+def _runs(rows, profile="cpu"):
+    out = []
+    for i, r in enumerate(rows):
+        out.append({"profile": profile, "config_hash": f"h{i}", "num_codes": 1024, "code_dim": 64,
+                    "width": 0.25, "batch_size": 16, "quantizer": "nsvq", **r})
+    return pd.DataFrame(out)
+
+
+def test_mean_sd_text():
+    assert mech.mean_sd_text([1.0, 2.0, 3.0]) == "2 ± 1 (3 seeds)"
+    assert mech.mean_sd_text([0.5]) == "0.5 (1 seed)"
+    assert mech.mean_sd_text([]) == "not run" and mech.mean_sd_text([float("nan")]) == "not run"
+
+
+def test_arm_table_has_a_row_per_arm_and_K_and_says_not_run():
+    df = _runs([{"tag": "a", "seed": s, "eval_usage": u, "psnr": 20.0} for s, u in ((0, 0.1), (1, 0.3))])
+    t = mech.arm_table(df, ["a", "b"])
+    assert list(t.columns) == ["tag", "K", "eval usage", "PSNR (dB)"]
+    assert t.iloc[0]["eval usage"] == "0.2 ± 0.14 (2 seeds)" and t.iloc[1]["eval usage"] == "not run"
+
+
+def test_ablation_verdicts_pair_arms_by_seed_and_count_cells():
+    rows = []
+    for s in (0, 1, 2):
+        for k, hi in ((1024, 0.9), (8192, 0.8)):
+            rows += [{"tag": "paper flavour", "seed": s, "num_codes": k, "eval_usage": hi + 0.01 * s},
+                     {"tag": "released config (kernel off, modified STE)", "seed": s, "num_codes": k, "eval_usage": 0.05},
+                     {"tag": "kernel, plain STE", "seed": s, "num_codes": k, "eval_usage": hi + 0.05 + 0.01 * s}]
+    kernel, ste = mech.ablation_verdicts(_runs(rows))
+    assert kernel.verdict == V.SUPPORTED and len(kernel.parts) == 2
+    assert ste.verdict == V.CONTRADICTED                      # the plain STE is higher here
+    only_1024 = _runs([r for r in rows if r["num_codes"] == 1024])
+    partial = mech.ablation_verdicts(only_1024)[0]
+    assert partial.verdict == V.INCONCLUSIVE and "1 of its 2 cells run" in partial.claim
+    assert mech.ablation_verdicts(_runs(rows, profile="ci"))[0].verdict == V.PIPELINE
+
+
+def test_replacement_borrows_the_off_arms_from_codebook_size():
+    on = _runs([{"tag": f"{q} + replacement", "quantizer": q, "seed": s, "eval_usage": 0.9}
+                for q in grids.REPLACEMENT_METHODS for s in (0, 1, 2)]
+               + [{"tag": "vq", "quantizer": "vq", "seed": s, "eval_usage": 0.05 + 0.01 * s} for s in (0, 1, 2)])
+    off = _runs([{"tag": t, "quantizer": q, "seed": s, "eval_usage": 0.1 + 0.01 * s}
+                 for q, t in grids.REPLACEMENT_OFF_IN_CODEBOOK_SIZE.items() for s in (0, 1, 2)]
+                + [{"tag": "NS-VQ", "quantizer": "nsvq", "seed": 0, "eval_usage": 0.5, "num_codes": 64}])
+    rf = mech.replacement_frame(on, off)
+    assert sorted(rf.groupby(["method", "replacement"]).size().to_dict().items()) == sorted(
+        {(q, r): 3 for q in grids.REPLACEMENT_METHODS for r in ("on", "off")}.items())   # K = 64 left out
+    (v,) = mech.replacement_verdicts(rf)
+    assert v.verdict == V.SUPPORTED and len(v.parts) == 4
+
+
+def test_causes_verdicts_judge_init_and_width():
+    rows = []
+    for w in (0.25, 0.5):
+        for q, init in grids.CAUSE_ARMS:
+            for s in (0, 1, 2):
+                u = 0.1 + (0.3 if init == "kmeans" else 0) + (0.2 if w == 0.5 else 0) + 0.01 * s
+                rows.append({"tag": "x", "quantizer": q, "quantizer_options.init": init, "width": w, "seed": s,
+                             "eval_usage": u, "config_hash": f"{q}{init}{w}{s}"})
+    df = _runs(rows).assign(config_hash=[r["config_hash"] for r in rows])
+    last = pd.DataFrame({"config_hash": df["config_hash"], "latent_rank": [2.0 + (1 if w == 0.5 else 0) + 0.1 * s
+                                                                           for w, s in zip(df["width"], df["seed"])]})
+    init, width, rank = mech.causes_verdicts(df, last)
+    assert init.verdict == V.SUPPORTED and len(init.parts) == 4
+    assert width.verdict == V.SUPPORTED and len(width.parts) == 5
+    assert rank.verdict == V.SUPPORTED
+
+
+def test_probe_frame_reads_the_records_probes(tmp_path):
+    rec = {"config_hash": "abc", "config": {"tag": "t", "quantizer": "vq", "num_codes": 8, "code_dim": 2,
+                                             "width": 0.25, "batch_size": 4, "seed": 0},
+           "probes": [{"step": 0, "epoch": 0, "probe_usage": 0.5, "churn": None},
+                      {"step": 10, "epoch": 0, "probe_usage": 0.75, "churn": 0.1}]}
+    p = tmp_path / "abc.json"
+    p.write_text(json.dumps(rec))
+    pf = mech.probe_frame(pd.DataFrame({"record_path": [str(p)]}))
+    assert list(pf["step"]) == [0, 10] and list(pf["images"]) == [0, 40]
+    assert mech.last_probe(pf)["probe_usage"].tolist() == [0.75]
+    assert mech.probe_frame(pd.DataFrame({"record_path": []})).empty
+
+
+def test_mechanism_grids_hold_what_their_pages_compare():
+    abl = get_grid("nsvq_ablation", "cpu")
+    assert {c.tag for c in abl} == set(grids.NSVQ_ARMS) and {c.num_codes for c in abl} == {1024, 8192}
+    assert all(c.probe_every == 375 for c in abl)
+    steps = get_grid("batch_steps", "cpu")
+    assert {c.max_steps for c in steps} == {grids.fixed_steps("cpu")} == {11250}
+    assert all(c.epochs * -(-60000 // c.batch_size) >= c.max_steps for c in steps)
+    tv = get_grid("transvq_diagnosis", "cpu")
+    assert all("position_embedding" in c.quantizer_options for c in tv if c.quantizer == "transvq"
+               and c.quantizer_options.get("mapper") != "mlp")
+    # the replacement grid does not retrain codebook_size's off arms
+    cs = {c.replace(tag=None).to_json() for c in get_grid("codebook_size", "cpu")}
+    assert not any(c.replace(tag=None, experiment="codebook_size").to_json() in cs for c in get_grid("replacement", "cpu"))
