@@ -38,12 +38,15 @@ _KEYS = ("tag", "quantizer", "num_codes", "code_dim", "width", "batch_size", "se
 
 # -- tables ------------------------------------------------------------------------------------------
 def probe_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per (run, probe): the run's config keys, ``step``, ``images`` (= step x batch size)
-    and every probe value. Runs without probes contribute no rows."""
+    """One row per (run, probe): the run's config keys (``tag`` from ``df``, the grid's current
+    label), ``step``, ``images`` (= step x batch size) and every probe value. Runs without probes
+    contribute no rows."""
     rows = []
+    tags = dict(zip(df["config_hash"], df["tag"])) if {"config_hash", "tag"} <= set(df.columns) else {}
     for rec in _records(df):
         cfg = rec["config"]
         keys = {k: cfg.get(k) for k in _KEYS}
+        keys["tag"] = tags.get(rec["config_hash"], keys["tag"])     # the grid's current label
         for p in rec.get("probes", []):
             rows.append({**keys, "config_hash": rec["config_hash"], "images": p["step"] * cfg["batch_size"], **p})
     cols = [*_KEYS, "config_hash", "step", "images", "epoch", *PROBE_LABELS]

@@ -277,16 +277,18 @@ def _run_workers(todo, jobs, root, runs_root, deadline, threads, verbose):
 # -- load (never trains) / run or load -------------------------------------------------------------
 def grid_results(name: str, profile: str, root=None, errors: list | None = None
                  ) -> tuple[pd.DataFrame, list[str]]:
-    """Stored results of the grid's *current* configs (stale records of other configs ignored),
-    and the hashes still missing (a corrupt record counts as missing and is reported, see
+    """Stored results of the grid's *current* configs (stale records of other configs ignored; each
+    labelled with the grid's current ``tag``), and the hashes still missing (a corrupt record counts as missing and is reported, see
     ``store.read_record``)."""
     cfgs = get_grid(name, profile)
     hashes = [config_hash(c) for c in cfgs]
     records, missing = [], []
-    for h in hashes:
+    for c, h in zip(cfgs, hashes):
         p = store.record_path(name, get_profile(profile).name, h, root)
         rec = store.read_record(p, errors) if p.exists() else None
         if rec is not None:
+            if rec["config"].get("tag") != c.tag:      # the grid's current label (tags are not hashed)
+                rec = dict(rec, config=dict(rec["config"], tag=c.tag))
             records.append(rec)
         else:
             missing.append(h)

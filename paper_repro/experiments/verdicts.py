@@ -121,6 +121,29 @@ def finding(page: str, rows: pd.DataFrame | None = None, verdicts: list | None =
             + " Each claim's line is below; all of them: *Verdicts at a glance*.")
 
 
+def mechanism_summary(rows: pd.DataFrame | None = None, link_prefix: str = "../notebooks/") -> str:
+    """HTML list for the introduction: each mechanism page (a link), its claims' verdicts and the
+    profile they were judged at."""
+    import html as _html
+
+    from .mechanisms import MECHANISM_PAGES
+
+    rows = claim_rows(pages=set(MECHANISM_PAGES)) if rows is None else rows
+    titles = {p.split("/")[-1]: t for p, t, _ in PAGE_MAP}
+    items = []
+    for page in MECHANISM_PAGES:
+        r = rows[rows["page"] == page]
+        if r.empty:
+            status = "no claim judged yet"
+        else:
+            n = {v: int((r["verdict"] == v).sum()) for v in V.VERDICTS if (r["verdict"] == v).any()}
+            prof = sorted({o.rsplit("profile ", 1)[-1] for o in r["ours"]})
+            status = ", ".join(f"{V.MARKS[v]} {k} {v}" for v, k in n.items()) + f" (profile {'/'.join(prof)})"
+        items.append(f'<li><a href="{link_prefix}{page}.html">{_html.escape(titles.get(page, page))}</a>: '
+                     f"{_html.escape(status)}</li>")
+    return '<ul class="mechanism-summary">' + "".join(items) + "</ul>"
+
+
 def computed_pages() -> pd.DataFrame:
     return pd.DataFrame([{"claims of": text, "page": page} for page, text in COMPUTED_PAGES.items()])
 
