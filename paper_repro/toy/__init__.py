@@ -6,11 +6,11 @@ for the equations and the values Supp. 11 leaves open.
 from .demos import (
     FIGURE_ROW_ORDER, RULES, SCENARIOS, SENSITIVITY_GRID, Snapshot, ToyConfig, ToyResult,
     claim_verdicts, supp11_ema_update, matrix_drift, nearest_code, supp11_nsvq_step, supp11_nsvq_weights, run,
-    seed_table, sensitivity, sensitivity_verdicts, summary_table, translation_drift, usage_and_distortion,
+    seed_table, sensitivity, sensitivity_means, sensitivity_verdicts, summary_table, translation_drift, usage_and_distortion,
 )
 
 __all__ = [
     "FIGURE_ROW_ORDER", "RULES", "SCENARIOS", "SENSITIVITY_GRID", "Snapshot", "ToyConfig", "ToyResult",
     "supp11_ema_update", "matrix_drift", "nearest_code", "supp11_nsvq_step", "supp11_nsvq_weights", "run",
-    "sensitivity", "summary_table", "seed_table", "claim_verdicts", "sensitivity_verdicts", "translation_drift", "usage_and_distortion",
+    "sensitivity", "sensitivity_means", "summary_table", "seed_table", "claim_verdicts", "sensitivity_verdicts", "translation_drift", "usage_and_distortion",
 ]

@@ -495,6 +495,16 @@ def sensitivity(seeds, scenarios=SCENARIOS, grid=None, rules=("ema", "nsvq"), pe
     return df
 
 
+def sensitivity_means(per_seed):
+    """The ``sensitivity(...)`` table (means over seeds) from its ``per_seed=True`` form, without
+    running the toy again."""
+    cols = [c for c in per_seed.columns if c.endswith(("_usage", "_distortion"))]
+    df = per_seed.groupby(["setting", "scenario"], sort=False)[cols].mean().reset_index()
+    if {"ema_usage", "nsvq_usage"} <= set(df.columns):
+        df["usage_gain"] = df["nsvq_usage"] - df["ema_usage"]
+    return df
+
+
 def sensitivity_verdicts(per_seed) -> list:
     """For each setting of a ``sensitivity(..., per_seed=True)`` table, Figures 6/7's conclusion
     judged by the one rule over the seeds, cell by cell: NS-VQ keeps at least as many codes as EMA

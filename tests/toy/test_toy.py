@@ -158,3 +158,14 @@ def test_nsvq_keeps_more_codes_alive_than_ema_on_shrink():
     ema = toy.run("shrink", "ema", seed=0)
     ns = toy.run("shrink", "nsvq", seed=0)
     assert ns.usage > ema.usage
+
+
+def test_sensitivity_means_equal_the_mean_table():
+    from paper_repro.toy import demos
+    grid = demos.SENSITIVITY_GRID[:1]
+    means = demos.sensitivity((0, 1), grid=grid)
+    from_seeds = demos.sensitivity_means(demos.sensitivity((0, 1), grid=grid, per_seed=True))
+    assert list(means.columns) == list(from_seeds.columns)
+    assert means[["setting", "scenario"]].equals(from_seeds[["setting", "scenario"]])
+    num = means.select_dtypes("number").columns
+    assert np.allclose(means[num].to_numpy(), from_seeds[num].to_numpy(), rtol=1e-12, atol=1e-12)
