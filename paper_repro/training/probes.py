@@ -45,7 +45,7 @@ class LatentProbe:
         if not isinstance(every, int) or isinstance(every, bool) or every < 1:
             raise ValueError(f"probe_every must be an int >= 1, got {every!r}")
         self.images, self.every, self.device = images, every, device
-        self.prev: dict | None = None          # {"step", "z", "idx"} of the last measurement
+        self.prev: dict | None = None          # {"step", "z", "idx", "q_dist"} of the last measurement
 
     def due(self, step: int) -> bool:
         return step % self.every == 0
@@ -68,9 +68,9 @@ class LatentProbe:
                    "latent_rank": participation_ratio(z_flat), "latent_spread": rms_spread(z_flat)}
             out.update(self._drift(z_flat, idx, step))
             out.update(q.diagnostics(z_flat, idx))
+            q_dist = float((z_flat.double() - q.codebook.detach().double()[idx]).norm(dim=1).mean())
         finally:
             model.train(was_training)
-        q_dist = float((z_flat.double() - q.codebook.detach().double()[idx]).norm(dim=1).mean())
         self.prev = {"step": int(step), "z": z_flat.cpu(), "idx": idx.cpu(), "q_dist": q_dist}
         return {k: _finite_or_none(v) for k, v in out.items()}
 

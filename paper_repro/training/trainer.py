@@ -621,7 +621,10 @@ class _Run:
         st = self.st
         if st.probes and st.probes[-1]["step"] == st.global_step:
             return
+        t0 = time.perf_counter()
         st.probes.append(self.probe.measure(self.model, st.global_step, epoch, _to_float))
+        if hasattr(self, "t_seg"):
+            self.t_seg += time.perf_counter() - t0      # probe time is not training time
 
     def _after_step(self) -> str | None:
         """Trace point, probe, progress, NaN check, periodic checkpoint; the reason to stop, if any."""
