@@ -131,7 +131,11 @@ def test_intro_opens_with_the_verdict_table_and_its_links_resolve():
     html = intro.read_text(encoding="utf-8")
     assert 'class="dataframe verdict-table"' in html or "verdict-table" in html, \
         "the introduction shows no verdict table (glue key 'verdict_table' from notebooks/verdicts)"
-    assert html.index("verdict-table") < html.index('<section id="the-argument-in-five-steps"')
+    assert html.index("verdict-table") < html.index('<section id="the-argument')
+    summary = html[html.index('<section id="the-argument'):]
+    assert "mechanism-summary" in summary, "the argument's step 6 lists no mechanism page (glue key 'mechanism_summary')"
+    for href in re.findall(r'href="([^"#]+)"', summary[summary.index("mechanism-summary"):summary.index("</ul>", summary.index("mechanism-summary"))]):
+        assert (intro.parent / href).resolve().is_file(), f"step 6 links to a missing page {href}"
     table = html[html.index("verdict-table"):html.index("</table>", html.index("verdict-table"))]
     links = re.findall(r'href="([^"#]+)"', table)
     assert links, "the verdict table in the introduction links to no page"
