@@ -78,7 +78,8 @@ def claim_rows(pages=None) -> pd.DataFrame:
         except FileNotFoundError:
             continue
         for v in vs:
-            r = _row(v, page, MECHANISM_PAPER_SIDE[page])
+            ours_only = v.claim.startswith("Audit (ours)")     # our hypothesis, not the paper's
+            r = _row(v, page, "none: our hypothesis" if ours_only else MECHANISM_PAPER_SIDE[page])
             r["ours"] = (_parts_stats(v) if v.parts else v.stats(3)) + f"; profile {src.profile}"
             rows.append(r)
     if want("kmeans_reach"):

@@ -102,3 +102,14 @@ def test_mechanism_grids_hold_what_their_pages_compare():
     # the replacement grid does not retrain codebook_size's off arms
     cs = {c.replace(tag=None).to_json() for c in get_grid("codebook_size", "cpu")}
     assert not any(c.replace(tag=None, experiment="codebook_size").to_json() in cs for c in get_grid("replacement", "cpu"))
+
+
+def test_transvq_verdicts_judge_the_paper_claim_and_the_audits_prediction():
+    rows = []
+    for s in (0, 1, 2):
+        rows += [{"tag": "TransVQ (paper)", "quantizer": "transvq", "seed": s, "eval_usage": 0.003},
+                 {"tag": "TransVQ, codebook x 1/8 (ours)", "quantizer": "transvq", "seed": s, "eval_usage": 0.4 + 0.02 * s},
+                 {"tag": "SimVQ", "quantizer": "simvq", "seed": s, "eval_usage": 0.5 + 0.01 * s}]
+    paper, audit = mech.transvq_verdicts(_runs(rows))
+    assert paper.verdict == V.CONTRADICTED and audit.verdict == V.SUPPORTED
+    assert audit.claim.startswith("Audit (ours)")
