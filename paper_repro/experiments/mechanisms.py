@@ -234,13 +234,19 @@ def transvq_verdicts(df: pd.DataFrame) -> list:
 
 def replacement_frame(df: pd.DataFrame, off: pd.DataFrame) -> pd.DataFrame:
     """The replacement grid's runs plus the "off" arms borrowed from the codebook_size grid (K = 1024,
-    D = 64; ``grids.REPLACEMENT_OFF_IN_CODEBOOK_SIZE``), with a ``replacement`` column (on / off)."""
+    D = 64, the same scale: epochs, width, images, batch, warm-up, learning rate;
+    ``grids.REPLACEMENT_OFF_IN_CODEBOOK_SIZE``), with a ``replacement`` column (on / off)."""
     from .grids import REPLACEMENT_OFF_IN_CODEBOOK_SIZE
 
     on = df.copy()
     on["replacement"] = ["on" if "replacement" in str(t) else "off" for t in on["tag"]]
     borrowed = off[(off["num_codes"] == 1024) & (off["code_dim"] == 64)
                    & off["tag"].isin(list(REPLACEMENT_OFF_IN_CODEBOOK_SIZE.values()))].copy()
+    # only runs at the same scale (the ci codebook_size grid trains one epoch, the replacement grid two)
+    scale = [c for c in ("epochs", "width", "train_images", "eval_images", "batch_size", "warmup_steps", "lr")
+             if c in on and c in borrowed]
+    same = set(map(tuple, on[scale].fillna(-1).to_numpy().tolist()))
+    borrowed = borrowed[[tuple(r) in same for r in borrowed[scale].fillna(-1).to_numpy().tolist()]]
     borrowed["replacement"] = "off"
     borrowed["tag"] = [f"{q}" for q in borrowed["quantizer"]]
     both = pd.concat([on, borrowed], ignore_index=True)

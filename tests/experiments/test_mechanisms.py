@@ -57,6 +57,8 @@ def test_replacement_borrows_the_off_arms_from_codebook_size():
         {(q, r): 3 for q in grids.REPLACEMENT_METHODS for r in ("on", "off")}.items())   # K = 64 left out
     (v,) = mech.replacement_verdicts(rf)
     assert v.verdict == V.SUPPORTED and len(v.parts) == 4
+    shorter = mech.replacement_frame(on.assign(epochs=3), off.assign(epochs=1))   # another scale: not borrowed
+    assert set(shorter[shorter.replacement == "off"]["method"]) == {"vq"}
 
 
 def test_causes_verdicts_judge_init_and_width():
