@@ -98,46 +98,51 @@ def arm_table(df: pd.DataFrame, order, by: str = "tag", columns: dict | None = N
 # -- figures -----------------------------------------------------------------------------------------
 def plot_probes(pf: pd.DataFrame, metrics, by: str = "tag", facet: str | None = "num_codes",
                 x: str = "step", order=None, logy: tuple = ()):
-    """One panel per (metric, facet value): a line per arm (mean over seeds, ±1 sd band when there
-    are several seeds), a marker per arm. The caption belongs in the page text."""
+    """One panel per (metric, facet value), a metric per row and a facet value per column (without
+    a facet, the metrics two to a row): a line per arm (mean over seeds, ±1 sd band when there are
+    several seeds), a marker per arm. The caption belongs in the page text."""
     import matplotlib.pyplot as plt
 
     metrics = list(metrics)
     facets = sorted(pf[facet].dropna().unique()) if facet else [None]
     arms = list(order) if order is not None else sorted(pf[by].dropna().unique())
-    fig, axes = plt.subplots(len(metrics), len(facets), figsize=(5.2 * len(facets), 3.1 * len(metrics)),
-                             squeeze=False, dpi=110)
+    panels = [(m, fv) for m in metrics for fv in facets]
+    ncols = len(facets) if facet else min(2, len(metrics))
+    nrows = math.ceil(len(panels) / ncols)
+    legend_rows = math.ceil(len(arms) / 3)
+    height = 3.0 * nrows + 0.35 + 0.25 * legend_rows
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, height), squeeze=False, dpi=110)
     cmap = plt.get_cmap("tab10")
-    for j, fv in enumerate(facets):
+    for n, (m, fv) in enumerate(panels):
+        ax = axes[n // ncols][n % ncols]
         sub = pf if facet is None else pf[pf[facet] == fv]
-        for i, m in enumerate(metrics):
-            ax = axes[i][j]
-            for a, arm in enumerate(arms):
-                s = sub[(sub[by] == arm) & sub[m].notna()] if m in sub else sub.iloc[:0]
-                if s.empty:
-                    continue
-                g = s.groupby(x)[m].agg(["mean", "std", "count"]).reset_index()
-                ax.plot(g[x], g["mean"], "-", marker="osD^vP*Xh<>"[a % 11], ms=3.5, lw=1.3,
-                        color=cmap(a % 10), label=str(arm))
-                if (g["count"] > 1).any():
-                    sd = g["std"].fillna(0)
-                    ax.fill_between(g[x], g["mean"] - sd, g["mean"] + sd, color=cmap(a % 10), alpha=0.15, lw=0)
-            ax.set_xlabel("optimiser step" if x == "step" else x.replace("_", " "), fontsize=9)
-            ax.set_ylabel(PROBE_LABELS.get(m, m), fontsize=9)
-            if m in logy:
-                ax.set_yscale("symlog", linthresh=1e-3)
-            if facet is not None and i == 0:
-                ax.set_title(f"{facet.replace('num_codes', 'K')} = {fv}", fontsize=10)
-            ax.tick_params(labelsize=8)
-            ax.grid(alpha=0.3)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    for row in axes:
-        for ax in row:
-            h, lab = ax.get_legend_handles_labels()
-            if len(h) > len(handles):
-                handles, labels = h, lab
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=9, frameon=False)
-    fig.tight_layout(rect=(0, 0.04 + 0.03 * math.ceil(len(labels) / 4), 1, 1))
+        for a, arm in enumerate(arms):
+            s = sub[(sub[by] == arm) & sub[m].notna()] if m in sub else sub.iloc[:0]
+            if s.empty:
+                continue
+            g = s.groupby(x)[m].agg(["mean", "std", "count"]).reset_index()
+            ax.plot(g[x], g["mean"], "-", marker="osD^vP*Xh<>"[a % 11], ms=3.5, lw=1.3,
+                    color=cmap(a % 10), label=str(arm))
+            if (g["count"] > 1).any():
+                sd = g["std"].fillna(0)
+                ax.fill_between(g[x], g["mean"] - sd, g["mean"] + sd, color=cmap(a % 10), alpha=0.15, lw=0)
+        ax.set_xlabel("optimiser step" if x == "step" else x.replace("_", " "), fontsize=9)
+        ax.set_ylabel(PROBE_LABELS.get(m, m), fontsize=9)
+        if m in logy:
+            ax.set_yscale("symlog", linthresh=1e-3)
+        if facet is not None and n < ncols:
+            ax.set_title(f"{facet.replace('num_codes', 'K')} = {fv}", fontsize=10)
+        ax.tick_params(labelsize=9)
+        ax.grid(alpha=0.3)
+    for n in range(len(panels), nrows * ncols):
+        axes[n // ncols][n % ncols].axis("off")
+    handles, labels = [], []
+    for ax in axes.flat:
+        h, lab = ax.get_legend_handles_labels()
+        if len(h) > len(handles):
+            handles, labels = h, lab
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, (0.2 + 0.25 * legend_rows) / height, 1, 1))
     return fig
 
 

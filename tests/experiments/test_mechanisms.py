@@ -115,3 +115,17 @@ def test_transvq_verdicts_judge_the_paper_claim_and_the_audits_prediction():
     paper, audit = mech.transvq_verdicts(_runs(rows))
     assert paper.verdict == V.CONTRADICTED and audit.verdict == V.SUPPORTED
     assert audit.claim.startswith("Audit (ours)")
+
+
+def test_probe_plot_draws_a_line_per_arm_with_its_mean_over_seeds():
+    import matplotlib
+    matplotlib.use("agg")
+    pf = pd.DataFrame([{"tag": t, "num_codes": 64, "seed": s, "step": st, "probe_usage": u + 0.1 * s}
+                       for t, u in (("a", 0.2), ("b", 0.5)) for s in (0, 1) for st in (0, 10, 20)])
+    fig = mech.plot_probes(pf, ["probe_usage", "latent_rank"], order=["a", "b"], facet=None)
+    ax = fig.axes[0]
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    assert set(lines) == {"a", "b"}
+    assert list(lines["b"].get_ydata()) == pytest.approx([0.55, 0.55, 0.55])     # mean of seeds 0.5, 0.6
+    assert len(ax.collections) == 2                                               # a ±1 sd band per arm
+    assert not fig.axes[1].get_lines()                                            # no column: an empty panel
