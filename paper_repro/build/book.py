@@ -312,8 +312,9 @@ window.addEventListener('load', () => setTimeout(() => {
 """
 
 
-def overflow_report(page: Path, width: int = 1280, budget_ms: int = 8000) -> list[str]:
-    """What overflows ``page``'s article at ``width`` px (headless Chromium; see _OVERFLOW_JS)."""
+def overflow_report(page: Path, width: int = 1280, budget_ms: int = 8000, with_dom: bool = False):
+    """What overflows ``page``'s article at ``width`` px (headless Chromium; see _OVERFLOW_JS); with
+    ``with_dom``, ``(report, DOM after scripts ran)``, so one browser run serves both checks."""
     import re
 
     html = page.read_text(encoding="utf-8")
@@ -328,7 +329,10 @@ def overflow_report(page: Path, width: int = 1280, budget_ms: int = 8000) -> lis
     if m is None:
         raise RuntimeError(f"the overflow probe did not run on {page}")
     import html as _html
-    return json.loads(_html.unescape(m.group(1)))
+    bad = json.loads(_html.unescape(m.group(1)))
+    if with_dom:
+        return bad, proc.stdout[:m.start()] + proc.stdout[m.end():]    # the report's element removed
+    return bad
 
 
 def screenshot(page: Path, out: Path, size: str = "1280,900") -> Path:
