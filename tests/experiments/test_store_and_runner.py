@@ -266,3 +266,23 @@ def test_a_config_two_grids_hold_is_trained_once_and_shared(tmp_path, test_grid,
     assert next(r for r in original if r["config"]["quantizer"] == "nsvq")["final"] == rec["final"]
     assert store.validate_record(rec)["config_hash"] == shared["config_hash"]
     assert list(run_grid(other, "gpu", root=root, runs_root=runs, verbose=False)["status"]) == ["stored", "stored"]
+
+
+def test_the_cpu_chain_names_real_grids_and_slices_and_covers_every_cpu_grid():
+    """scripts/cpu_chain.sh: every step's grid exists and its --where filter selects configs; together
+    the steps cover every config of every grid defined at cpu (the pilot, complete, aside)."""
+    import re
+    from paper_repro.experiments.runner import select
+    from paper_repro.paths import REPO_ROOT
+    from paper_repro.__main__ import parse_where
+
+    text = (REPO_ROOT / "scripts" / "cpu_chain.sh").read_text()
+    covered = set()
+    for line in re.findall(r"^\$S (.+)$", text, re.M):
+        name, *rest = line.split()
+        where = parse_where([w for flag, w in zip(rest[::2], rest[1::2]) if flag == "--where"])
+        cfgs = select(grids.get_grid(name, "cpu"), where)
+        covered |= {(name, config_hash(c)) for c in cfgs}
+    wanted = {(g, config_hash(c)) for g in GRIDS if g != "pilot" and not g.startswith("_")
+              for c in grids.get_grid(g, "cpu")}
+    assert wanted <= covered, f"configs no chain step runs: {sorted(wanted - covered)[:5]}"
