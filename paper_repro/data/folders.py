@@ -29,6 +29,7 @@ from .errors import DatasetNotFoundError
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 CELEBA_ENV, IMAGENET_ENV = "CELEBA_HQ_DIR", "IMAGENET_DIR"
 CELEBA_FRACTIONS = {"train": 0.75, "val": 0.10, "test": 0.15}
+CELEBA_HQ_IMAGES = 30000          # the data set's size (00000.jpg ... 29999.jpg)
 AUGMENTS = ("official", "none")
 
 
