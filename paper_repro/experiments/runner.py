@@ -278,8 +278,8 @@ def _run_workers(todo, jobs, root, runs_root, deadline, threads, verbose):
 def grid_results(name: str, profile: str, root=None, errors: list | None = None
                  ) -> tuple[pd.DataFrame, list[str]]:
     """Stored results of the grid's *current* configs (stale records of other configs ignored; each
-    labelled with the grid's current ``tag``), and the hashes still missing (a corrupt record counts as missing and is reported, see
-    ``store.read_record``)."""
+    labelled with the grid's current ``tag``), and the hashes still missing (a corrupt record counts
+    as missing and is reported, see ``store.read_record``)."""
     cfgs = get_grid(name, profile)
     hashes = [config_hash(c) for c in cfgs]
     records, missing = [], []
