@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .. import verdict as V
-from .report import fd_name, epoch_frame
+from .report import epoch_frame, fd_name, single_profile
 
 
 def curves(df: pd.DataFrame) -> pd.DataFrame:
@@ -50,8 +50,7 @@ def verdicts(df: pd.DataFrame, arm: str | None = None) -> list:
     sizes = sorted(df["batch_size"].unique())
     if len(sizes) < 2:
         raise ValueError("need runs at two or more batch sizes")
-    profs = sorted(set(df["profile"]))
-    profile = profs[0] if len(profs) == 1 else None
+    profile = single_profile(df)
     name = fd_name(df)
 
     def per_seed(b, col):

@@ -22,7 +22,7 @@ import pandas as pd
 
 from .. import verdict as V
 from .grids import CODE_DIMS, PAPER_METHODS
-from .report import fd_name
+from .report import NOT_RUN, fd_name, mean_sd
 
 METHODS = list(PAPER_METHODS)
 OURS_METHODS = ("NS-VQ", "TransVQ")
@@ -59,8 +59,6 @@ def paper_long(paper: pd.DataFrame) -> pd.DataFrame:
     return w.rename(columns={"rFID": "rfid"})
 
 
-NOT_RUN = "not run"
-
 
 def usage_table(ours: pd.DataFrame, paper: pd.DataFrame, code_dim: int, text: bool = False) -> pd.DataFrame:
     """Rows = method, columns = (K, ours | paper) usage, for one code dimension. ``text=True``: cells
@@ -70,7 +68,7 @@ def usage_table(ours: pd.DataFrame, paper: pd.DataFrame, code_dim: int, text: bo
     if text:
         sd = ours[ours.D == code_dim].pivot(index="method", columns="K", values="usage_sd")
         n = ours[ours.D == code_dim].pivot(index="method", columns="K", values="seeds")
-        o = pd.DataFrame({k: [_mean_sd(o.at[i, k], sd.at[i, k], n.at[i, k]) for i in o.index] for k in o.columns},
+        o = pd.DataFrame({k: [mean_sd(o.at[i, k], sd.at[i, k], n.at[i, k]) for i in o.index] for k in o.columns},
                          index=o.index)
     ks = sorted(set(o.columns) | set(p.columns))
     cols = {}
@@ -83,14 +81,6 @@ def usage_table(ours: pd.DataFrame, paper: pd.DataFrame, code_dim: int, text: bo
     t.columns = pd.MultiIndex.from_tuples(t.columns)
     t.index.name = f"usage, D = {code_dim}"
     return t
-
-
-def _mean_sd(mean, sd, n) -> str:
-    if pd.isna(mean):
-        return NOT_RUN
-    if pd.isna(n) or int(n) < 2:
-        return f"{mean:.3f} (1 seed)"
-    return f"{mean:.3f} \u00b1 {sd:.3f} ({int(n)} seeds)"
 
 
 def fd_table(ours: pd.DataFrame, text: bool = False) -> pd.DataFrame:

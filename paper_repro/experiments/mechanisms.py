@@ -17,7 +17,7 @@ import math
 import pandas as pd
 
 from .. import verdict as V
-from .report import _records
+from .report import _records, mean_sd, single_profile
 
 #: probe columns, with the label a figure or table prints
 PROBE_LABELS = {
@@ -63,15 +63,10 @@ def last_probe(pf: pd.DataFrame) -> pd.DataFrame:
 
 
 def mean_sd_text(values) -> str:
-    """``"m ± sd (n seeds)"`` (``"m (1 seed)"``; ``"not run"`` for none)."""
-    x = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
-    if not x:
-        return "not run"
-    m = sum(x) / len(x)
-    if len(x) == 1:
-        return f"{m:.3g} (1 seed)"
-    sd = (sum((v - m) ** 2 for v in x) / (len(x) - 1)) ** 0.5
-    return f"{m:.3g} ± {sd:.2g} ({len(x)} seeds)"
+    """``"m ± sd (n seeds)"`` (``"m (1 seed)"``; ``"not run"`` for none) of per-seed values
+    (``report.mean_sd``, three significant digits)."""
+    x = pd.Series([v for v in values if v is not None], dtype=float).dropna()
+    return mean_sd(x.mean() if len(x) else float("nan"), x.std(ddof=1), len(x), ".3g", ".2g")
 
 
 def arm_table(df: pd.DataFrame, order, by: str = "tag", columns: dict | None = None,
@@ -175,22 +170,18 @@ def plot_arm_pairs(df: pd.DataFrame, column: str, by: str, pair: str, order=None
 
 
 # -- verdicts ----------------------------------------------------------------------------------------
-def _profile(df: pd.DataFrame) -> str | None:
-    profs = sorted(set(df["profile"]))
-    return profs[0] if len(profs) == 1 else None
-
-
 def _series(df: pd.DataFrame, column: str, **where) -> pd.Series:
+    """Per-seed values of ``column`` in the rows matching ``where`` (rows without a value left out)."""
     s = df
     for k, v in where.items():
         s = s[s[k] == v]
-    return V.per_seed(s, column)
+    return V.per_seed(s[s[column].notna()], column)
 
 
 def _paired_cells(df, claim, column, a: dict, b: dict, over: str, values, op=">", threshold=0.0):
     """One judge_difference per value of ``over``: column(a) - column(b) op threshold, by seed;
     cells where either side has no run are left out (and counted by judge_all's ``cells``)."""
-    prof = _profile(df)
+    prof = single_profile(df)
     parts = []
     for v in values:
         sa, sb = _series(df, column, **a, **{over: v}), _series(df, column, **b, **{over: v})
@@ -211,7 +202,7 @@ def ablation_verdicts(df: pd.DataFrame) -> list:
     STE) each raise eval usage, at every K of the grid."""
     from .grids import _mechanism_sizes
 
-    sizes = _mechanism_sizes(_profile(df) or "cpu")
+    sizes = _mechanism_sizes(single_profile(df) or "cpu")
     out = [_all("Sec. 3.3: the kernel cross-update raises eval usage over NS-VQ without it",
                 _paired_cells(df, "usage(paper flavour) - usage(kernel off)", "eval_usage",
                               {"tag": "paper flavour"}, {"tag": "released config (kernel off, modified STE)"},
@@ -259,6 +250,18 @@ def replacement_frame(df: pd.DataFrame, off: pd.DataFrame) -> pd.DataFrame:
     return both
 
 
+def replacement_runs(df: pd.DataFrame, profile: str) -> pd.DataFrame:
+    """:func:`replacement_frame` of the replacement grid's runs ``df`` with the committed codebook_size
+    runs of the same ``profile`` (none when that grid has no runs there)."""
+    from .runner import load_grid
+
+    try:
+        off, _ = load_grid("codebook_size", profile)
+    except FileNotFoundError:
+        off = df.iloc[:0]
+    return replacement_frame(df, off)
+
+
 def replacement_verdicts(rf: pd.DataFrame) -> list:
     """Follow-up paper (seeds/001): dead-code replacement raises eval usage, for each method."""
     from .grids import REPLACEMENT_METHODS
@@ -276,7 +279,7 @@ def causes_verdicts(df: pd.DataFrame, pf_last: pd.DataFrame) -> list:
     span more directions (higher latent participation ratio at the last probe)."""
     from .grids import CAUSE_ARMS, CAUSE_WIDTHS
 
-    prof = _profile(df) or "cpu"
+    prof = single_profile(df) or "cpu"
     widths = CAUSE_WIDTHS.get(prof, (0.25,))
     d = df.merge(pf_last[["config_hash", "latent_rank"]], on="config_hash", how="left") if not pf_last.empty \
         else df.assign(latent_rank=float("nan"))
@@ -293,13 +296,8 @@ def causes_verdicts(df: pd.DataFrame, pf_last: pd.DataFrame) -> list:
         arms = sorted({f"{q} {i} init" if i else q for q, i in CAUSE_ARMS})
         for col, claim in (("eval_usage", "Seed 003: a wider encoder raises eval usage"),
                            ("latent_rank", "Seed 003: a wider encoder's latents have a higher participation ratio")):
-            parts = []
-            for arm in arms:
-                sub = d[d.arm == arm]
-                sa, sb = _series(sub, col, width=widths[1]), _series(sub, col, width=widths[0])
-                if len(sa.dropna()) and len(sb.dropna()) and len(sa.index.intersection(sb.index)):
-                    parts.append(V.judge_difference(f"{col}(w {widths[1]:g}) - {col}(w {widths[0]:g}), {arm}",
-                                                    sa.dropna(), sb.dropna(), ">", 0.0, _profile(df)))
+            parts = _paired_cells(d, f"{col}(w {widths[1]:g}) - {col}(w {widths[0]:g})", col,
+                                  {"width": widths[1]}, {"width": widths[0]}, "arm", arms)
             out.append(_all(claim, parts, len(arms)))
     return [v for v in out if v is not None]
 
@@ -313,11 +311,11 @@ def staged_verdicts(df: pd.DataFrame) -> list:
     SimVQ (PSNR and LPIPS, paired by seed)."""
     from .grids import STAGED_SIZES
 
-    prof = _profile(df)
+    prof = single_profile(df)
     sizes = STAGED_SIZES
-    full = [V.judge(f"eval usage of NS-VQ +a+b+c > 0.9 (num_codes {k})",
-                    _series(df, "eval_usage", tag="NS-VQ +a+b+c", num_codes=k), ">", 0.9, prof)
-            for k in sizes if len(_series(df, "eval_usage", tag="NS-VQ +a+b+c", num_codes=k))]
+    usage = {k: _series(df, "eval_usage", tag="NS-VQ +a+b+c", num_codes=k) for k in sizes}
+    full = [V.judge(f"eval usage of NS-VQ +a+b+c > 0.9 (num_codes {k})", u, ">", 0.9, prof)
+            for k, u in usage.items() if len(u)]
     out = [_all("Seed 001: the staged schedule reaches near-full codebook utilisation (eval usage > 0.9)",
                 full, len(sizes)),
            _all("Seed 001: the staged schedule reconstructs better than SimVQ (PSNR)",
@@ -346,11 +344,7 @@ def page_verdicts(page: str) -> tuple[list, object]:
     if page == "batch_steps":
         return bs.verdicts(df, arm="fixed steps"), src
     if page == "replacement":
-        try:
-            off, _ = load_grid("codebook_size", src.profile)
-        except FileNotFoundError:
-            off = df.iloc[:0]
-        return replacement_verdicts(replacement_frame(df, off)), src
+        return replacement_verdicts(replacement_runs(df, src.profile)), src
     if page == "causes":
         return causes_verdicts(df, last_probe(probe_frame(df))), src
     if page == "staged":

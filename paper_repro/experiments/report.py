@@ -105,6 +105,24 @@ def check_lines(df: pd.DataFrame, digits: int = 3) -> list[str]:
     return out
 
 
+NOT_RUN = "not run"
+
+
+def single_profile(df: pd.DataFrame) -> str | None:
+    """The one profile of the runs in ``df`` (what a verdict is judged at), or None when they mix."""
+    profs = sorted(set(df["profile"]))
+    return profs[0] if len(profs) == 1 else None
+
+
+def mean_sd(mean, sd, n, mean_fmt: str = ".3f", sd_fmt: str = ".3f") -> str:
+    """A table cell: ``"mean ± sd (n seeds)"``, ``"mean (1 seed)"``, or ``"not run"`` (no mean)."""
+    if pd.isna(mean):
+        return NOT_RUN
+    if pd.isna(n) or int(n) < 2:
+        return f"{mean:{mean_fmt}} (1 seed)"
+    return f"{mean:{mean_fmt}} \u00b1 {sd:{sd_fmt}} ({int(n)} seeds)"
+
+
 def usage_verdict(df: pd.DataFrame, better: str = "nsvq", than: str = "vq"):
     """The claim "``better`` keeps more codes than ``than``" judged by the one rule on the per-seed
     eval-usage differences (``paper_repro.verdict``)."""
@@ -112,11 +130,9 @@ def usage_verdict(df: pd.DataFrame, better: str = "nsvq", than: str = "vq"):
     if better not in have or than not in have:
         raise ValueError(f"need runs of both {better!r} and {than!r}, have {sorted(have)}")
 
-    profs = sorted(set(df["profile"]))
     return judge_difference(f"{METHOD_NAMES[better]} eval usage > {METHOD_NAMES[than]} eval usage",
                             per_seed(df[df.quantizer == better], "eval_usage"),
-                            per_seed(df[df.quantizer == than], "eval_usage"), ">", 0.0,
-                            profs[0] if len(profs) == 1 else None)
+                            per_seed(df[df.quantizer == than], "eval_usage"), ">", 0.0, single_profile(df))
 
 
 def sig(v: float, digits: int) -> str:

@@ -204,7 +204,8 @@ class NSVQ(VQ):
         self.kernel_width, self.kernel_decay, self.kernel_coef = o.kernel_width, o.kernel_decay, o.kernel_coef
         self.official_lambda, self.official_tau_floor = o.official_lambda, o.official_tau_floor
         self.register_buffer("epochs_done", torch.tensor(0, dtype=torch.long))
-        if o.kernel_width_rule == "relative":      # only then (older checkpoints keep their keys)
+        self.relative_width = o.kernel_width_rule == "relative"
+        if self.relative_width:      # only then a buffer (older checkpoints keep their keys)
             self.register_buffer("width_ref", torch.tensor(float("nan"), dtype=torch.float64))
 
     # --------------------------------------------------------------- schedule
@@ -213,7 +214,7 @@ class NSVQ(VQ):
         """2 sigma^2 (paper) or tau (official) for the current epoch."""
         e = int(self.epochs_done)
         if self.flavor == "paper":
-            ref = float(self.width_ref) if hasattr(self, "width_ref") else 1.0
+            ref = float(self.width_ref) if self.relative_width else 1.0
             return self.kernel_width * ref * self.kernel_decay ** e
         return max(0.5 ** e, self.official_tau_floor)
 
@@ -236,7 +237,7 @@ class NSVQ(VQ):
     def kernel_mass(self, z_flat: torch.Tensor, threshold: float = MASS_THRESHOLD) -> float:
         """Mean number of non-winning codes per latent with kernel weight > ``threshold`` at the
         current scale (the flavour's own weights; no side effects)."""
-        if hasattr(self, "width_ref") and not bool(torch.isfinite(self.width_ref)):
+        if self.relative_width and not bool(torch.isfinite(self.width_ref)):
             return float("nan")          # the reference is set by the first training batch
         k = self.num_codes
         wkw = self._weight_kwargs(True)  # the winner's weight set to 0: only the pull on others counts
@@ -265,7 +266,7 @@ class NSVQ(VQ):
     def _quantize(self, z_flat):
         if self.training and not bool(self.initialized):
             self.init_kmeans(z_flat)
-        if self.training and hasattr(self, "width_ref") and not bool(torch.isfinite(self.width_ref)):
+        if self.training and self.relative_width and not bool(torch.isfinite(self.width_ref)):
             self._set_width_ref(z_flat)
         cb = self.codebook
         use_loss_kernel = self.training and self.kernel and not self.kernel_in_ste

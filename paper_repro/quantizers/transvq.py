@@ -45,26 +45,25 @@ class LinearAttention(nn.Module):
         self.out = nn.Linear(dim, dim, bias=False)
         self.eps = eps
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (K, m), tokens = codes
-        q = F.elu(self.q(x)) + 1.0
-        k = F.elu(self.k(x)) + 1.0
-        v = self.v(x)
-        kv = k.t() @ v                       # (m, m) = sum_j phi(k_j) v_j^T
-        num = q @ kv
-        den = q @ k.sum(0) + self.eps        # phi(q_i)^T sum_j phi(k_j)
-        return self.out(num / den.unsqueeze(1))
+    def features(self, x: torch.Tensor):
+        """``(phi(q), phi(k), den)`` over tokens ``x`` (K, m): the feature maps ``phi = elu + 1`` of
+        queries and keys, and each row's normaliser ``phi(q_i)^T sum_j phi(k_j) + eps``."""
+        q = F.elu(F.linear(x, self.q.weight.to(x.dtype))) + 1.0
+        k = F.elu(F.linear(x, self.k.weight.to(x.dtype))) + 1.0
+        return q, k, q @ k.sum(0) + self.eps
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (K, m), tokens = codes
+        q, k, den = self.features(x)
+        kv = k.t() @ self.v(x)               # (m, m) = sum_j phi(k_j) v_j^T
+        return self.out((q @ kv) / den.unsqueeze(1))
 
     @torch.no_grad()
     def singular_values(self, x: torch.Tensor) -> torch.Tensor:
         """Singular values of the (K, K) row-normalised attention matrix
-        ``A_ij = phi(q_i).phi(k_j) / (phi(q_i).sum_j phi(k_j) + eps)`` over tokens ``x`` (K, m),
-        without forming it: ``A = (D^-1 Q) K^T`` has rank <= m, and with ``K = U R`` (QR),
+        ``A_ij = phi(q_i).phi(k_j) / (phi(q_i).sum_j phi(k_j) + eps)`` over tokens ``x`` (K, m), in
+        float64, without forming it: ``A = (D^-1 Q) K^T`` has rank <= m, and with ``K = U R`` (QR),
         its singular values are those of the (K, m) matrix ``D^-1 Q R^T``."""
-        x = x.double()
-        q = F.elu(x @ self.q.weight.double().t()) + 1.0
-        k = F.elu(x @ self.k.weight.double().t()) + 1.0
-        den = q @ k.sum(0) + self.eps
+        q, k, den = self.features(x.double())
         _, r = torch.linalg.qr(k)
         return torch.linalg.svdvals((q / den.unsqueeze(1)) @ r.t())
 
@@ -85,10 +84,13 @@ class TransformerMapper(nn.Module):
         self.ln_f = nn.LayerNorm(model_dim)
         self.outp = nn.Linear(model_dim, code_dim, bias=False)
 
-    def forward(self, base: torch.Tensor) -> torch.Tensor:
+    def tokens(self, base: torch.Tensor) -> torch.Tensor:
+        """The block's input: the projected base codes (plus the position embedding, if any)."""
         x = self.inp(base)
-        if self.pos is not None:
-            x = x + self.pos.weight
+        return x + self.pos.weight if self.pos is not None else x
+
+    def forward(self, base: torch.Tensor) -> torch.Tensor:
+        x = self.tokens(base)
         x = x + self.attn(self.ln1(x))
         x = x + self.ffn(self.ln2(x))
         return self.outp(self.ln_f(x))
@@ -178,10 +180,7 @@ class TransVQ(BaseQuantizer):
         m = self.mapper
         if not isinstance(m, TransformerMapper):
             return float("nan")
-        x = m.inp(self.base)
-        if m.pos is not None:
-            x = x + m.pos.weight
-        return entropy_rank(m.attn.singular_values(m.ln1(x)))
+        return entropy_rank(m.attn.singular_values(m.ln1(m.tokens(self.base))))
 
     def diagnostics(self, z_flat: torch.Tensor, idx: torch.Tensor) -> dict:
         out = super().diagnostics(z_flat, idx)

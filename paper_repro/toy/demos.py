@@ -477,19 +477,14 @@ def sensitivity(seeds, scenarios=SCENARIOS, grid=None, rules=("ema", "nsvq"), pe
                 continue
             vals = {r: runs(s, r, {k: v for k, v in ov.items() if r == "nsvq" or k not in _NSVQ_ONLY})
                     for r in rules}
-            if per_seed:
-                for i, sd in enumerate(seeds):
-                    row = {"setting": label, "scenario": s, "seed": sd}
-                    for r in rules:
-                        row[f"{r}_usage"], row[f"{r}_distortion"] = vals[r][i]
-                    rows.append(row)
-            else:
-                row = {"setting": label, "scenario": s}
+            for i, sd in enumerate(seeds):
+                row = {"setting": label, "scenario": s, "seed": sd}
                 for r in rules:
-                    row[f"{r}_usage"] = float(np.mean([u for u, _ in vals[r]]))
-                    row[f"{r}_distortion"] = float(np.mean([d for _, d in vals[r]]))
+                    row[f"{r}_usage"], row[f"{r}_distortion"] = vals[r][i]
                 rows.append(row)
     df = pd.DataFrame(rows)
+    if not per_seed:
+        return sensitivity_means(df)
     if "ema" in rules and "nsvq" in rules:
         df["usage_gain"] = df["nsvq_usage"] - df["ema_usage"]
     return df

@@ -623,8 +623,7 @@ class _Run:
             return
         t0 = time.perf_counter()
         st.probes.append(self.probe.measure(self.model, st.global_step, epoch, _to_float))
-        if hasattr(self, "t_seg"):
-            self.t_seg += time.perf_counter() - t0      # probe time is not training time
+        self.t_seg += time.perf_counter() - t0          # probe time is not training time
 
     def _after_step(self) -> str | None:
         """Trace point, probe, progress, NaN check, periodic checkpoint; the reason to stop, if any."""
