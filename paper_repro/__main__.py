@@ -9,7 +9,8 @@ from pathlib import Path
 
 from . import exitcodes
 from .profiles import AUTO, PROFILES
-from .training.config import BACKBONES, QUANTIZERS
+from .data import DATASETS
+from .training.config import BACKBONES, EVAL_METRICS, QUANTIZERS
 
 EPILOG = textwrap.dedent("""\
     examples:
@@ -45,8 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     src = tr.add_argument_group("what to train")
     src.add_argument("--config", help="JSON file with TrainConfig fields (data, not code)")
-    src.add_argument("--profile", default=None, help="start from this profile's defaults: ci, gpu, paper "
-                     "(default ci when no --config)")
+    src.add_argument("--profile", default=None, choices=list(PROFILES),
+                     help="start from this profile's defaults (default ci when no --config)")
     src.add_argument("--quantizer", help=", ".join(QUANTIZERS))
     src.add_argument("--num-codes", type=int, help="codebook size K")
     src.add_argument("--code-dim", type=int, help="code dimension D")
@@ -54,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help='quantizer options as JSON, e.g. \'{"flavor": "official"}\'')
     src.add_argument("--backbone", choices=list(BACKBONES))
     src.add_argument("--width", type=float, help="backbone width multiplier (1.0 = paper)")
-    src.add_argument("--dataset", help="fashion_mnist, celeba_hq, imagenet")
+    src.add_argument("--dataset", choices=list(DATASETS))
     src.add_argument("--data-root", help="folder holding the dataset")
     src.add_argument("--epochs", type=int)
     src.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
@@ -64,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--train-images", type=int, help="use a subset of this many training images")
     src.add_argument("--eval-images", type=int, help="evaluate on this many images")
     src.add_argument("--amp", choices=["bf16"], help="bf16 autocast (default fp32)")
-    src.add_argument("--eval-metrics", help="comma-separated subset of usage,psnr,ssim,lpips,fd")
+    src.add_argument("--eval-metrics", help="comma-separated subset of " + ",".join(EVAL_METRICS))
     src.add_argument("--experiment", help="experiment name (results go to <results>/<experiment>/<profile>/)")
     run = tr.add_argument_group("how to run it")
     run.add_argument("--device", help="cpu, cuda or cuda:N")

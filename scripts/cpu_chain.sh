@@ -7,8 +7,8 @@
 #     git worktree add --detach ../run HEAD && cd ../run
 #     PY=$OLDPWD/.venv/bin/python OMP_WAIT_POLICY=PASSIVE setsid nohup bash scripts/cpu_chain.sh > chain.log 2>&1 &
 # (PY: the checkout's environment; a worktree has none of its own)
-# then copy finished records into the working checkout (cp -n ../run/data/results/<grid>/cpu/* ...),
-# `make notebooks` and commit. Pause it while you run tests: pkill -STOP -f "paper_repro (sweep|train)"
+# then, in the working checkout, `.venv/bin/python -m paper_repro.build.book collect ../run/data/results`
+# (copies the finished records it lacks and refreshes the pages that show them) and commit. Pause it while you run tests: pkill -STOP -f "paper_repro (sweep|train)"
 # (and -CONT afterwards); a paused run's train_seconds include the pause.
 set -u
 cd "$(dirname "$0")/.."

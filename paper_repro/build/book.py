@@ -4,6 +4,7 @@ Usage (the Makefile calls these)::
 
     python -m paper_repro.build.book build [--profile auto] [--device cpu]
     python -m paper_repro.build.book refresh-notebooks [NAME ...]   # re-execute notebooks/ in place at `ci`
+    python -m paper_repro.build.book collect ../run/data/results     # a sweep's new records + their pages
     python -m paper_repro.build.book screenshot PAGE OUT.png        # headless Chromium screenshot
 
 The stored notebooks in ``notebooks/`` carry the outputs of their default parameters (``profile =
@@ -143,6 +144,27 @@ def refresh_notebooks(names: list[str] | None = None) -> None:
         secs = execute_notebook(p, p)
         strip_volatile_metadata(p)
         print(f"refreshed {p.relative_to(REPO_ROOT)} in {secs:.1f} s")
+
+
+def collect(src_root: Path, profile: str = "cpu", refresh: bool = True) -> list[str]:
+    """Copy the records of ``profile`` that a background sweep's results tree (``src_root``, e.g.
+    ``../run/data/results``) has and ``data/results/`` lacks, then re-execute the pages that show
+    them (and the verdict table). Never replaces a stored record. Returns the pages refreshed."""
+    from ..experiments.store import copy_results
+    from ..experiments.verdicts import pages_reading
+    written = copy_results(src_root, profile=profile, skip_existing=True)
+    grids = sorted({p.parent.parent.name for p in written})
+    for g in grids:
+        n = sum(p.parent.parent.name == g for p in written)
+        print(f"collected {n} new {profile} record(s) of {g}")
+    pages = [p.split("/")[-1] for p in pages_reading(grids)]
+    if not written:
+        print(f"no new {profile} records in {src_root}")
+    elif refresh:
+        refresh_notebooks(pages)
+    else:
+        print("pages to refresh: " + " ".join(pages))
+    return pages
 
 
 def _stage(profile: str, device: str) -> dict:
@@ -352,6 +374,11 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("--device", default="cpu")
     r = sub.add_parser("refresh-notebooks", help="re-execute stored notebooks in place (default parameters)")
     r.add_argument("names", nargs="*")
+    c = sub.add_parser("collect", help="copy a sweep's new records into data/results and refresh the pages "
+                                       "that show them")
+    c.add_argument("src", type=Path, help="the sweep's results tree, e.g. ../run/data/results")
+    c.add_argument("--profile", default="cpu")
+    c.add_argument("--no-refresh", action="store_true", help="copy only; print the pages to refresh")
     s = sub.add_parser("screenshot", help="screenshot a built page")
     s.add_argument("page", type=Path)
     s.add_argument("out", type=Path)
@@ -360,6 +387,8 @@ def main(argv: list[str] | None = None) -> None:
         build(args.profile, args.device)
     elif args.cmd == "refresh-notebooks":
         refresh_notebooks(args.names)
+    elif args.cmd == "collect":
+        collect(args.src, args.profile, refresh=not args.no_refresh)
     else:
         print(screenshot(args.page, args.out))
 

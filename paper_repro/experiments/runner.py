@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..paths import REPO_ROOT, RUNS_DIR
-from ..profiles import AUTO, get_profile, profiles_by_scale
+from ..profiles import AUTO, PROFILES, get_profile, profiles_by_scale
 from ..training.checkpoint import atomic_write_text
 from ..training.config import TrainConfig, config_hash
 from ..training.trainer import RECORD_NAME, NonFiniteLossError, TrainingInterrupted, train
@@ -150,7 +150,7 @@ def run_grid(name: str, profile: str, device: str = "cpu", jobs: int = 1, resume
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
     if profile == AUTO:
-        raise ValueError("run_grid needs a concrete profile (ci, gpu, paper); 'auto' is for run_or_load")
+        raise ValueError(f"run_grid needs a concrete profile ({', '.join(PROFILES)}); 'auto' is for run_or_load")
     cfgs = select(get_grid(name, profile, device), where)
     if progress is not None:
         cfgs = [c.replace(progress=progress) for c in cfgs]
@@ -379,7 +379,7 @@ def run_or_load(name: str, profile: str = AUTO, device: str = "cpu", train: bool
     if not train:
         return load_grid(name, profile, root)
     if profile == AUTO:
-        raise ValueError("train=True needs a concrete profile (ci, gpu, paper, ...), not 'auto'")
+        raise ValueError(f"train=True needs a concrete profile ({', '.join(PROFILES)}), not 'auto'")
     get_profile(profile)
     summary = run_grid(name, profile, device, jobs=jobs, root=root, runs_root=runs_root,
                        time_budget_s=time_budget_s, verbose=False)

@@ -226,17 +226,24 @@ def load_results(experiment: str, profile: str, root=None) -> pd.DataFrame:
     return records_frame(load_records(experiment, profile, root))
 
 
-def copy_results(src_root, dst_root=None, experiment: str | None = None) -> list[Path]:
-    """Merge records from another results tree (e.g. an unpacked GPU tarball) into ``dst_root``:
-    plain file copies, validated first; returns the files written."""
+def copy_results(src_root, dst_root=None, experiment: str | None = None, profile: str | None = None,
+                 skip_existing: bool = False) -> list[Path]:
+    """Merge records from another results tree (e.g. an unpacked GPU tarball, or a background sweep's
+    worktree) into ``dst_root``: plain file copies, validated first; returns the files written.
+    ``experiment`` / ``profile``: only those records; ``skip_existing``: never replace a stored record
+    (a sweep's tree also holds every record that was committed when it started)."""
     src_root = Path(src_root)
+    if not src_root.is_dir():
+        raise FileNotFoundError(f"no results tree at {src_root}")
     out = []
     for p in sorted(src_root.rglob("*.json")):
         rec = load_record(p)
-        if experiment and rec["experiment"] != experiment:
+        if (experiment and rec["experiment"] != experiment) or (profile and rec["profile"] != profile):
             continue
         dst = record_path(rec["experiment"], rec["profile"], rec["config_hash"],
                           dst_root if dst_root is not None else results_root(rec["profile"]))
+        if skip_existing and dst.exists():
+            continue
         dst.parent.mkdir(parents=True, exist_ok=True)
         png = p.with_suffix(".png")
         if png.exists():

@@ -188,6 +188,24 @@ PAGE_MAP = (
     ("notebooks/performance", "Speed and memory of every quantizer (Sec. 3.3's kernel term at scale)", None),
 )
 
+#: Grids a page reads besides its own (PAGE_MAP's third column), through the package's helpers; a
+#: test spies on the store to keep this true. ``pages_reading`` uses it to say which pages new
+#: records of a grid change.
+ALSO_READS = {
+    "notebooks/replacement": ("codebook_size",),      # the off arms (mechanisms.replacement_runs)
+    "notebooks/batch_steps": ("batch_size",),         # the fixed-epochs arm beside the fixed-steps one
+}
+
+
+def pages_reading(grids) -> list[str]:
+    """The toc pages (``notebooks/NAME``) that show records of any of ``grids``, then the verdict
+    table, which reads them all; empty when no page does."""
+    grids = set(grids)
+    pages = [page for page, _, grid in PAGE_MAP
+             if grid is not None and ({grid} | set(ALSO_READS.get(page, ()))) & grids]
+    return pages + ["notebooks/verdicts"] if pages else []
+
+
 _STATIC_STATUS = {
     "notebooks/paper_tables": "transcribed data (data/paper/)",
     "book/paper_vs_code": "prose, with the option that selects each rule",

@@ -286,3 +286,29 @@ def test_the_cpu_chain_names_real_grids_and_slices_and_covers_every_cpu_grid():
     wanted = {(g, config_hash(c)) for g in GRIDS if g != "pilot" and not g.startswith("_")
               for c in grids.get_grid(g, "cpu")}
     assert wanted <= covered, f"configs no chain step runs: {sorted(wanted - covered)[:5]}"
+
+
+def test_collect_copies_only_new_records_of_the_profile_and_names_the_pages_they_change(tmp_path, monkeypatch):
+    from paper_repro.build import book
+    from paper_repro.paths import RESULTS_DIR
+    src, dst = tmp_path / "sweep" / "data" / "results", tmp_path / "main"
+    pilot = sorted((RESULTS_DIR / "pilot" / "cpu").glob("*.json"))[:3]
+    ci_rec = sorted((RESULTS_DIR / "first_run" / "ci").glob("*.json"))[0]
+    for p, grid, prof in [(p, "pilot", "cpu") for p in pilot] + [(ci_rec, "first_run", "ci")]:
+        (src / grid / prof).mkdir(parents=True, exist_ok=True)
+        shutil.copy(p, src / grid / prof / p.name)
+    (dst / "pilot" / "cpu").mkdir(parents=True)
+    kept = dst / "pilot" / "cpu" / pilot[0].name
+    kept.write_text(pilot[0].read_text())                 # already collected: must stay as it is
+    before = kept.stat().st_mtime_ns
+    monkeypatch.setenv(store.ENV_VAR, str(dst))
+    refreshed = []
+    monkeypatch.setattr(book, "refresh_notebooks", lambda names: refreshed.append(list(names)))
+    pages = book.collect(src, "cpu")
+    assert sorted(p.name for p in (dst / "pilot" / "cpu").glob("*.json")) == sorted(p.name for p in pilot)
+    assert kept.stat().st_mtime_ns == before
+    assert not (dst / "first_run").exists()                # another profile's record is left where it was
+    assert pages == ["pilot", "verdicts"] and refreshed == [pages]
+    assert book.collect(src, "cpu") == [] and len(refreshed) == 1     # nothing new: nothing to refresh
+    with pytest.raises(FileNotFoundError, match="no results tree"):
+        book.collect(tmp_path / "nowhere", "cpu")

@@ -19,3 +19,29 @@ def test_claim_rows_come_from_each_committed_page_with_verdicts_of_the_one_rule(
         assert (REPO_ROOT / "notebooks" / f"{page}.ipynb").exists(), page
     html = vv.html_table(rows)
     assert html.count("<a href=") == len(rows) and "codebook_size.html" in html
+
+
+def test_pages_reading_a_grid_include_every_page_that_loads_its_records(monkeypatch):
+    """ALSO_READS is kept true: a spy on the store records which grids each mechanism page's
+    verdicts load, and every one is the page's own grid or listed there."""
+    from paper_repro.experiments import mechanisms, store
+    read = []
+    real = store.results_dir
+    monkeypatch.setattr(store, "results_dir", lambda exp, prof, root=None: read.append(exp) or real(exp, prof, root))
+    own = {page: grid for page, _, grid in vv.PAGE_MAP if grid}
+    seen = {}
+    for name in mechanisms.MECHANISM_PAGES:
+        read.clear()
+        try:
+            mechanisms.page_verdicts(name)
+        except FileNotFoundError:
+            continue
+        page = f"notebooks/{name}"
+        seen[page] = set(read)
+        assert set(read) <= {own[page], *vv.ALSO_READS.get(page, ())}, (page, set(read))
+        for grid in set(read):
+            assert page in vv.pages_reading({grid})
+    assert seen["notebooks/replacement"] == {"replacement", "codebook_size"}     # the spy sees the helper's read
+    assert vv.pages_reading({"codebook_size"}) == ["notebooks/codebook_size", "notebooks/replacement",
+                                                  "notebooks/verdicts"]
+    assert vv.pages_reading({"kmeans_reach"}) == []
