@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PROFILE ?= auto
 BUILD := _build
 
-.PHONY: book test test-kernels venv notebooks mathjax system-deps weights clean
+.PHONY: book test test-kernels venv notebooks collect mathjax system-deps weights clean
 
 # The second float-kernel setting of CI (.ci/run): ATen's scalar kernels, oneDNN without AVX-512, one
 # thread. Results must not depend on it beyond the stated tolerances.
@@ -44,14 +44,14 @@ book: venv mathjax system-deps
 	$(PY) -m paper_repro.build.book build --profile $(PROFILE)
 
 test: venv system-deps book
-	$(PY) -m pytest tests notebooks --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+	$(PY) -m pytest tests notebooks --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider --durations=15
 
 # The notebooks' checks again under other float kernels; prints a kernel fingerprint under both settings
 # first, to show that the raw numbers do change.
 test-kernels: venv system-deps
 	@echo "float kernels, default:  $$($(PY) scripts/kernel_fingerprint.py)"
 	@echo "float kernels, CI's 2nd: $$($(OTHER_KERNELS) $(PY) scripts/kernel_fingerprint.py)"
-	$(OTHER_KERNELS) $(PY) -m pytest notebooks --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+	$(OTHER_KERNELS) $(PY) -m pytest notebooks --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider --durations=15
 
 # fp16 copies of the LPIPS / FD-VGG16 backbone weights in .weights/ (small enough to carry to a GPU machine)
 weights: venv
@@ -59,6 +59,12 @@ weights: venv
 
 notebooks: venv
 	$(PY) -m paper_repro.build.book refresh-notebooks
+
+# A background sweep's new records (scripts/cpu_chain.sh in the worktree RUN) into data/results, and the
+# pages that show them refreshed; never replaces a stored record.
+RUN ?= ../run
+collect: venv
+	$(PY) -m paper_repro.build.book collect $(RUN)/data/results
 
 clean:
 	rm -rf $(BUILD)

@@ -7,9 +7,10 @@
 #     git worktree add --detach ../run HEAD && cd ../run
 #     PY=$OLDPWD/.venv/bin/python OMP_WAIT_POLICY=PASSIVE setsid nohup bash scripts/cpu_chain.sh > chain.log 2>&1 &
 # (PY: the checkout's environment; a worktree has none of its own)
-# then, in the working checkout, `.venv/bin/python -m paper_repro.build.book collect ../run/data/results`
-# (copies the finished records it lacks and refreshes the pages that show them) and commit. Pause it while you run tests: pkill -STOP -f "paper_repro (sweep|train)"
-# (and -CONT afterwards); a paused run's train_seconds include the pause.
+# then, in the working checkout, `make collect RUN=../run` (copies the finished records it lacks and
+# refreshes the pages that show them) and commit. Pause it while you run tests:
+# pkill -STOP -f "paper_repro (sweep|train)" (and -CONT afterwards); a paused run's train_seconds
+# include the pause.
 set -u
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD"
