@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -27,6 +28,8 @@ from ..training.config import TrainConfig, config_hash
 from ..training.trainer import RECORD_NAME, RECORD_SCHEMA, SAMPLES_NAME
 
 ENV_VAR = "PAPER_REPRO_RESULTS"
+#: a run record's file name: its config hash (``training.config.config_hash``)
+RECORD_FILE = re.compile(r"[0-9a-f]{12}\.json")
 
 #: keys every record has (tests check the trainer's output against this).
 RECORD_KEYS = ("schema", "status", "experiment", "profile", "config", "config_hash", "epochs", "final",
@@ -237,6 +240,8 @@ def copy_results(src_root, dst_root=None, experiment: str | None = None, profile
         raise FileNotFoundError(f"no results tree at {src_root}")
     out = []
     for p in sorted(src_root.rglob("*.json")):
+        if not RECORD_FILE.fullmatch(p.name):      # a study's or benchmark's provenance, not a run record
+            continue
         rec = load_record(p)
         if (experiment and rec["experiment"] != experiment) or (profile and rec["profile"] != profile):
             continue

@@ -180,7 +180,7 @@ PAGE_MAP = (
     ("notebooks/codebook_size", "Tables 2–4, Figures 3 and 5: usage, distance, best configurations and reconstructions against K and D", "codebook_size"),
     ("notebooks/batch_size", "Sec. 3.2.2, Figure 4: batch size against collapse", "batch_size"),
     ("notebooks/nsvq_ablation", "Sec. 3.3: NS-VQ's kernel and modified STE switch by switch, and the kernel's reach", "nsvq_ablation"),
-    ("notebooks/transvq_diagnosis", "Sec. 3.4: why TransVQ collapses here; its map's variants against SimVQ", "transvq_diagnosis"),
+    ("notebooks/transvq_diagnosis", "Sec. 3.4: TransVQ's map, when it collapses and why; its variants against SimVQ", "transvq_diagnosis"),
     ("notebooks/batch_steps", "Figure 4 at a fixed number of optimiser steps (no step-count confound)", "batch_steps"),
     ("notebooks/replacement", "Dead-code replacement across methods: how much of the usage is its own", "replacement"),
     ("notebooks/causes", "Seed 003 vs Sec. 3.2: initialisation, encoder capacity and drift on the same runs", "causes"),

@@ -17,7 +17,7 @@ Paper vs code: the paper's Eq. 21-23 map the base codes alone (the default here,
 spells the option out, so a record says which map it trained.
 
 ``codebook_scale`` (1.0 by default: the paper's map) multiplies the mapped codebook, a departure of
-ours from the audit of why TransVQ collapses at this book's scales (``data/notes/transvq_audit.md``):
+ours from the audit of why TransVQ collapsed in this book's first (ci-scale) runs (``data/notes/transvq_audit.md``):
 the final LayerNorm fixes each code's length, so at initialisation C' has an RMS spread of ~4.6 at
 D = 64 against ~0.1 for a fresh encoder's latents, and every latent picks the one code of smallest
 norm. ``codebook_scale = D**-0.5`` starts C' at SimVQ's scale.

@@ -297,6 +297,8 @@ def test_collect_copies_only_new_records_of_the_profile_and_names_the_pages_they
     for p, grid, prof in [(p, "pilot", "cpu") for p in pilot] + [(ci_rec, "first_run", "ci")]:
         (src / grid / prof).mkdir(parents=True, exist_ok=True)
         shutil.copy(p, src / grid / prof / p.name)
+    (src / "bench_training").mkdir()
+    shutil.copy(RESULTS_DIR / "bench_training" / "cpu-2cores.provenance.json", src / "bench_training")   # not a record
     (dst / "pilot" / "cpu").mkdir(parents=True)
     kept = dst / "pilot" / "cpu" / pilot[0].name
     kept.write_text(pilot[0].read_text())                 # already collected: must stay as it is
@@ -308,6 +310,7 @@ def test_collect_copies_only_new_records_of_the_profile_and_names_the_pages_they
     assert sorted(p.name for p in (dst / "pilot" / "cpu").glob("*.json")) == sorted(p.name for p in pilot)
     assert kept.stat().st_mtime_ns == before
     assert not (dst / "first_run").exists()                # another profile's record is left where it was
+    assert not (dst / "bench_training").exists()
     assert pages == ["pilot", "verdicts"] and refreshed == [pages]
     assert book.collect(src, "cpu") == [] and len(refreshed) == 1     # nothing new: nothing to refresh
     with pytest.raises(FileNotFoundError, match="no results tree"):
