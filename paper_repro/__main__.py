@@ -8,8 +8,8 @@ import textwrap
 from pathlib import Path
 
 from . import exitcodes
-from .profiles import AUTO, PROFILES
 from .data import DATASETS
+from .profiles import AUTO, PROFILES
 from .training.config import BACKBONES, EVAL_METRICS, QUANTIZERS
 
 EPILOG = textwrap.dedent("""\
@@ -81,11 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--dry-run", action="store_true", help="print the config and its hash, do not train")
 
-    sw = sub.add_parser("sweep", help="run a named grid, skipping stored runs",
+    sw = sub.add_parser("sweep", help="run a named grid (or a plan of grid slices), skipping stored runs",
                         description="Run every config of a named grid that is not stored yet; resumes "
-                                    "partial runs from their checkpoints.",
+                                    "partial runs from their checkpoints. With --plan FILE instead of a "
+                                    "name: the grid slices the JSON file lists, in order, as one queue.",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    sw.add_argument("name", help="grid name (see `grids`)")
+    sw.add_argument("name", nargs="?", help="grid name (see `grids`)")
+    sw.add_argument("--plan", type=Path, help='JSON file {"steps": [{"grid": NAME, "where": {FIELD: VALUE}}, '
+                    '...]} (e.g. scripts/cpu_plan.json); instead of a name')
     sw.add_argument("--profile", default="ci", choices=list(PROFILES))
     sw.add_argument("--device", default="cpu")
     sw.add_argument("--jobs", type=int, default=1, help="worker processes at once (1: in this process)")
@@ -203,19 +206,25 @@ def parse_where(items: list[str]) -> dict:
 
 
 def cmd_sweep(args) -> int:
-    from .experiments.runner import COMPLETE, Status, run_grid
+    from .experiments.runner import COMPLETE, Status, load_plan, run_grid, run_plan
 
-    summary = run_grid(args.name, args.profile, args.device, jobs=args.jobs, resume=not args.fresh,
-                       root=args.results_root, runs_root=args.runs_root, time_budget_s=args.time_budget,
-                       threads_per_job=args.threads_per_job, progress=False,
-                       where=parse_where(args.where))
+    if (args.name is None) == (args.plan is None):
+        raise ValueError("sweep needs a grid name or --plan FILE (one of the two)")
+    if args.plan is not None and args.where:
+        raise ValueError("--where filters a named grid; a plan's steps carry their own filters")
+    kw = dict(jobs=args.jobs, resume=not args.fresh, root=args.results_root, runs_root=args.runs_root,
+              time_budget_s=args.time_budget, threads_per_job=args.threads_per_job, progress=False)
+    if args.plan is not None:
+        summary = run_plan(load_plan(args.plan), args.profile, args.device, **kw)
+    else:
+        summary = run_grid(args.name, args.profile, args.device, where=parse_where(args.where), **kw)
     done = summary["status"].isin(COMPLETE)
     ips = summary.loc[summary["status"] == Status.DONE.value, "images_per_s"].dropna()
-    print(f"sweep {args.name} ({args.profile}): {int(done.sum())}/{len(summary)} runs complete"
+    print(f"sweep {args.name or args.plan} ({args.profile}): {int(done.sum())}/{len(summary)} runs complete"
           + (f"; training images/s per run: mean {ips.mean():.0f}, with {min(args.jobs, len(ips))} at once "
              f"~{ips.mean() * min(args.jobs, len(ips)):.0f} in all" if len(ips) else ""), flush=True)
     for r in summary.itertuples():
-        print(f"  {r.config_hash} {r.quantizer} seed {r.seed}: {r.status}" + (f" ({r.error})" if r.error else ""))
+        print(f"  {r.grid} {r.config_hash} {r.quantizer} seed {r.seed}: {r.status}" + (f" ({r.error})" if r.error else ""))
     if (summary["status"] == Status.FAILED.value).any():
         return exitcodes.FAILED
     return exitcodes.OK if done.all() else exitcodes.INTERRUPTED

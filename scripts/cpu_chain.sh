@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The cpu-profile grids, most informative first, as one resumable background chain for a 2-core
-# machine (two 1-thread runs at once, niced). Every step skips what is stored, shares what another grid
-# already trained (same config hash) and resumes unfinished runs from their checkpoints, so the chain
-# can be killed and restarted at any time. Run it from a separate worktree, so the checkout you work
-# in stays clean:
+# The cpu-profile grids (scripts/cpu_plan.json: grid slices, most informative first) as one resumable
+# background queue for a 2-core machine: two 1-thread runs at once, niced, and no core idle while a
+# slice's last run finishes. The sweep skips what is stored, shares what another grid already trained
+# (same config hash) and resumes unfinished runs from their checkpoints, so the chain can be killed and
+# restarted at any time. Run it from a separate worktree, so the checkout you work in stays clean:
 #     git worktree add --detach ../run HEAD && cd ../run
 #     PY=$OLDPWD/.venv/bin/python OMP_WAIT_POLICY=PASSIVE setsid nohup bash scripts/cpu_chain.sh > chain.log 2>&1 &
 # (PY: the checkout's environment; a worktree has none of its own)
@@ -15,17 +15,4 @@ set -u
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD"
 PY=${PY:-.venv/bin/python}
-S="nice -n 19 $PY -m paper_repro sweep --profile cpu --jobs 2 --threads-per-job 1"
-$S codebook_size --where num_codes=1024 --where code_dim=64
-$S transvq_diagnosis
-$S first_run
-$S nsvq_ablation --where num_codes=1024
-$S replacement
-$S codebook_size --where num_codes=8192 --where code_dim=64
-$S batch_steps
-$S batch_size
-$S causes
-$S nsvq_ablation --where num_codes=8192
-$S codebook_size --where num_codes=64 --where code_dim=64
-$S codebook_size --where code_dim=3
-$S staged
+exec nice -n 19 "$PY" -m paper_repro sweep --plan scripts/cpu_plan.json --profile cpu --jobs 2 --threads-per-job 1

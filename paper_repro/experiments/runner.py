@@ -128,7 +128,7 @@ def _done(cfg: TrainConfig, root, runs_root) -> tuple[str, dict] | None:
 
 def _summary_row(cfg, status, seconds=None, record=None, error=None):
     final = (record or {}).get("final", {})
-    return {"config_hash": config_hash(cfg), "quantizer": cfg.quantizer, "num_codes": cfg.num_codes,
+    return {"grid": cfg.experiment, "config_hash": config_hash(cfg), "quantizer": cfg.quantizer, "num_codes": cfg.num_codes,
             "code_dim": cfg.code_dim, "seed": cfg.seed, "status": status,
             "seconds": None if seconds is None else round(seconds, 1),
             "images_per_s": None if record is None or record.get("images_per_s") is None
@@ -141,21 +141,67 @@ def run_grid(name: str, profile: str, device: str = "cpu", jobs: int = 1, resume
              threads_per_job: int | None = None, progress: bool | None = None,
              verbose: bool = True, where: dict | None = None) -> pd.DataFrame:
     """Run every config of grid ``name`` at ``profile`` not already stored; return a summary table
-    (one row per config: status ``stored`` / ``published`` / ``done`` / ``interrupted`` / ``failed``).
+    (one row per config: status ``stored`` / ``published`` / ``shared`` / ``done`` / ``interrupted``
+    / ``failed``).
 
     resume=False ignores stored records and checkpoints and reruns everything from scratch.
     where: only the configs whose fields equal these values (e.g. ``{"num_codes": 1024}``), so a
     long grid can be run a slice at a time, the most informative first.
     """
+    _check_run_args(jobs, profile)
+    return run_configs(select(get_grid(name, profile, device), where), f"grid {name!r}", profile, device,
+                       jobs=jobs, resume=resume, root=root, runs_root=runs_root, time_budget_s=time_budget_s,
+                       threads_per_job=threads_per_job, progress=progress, verbose=verbose)
+
+
+def load_plan(path) -> list[dict]:
+    """The steps of a sweep plan file: JSON ``{"about": "...", "steps": [{"grid": NAME, "where":
+    {FIELD: VALUE}}, ...]}`` (data, never executed); each step names a registered grid and an
+    optional filter. Raises ValueError naming the file and the step for anything else."""
+    from .grids import GRIDS
+    path = Path(path)
+    try:
+        plan = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"sweep plan {path} is not valid JSON: {e}") from None
+    if not isinstance(plan, dict) or not isinstance(plan.get("steps"), list) or not plan["steps"]:
+        raise ValueError(f"sweep plan {path}: expected an object with a non-empty list 'steps'")
+    for i, step in enumerate(plan["steps"]):
+        bad = not isinstance(step, dict) or set(step) - {"grid", "where"} or step.get("grid") not in GRIDS \
+            or not isinstance(step.get("where", {}), dict)
+        if bad:
+            raise ValueError(f"sweep plan {path}, step {i}: expected {{'grid': one of {sorted(GRIDS)}, "
+                             f"'where': {{field: value}} (optional)}}, got {step!r}")
+    return plan["steps"]
+
+
+def run_plan(steps: list[dict], profile: str, device: str = "cpu", jobs: int = 1, **kw) -> pd.DataFrame:
+    """Run the grid slices of a plan (:func:`load_plan`) in order as one queue, so no worker waits
+    for a slice's last run before the next slice starts; a config that two steps share (same hash,
+    another grid) is trained once and shared. Keyword arguments as :func:`run_grid`."""
+    _check_run_args(jobs, profile)
+    cfgs = [c for st in steps for c in select(get_grid(st["grid"], profile, device), st.get("where"))]
+    return run_configs(cfgs, f"plan of {len(steps)} step(s)", profile, device, jobs=jobs, **kw)
+
+
+def _check_run_args(jobs, profile) -> None:
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
     if profile == AUTO:
-        raise ValueError(f"run_grid needs a concrete profile ({', '.join(PROFILES)}); 'auto' is for run_or_load")
-    cfgs = select(get_grid(name, profile, device), where)
+        raise ValueError(f"a sweep needs a concrete profile ({', '.join(PROFILES)}); 'auto' is for run_or_load")
+
+
+def run_configs(cfgs: list, label: str, profile: str, device: str = "cpu", jobs: int = 1,
+                resume: bool = True, root=None, runs_root=None, time_budget_s: float | None = None,
+                threads_per_job: int | None = None, progress: bool | None = None,
+                verbose: bool = True) -> pd.DataFrame:
+    """The queue behind :func:`run_grid` and :func:`run_plan`: skip what is stored, train the rest
+    (``jobs`` at a time), each config hash once; a later config of the same hash (another grid's)
+    shares the first one's record when it is done."""
     if progress is not None:
         cfgs = [c.replace(progress=progress) for c in cfgs]
     deadline = time.time() + time_budget_s if time_budget_s else None
-    rows, todo = [], []
+    rows, todo, later, queued = [], [], [], set()
     for c in cfgs:
         try:
             st = _done(c, root, runs_root) if resume else None
@@ -164,18 +210,26 @@ def run_grid(name: str, profile: str, device: str = "cpu", jobs: int = 1, resume
             continue
         if st:
             rows.append(_summary_row(c, st[0], record=st[1]))
+        elif config_hash(c) in queued:
+            later.append(c)
         else:
+            queued.add(config_hash(c))
             todo.append(c)
             if not resume:
                 shutil.rmtree(run_dir_for(c, runs_root), ignore_errors=True)
     if verbose:
-        print(f"grid {name!r} at profile {profile!r} on {device}: {len(cfgs)} runs, "
-              f"{len(cfgs) - len(todo)} already stored, {len(todo)} to run (jobs={jobs})", flush=True)
+        print(f"{label} at profile {profile!r} on {device}: {len(cfgs)} runs, "
+              f"{len(cfgs) - len(todo) - len(later)} already stored, {len(todo)} to run"
+              + (f", {len(later)} to share" if later else "") + f" (jobs={jobs})", flush=True)
     if jobs == 1:
         rows += [_run_inline(c, root, runs_root, deadline, verbose) for c in todo]
     else:
         rows += _run_workers(todo, jobs, root, runs_root, deadline, threads_per_job or
                              (1 if device == "cpu" else 2), verbose)
+    for c in later:
+        st = _done(c, root, runs_root)
+        rows.append(_summary_row(c, st[0], record=st[1]) if st else
+                    _summary_row(c, "not started", error="its config's run in another grid did not finish"))
     summary = pd.DataFrame(rows)
     if verbose:
         with pd.option_context("display.width", 160, "display.max_columns", 20):

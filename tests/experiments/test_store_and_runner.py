@@ -268,24 +268,48 @@ def test_a_config_two_grids_hold_is_trained_once_and_shared(tmp_path, test_grid,
     assert list(run_grid(other, "gpu", root=root, runs_root=runs, verbose=False)["status"]) == ["stored", "stored"]
 
 
-def test_the_cpu_chain_names_real_grids_and_slices_and_covers_every_cpu_grid():
-    """scripts/cpu_chain.sh: every step's grid exists and its --where filter selects configs; together
-    the steps cover every config of every grid defined at cpu (the pilot, complete, aside)."""
-    import re
-    from paper_repro.experiments.runner import select
+def test_the_cpu_plan_names_real_grids_and_slices_and_covers_every_cpu_grid():
+    """scripts/cpu_plan.json (what scripts/cpu_chain.sh runs): every step's grid exists and its filter
+    selects configs; together the steps cover every config of every grid defined at cpu (the pilot,
+    complete, aside)."""
+    from paper_repro.experiments.runner import load_plan, select
     from paper_repro.paths import REPO_ROOT
-    from paper_repro.__main__ import parse_where
 
-    text = (REPO_ROOT / "scripts" / "cpu_chain.sh").read_text()
+    assert "--plan scripts/cpu_plan.json --profile cpu" in (REPO_ROOT / "scripts" / "cpu_chain.sh").read_text()
     covered = set()
-    for line in re.findall(r"^\$S (.+)$", text, re.M):
-        name, *rest = line.split()
-        where = parse_where([w for flag, w in zip(rest[::2], rest[1::2]) if flag == "--where"])
-        cfgs = select(grids.get_grid(name, "cpu"), where)
-        covered |= {(name, config_hash(c)) for c in cfgs}
+    for step in load_plan(REPO_ROOT / "scripts" / "cpu_plan.json"):
+        cfgs = select(grids.get_grid(step["grid"], "cpu"), step.get("where"))
+        covered |= {(step["grid"], config_hash(c)) for c in cfgs}
     wanted = {(g, config_hash(c)) for g in GRIDS if g != "pilot" and not g.startswith("_")
               for c in grids.get_grid(g, "cpu")}
-    assert wanted <= covered, f"configs no chain step runs: {sorted(wanted - covered)[:5]}"
+    assert wanted <= covered, f"configs no plan step runs: {sorted(wanted - covered)[:5]}"
+
+
+def test_a_plan_runs_its_slices_as_one_queue_and_trains_a_shared_config_once(tmp_path, test_grid, monkeypatch):
+    from paper_repro.experiments.runner import load_plan, run_plan
+    other = "_test_grid_b"
+    monkeypatch.setitem(GRIDS, other, lambda profile: [c.replace(experiment=other) for c in test_grid(profile)])
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"steps": [{"grid": GRID, "where": {"quantizer": "nsvq"}}, {"grid": other}]}))
+    trained = []
+    real = trainer_mod.train
+    monkeypatch.setattr("paper_repro.experiments.runner.train",
+                        lambda cfg, **kw: trained.append((cfg.experiment, cfg.quantizer)) or real(cfg, **kw))
+    root, runs = tmp_path / "results", tmp_path / "runs"
+    s = run_plan(load_plan(plan), "gpu", root=root, runs_root=runs, verbose=False)
+    assert list(zip(s["grid"], s["quantizer"], s["status"])) == [
+        (GRID, "nsvq", "done"), (other, "vq", "done"), (other, "nsvq", "shared")]
+    assert trained == [(GRID, "nsvq"), (other, "vq")]          # the nsvq config once, for the first grid
+    assert len(store.load_records(other, "gpu", root)) == 2
+    assert set(run_plan(load_plan(plan), "gpu", root=root, runs_root=runs, verbose=False)["status"]) == {"stored"}
+    for bad, msg in [({"steps": []}, "non-empty list"), ({"steps": [{"grid": "nope"}]}, "step 0"),
+                     ({"steps": [{"grid": GRID, "where": 3}]}, "step 0"), ({"steps": [{"grid": GRID, "x": 1}]}, "step 0")]:
+        plan.write_text(json.dumps(bad))
+        with pytest.raises(ValueError, match=msg):
+            load_plan(plan)
+    plan.write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        load_plan(plan)
 
 
 def test_collect_copies_only_new_records_of_the_profile_and_names_the_pages_they_change(tmp_path, monkeypatch):

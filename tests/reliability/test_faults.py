@@ -301,6 +301,18 @@ def test_a_diverging_run_does_not_stop_the_sweep(capsys, bad_grid):
     assert "NonFiniteLossError" in out and "diverged" in out
 
 
+def test_sweep_needs_one_grid_or_plan_and_names_a_bad_plan(capsys, tmp_path):
+    got, _, err = cli(capsys, "sweep", "--profile", "ci")
+    assert got == 2 and "a grid name or --plan" in err and "Traceback" not in err
+    got, _, err = cli(capsys, "sweep", "first_run", "--plan", str(tmp_path / "p.json"))
+    assert got == 2 and "one of the two" in err
+    got, _, err = cli(capsys, "sweep", "--plan", str(tmp_path / "missing.json"))
+    assert got == 2 and "missing.json" in err and "Traceback" not in err
+    (tmp_path / "p.json").write_text('{"steps": [{"grid": "first_run", "where": {"quantizer": "vq"}}]}')
+    got, _, err = cli(capsys, "sweep", "--plan", str(tmp_path / "p.json"), "--where", "seed=0")
+    assert got == 2 and "own filters" in err
+
+
 def test_a_corrupt_checkpoint_fails_its_run_only(capsys, bad_grid, tmp_path):
     from paper_repro.experiments import get_grid
     from paper_repro.experiments.runner import run_dir_for
