@@ -22,7 +22,7 @@ import pandas as pd
 
 from .. import verdict as V
 from .grids import CODE_DIMS, PAPER_METHODS
-from .report import NOT_RUN, fd_name, mean_sd
+from .report import NOT_RUN, fd_name, mean_sd, trace_frame
 
 METHODS = list(PAPER_METHODS)
 OURS_METHODS = ("NS-VQ", "TransVQ")
@@ -281,3 +281,22 @@ def plot_usage_and_fd(ours: pd.DataFrame, paper: pd.DataFrame):
     fig.legend(handles=handles, loc="lower center", ncol=len(METHODS), fontsize=9, frameon=False)
     fig.tight_layout(rect=(0, 0.07, 1, 1))       # the caption is in the page's text, not in the image
     return fig
+
+
+def usage_over_training(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """(trace table with a ``cell`` column "D = d, K = k", the cells with runs in table order)."""
+    tf = trace_frame(df)
+    tf["cell"] = [f"D = {d}, K = {k:,}" for d, k in zip(tf["code_dim"], tf["num_codes"])]
+    cells = [f"D = {d}, K = {k:,}" for d in CODE_DIMS for k in sorted(set(tf["num_codes"]))
+             if ((tf["code_dim"] == d) & (tf["num_codes"] == k)).any()]
+    return tf, cells
+
+
+def plot_usage_over_training(df: pd.DataFrame):
+    """Each method's training usage over its optimiser steps (from the records' loss traces), one
+    panel per (D, K) cell with runs, mean over seeds with a ±1 sd band; log step axis."""
+    from .mechanisms import plot_probes
+    tf, cells = usage_over_training(df)
+    return plot_probes(tf, ["window_usage"], by="tag", facet="cell", facet_order=cells, wrap=3, logx=True,
+                       order=[m for m in METHODS if m in set(tf["tag"])],
+                       labels={"window_usage": "usage in the steps before"})

@@ -92,17 +92,22 @@ def arm_table(df: pd.DataFrame, order, by: str = "tag", columns: dict | None = N
 
 # -- figures -----------------------------------------------------------------------------------------
 def plot_probes(pf: pd.DataFrame, metrics, by: str = "tag", facet: str | None = "num_codes",
-                x: str = "step", order=None, logy: tuple = ()):
+                x: str = "step", order=None, logy: tuple = (), logx: bool = False,
+                facet_order=None, wrap: int | None = None, labels: dict | None = None):
     """One panel per (metric, facet value), a metric per row and a facet value per column (without
-    a facet, the metrics two to a row): a line per arm (mean over seeds, ±1 sd band when there are
-    several seeds), a marker per arm. The caption belongs in the page text."""
+    a facet, the metrics two to a row; with one metric and ``wrap``, at most ``wrap`` facets to a
+    row): a line per arm (mean over seeds, ±1 sd band when there are several seeds), a marker per
+    arm. ``labels``: axis labels beyond PROBE_LABELS. The caption belongs in the page text."""
     import matplotlib.pyplot as plt
 
     metrics = list(metrics)
-    facets = sorted(pf[facet].dropna().unique()) if facet else [None]
+    labels = {**PROBE_LABELS, **(labels or {})}
+    facets = (list(facet_order) if facet_order is not None else sorted(pf[facet].dropna().unique())) \
+        if facet else [None]
     arms = list(order) if order is not None else sorted(pf[by].dropna().unique())
     panels = [(m, fv) for m in metrics for fv in facets]
-    ncols = len(facets) if facet else min(2, len(metrics))
+    ncols = (min(len(facets), wrap) if wrap and len(metrics) == 1 else len(facets)) if facet \
+        else min(2, len(metrics))
     nrows = math.ceil(len(panels) / ncols)
     legend_rows = math.ceil(len(arms) / 3)
     height = 3.0 * nrows + 0.35 + 0.25 * legend_rows
@@ -122,11 +127,13 @@ def plot_probes(pf: pd.DataFrame, metrics, by: str = "tag", facet: str | None = 
                 sd = g["std"].fillna(0)
                 ax.fill_between(g[x], g["mean"] - sd, g["mean"] + sd, color=cmap(a % 10), alpha=0.15, lw=0)
         ax.set_xlabel("optimiser step" if x == "step" else x.replace("_", " "), fontsize=9)
-        ax.set_ylabel(PROBE_LABELS.get(m, m), fontsize=9)
+        ax.set_ylabel(labels.get(m, m), fontsize=9)
         if m in logy:
             ax.set_yscale("symlog", linthresh=1e-3)
-        if facet is not None and n < ncols:
-            ax.set_title(f"{facet.replace('num_codes', 'K')} = {fv}", fontsize=10)
+        if logx:
+            ax.set_xscale("log")
+        if facet is not None and (n < ncols or len(metrics) == 1):
+            ax.set_title(fv if isinstance(fv, str) else f"{facet.replace('num_codes', 'K')} = {fv}", fontsize=10)
         ax.tick_params(labelsize=9)
         ax.grid(alpha=0.3)
     for n in range(len(panels), nrows * ncols):

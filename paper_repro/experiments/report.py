@@ -175,6 +175,21 @@ def epoch_frame(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def trace_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Long table of the records' loss traces: one row per (run, trace point) with the run's config
+    keys (``tag`` from ``df``: the grid's current label), ``step``, ``window_steps`` (the optimiser
+    steps since the previous trace point; trace points are log-spaced, so windows grow with the step)
+    and the window's ``window_usage`` (fraction of the K codes selected in those steps) and losses."""
+    tags = dict(zip(df["config_hash"], df["tag"])) if {"config_hash", "tag"} <= set(df.columns) else {}
+    rows = []
+    for rec in _records(df):
+        cfg = rec["config"]
+        keys = {k: cfg.get(k) for k in ("quantizer", "num_codes", "code_dim", "batch_size", "seed")}
+        keys["tag"] = tags.get(rec["config_hash"], cfg.get("tag"))
+        rows += [{**keys, "config_hash": rec["config_hash"], **t} for t in rec["trace"]]
+    return pd.DataFrame(rows)
+
+
 def plot_usage_per_epoch(df: pd.DataFrame):
     """Training-epoch usage (fraction of codes selected during each epoch's training batches) per
     epoch, one line per run, and each run's final eval usage as a marker after the last epoch."""

@@ -116,3 +116,32 @@ def test_best_configs_pick_the_lowest_mean_distance_per_method():
     assert len(runs) == 12 and set(runs[runs.tag == "NS-VQ"].num_codes) == {64}
     p4 = cs.paper_table4(load_paper_tables())
     assert p4.loc["TransVQ", "rFID"] == pytest.approx(13.70) and list(p4.index) == list(PAPER_METHODS)
+
+
+def test_usage_over_training_reads_the_traces_and_draws_one_panel_per_cell(tmp_path):
+    """trace_frame is the records' traces row for row; the figure has one titled panel per (D, K)
+    cell with runs, in table order, a line per method at the mean over seeds."""
+    import json
+
+    import matplotlib
+    matplotlib.use("agg")
+    rows = []
+    for k, d in ((1024, 64), (64, 3), (64, 64)):
+        for seed in (0, 1):
+            h = f"{k:05d}{d:02d}{seed}"
+            trace = [{"step": st, "window_steps": st // 2 or 1, "window_usage": 0.1 * seed + st / 100,
+                      "loss": 1.0, "recon_loss": 0.5, "quantizer_loss": 0.5} for st in (1, 10, 100)]
+            rec = {"config_hash": h, "config": {"quantizer": "nsvq", "num_codes": k, "code_dim": d,
+                                                 "batch_size": 16, "seed": seed, "tag": "NS-VQ"}, "trace": trace}
+            (tmp_path / f"{h}.json").write_text(json.dumps(rec))
+            rows.append({"config_hash": h, "tag": "NS-VQ", "record_path": str(tmp_path / f"{h}.json")})
+    df = pd.DataFrame(rows)
+    tf, cells = cs.usage_over_training(df)
+    assert len(tf) == 3 * 2 * 3 and cells == ["D = 3, K = 64", "D = 64, K = 64", "D = 64, K = 1,024"]
+    one = tf[(tf.config_hash == "01024641") & (tf.step == 10)]
+    assert one["window_usage"].item() == pytest.approx(0.2) and one["window_steps"].item() == 5
+    fig = cs.plot_usage_over_training(df)
+    titled = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in titled] == cells and all(ax.get_xscale() == "log" for ax in titled)
+    (line,) = titled[0].get_lines()
+    assert list(line.get_ydata()) == pytest.approx([0.06, 0.15, 1.05])       # mean of seeds 0 and 1
