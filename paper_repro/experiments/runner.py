@@ -128,8 +128,8 @@ def _done(cfg: TrainConfig, root, runs_root) -> tuple[str, dict] | None:
 
 def _summary_row(cfg, status, seconds=None, record=None, error=None):
     final = (record or {}).get("final", {})
-    return {"grid": cfg.experiment, "config_hash": config_hash(cfg), "quantizer": cfg.quantizer, "num_codes": cfg.num_codes,
-            "code_dim": cfg.code_dim, "seed": cfg.seed, "status": status,
+    return {"grid": cfg.experiment, "config_hash": config_hash(cfg), "quantizer": cfg.quantizer,
+            "num_codes": cfg.num_codes, "code_dim": cfg.code_dim, "seed": cfg.seed, "status": status,
             "seconds": None if seconds is None else round(seconds, 1),
             "images_per_s": None if record is None or record.get("images_per_s") is None
             else round(record["images_per_s"], 1),
