@@ -161,7 +161,13 @@ def collect(src_root: Path, profile: str = "cpu", refresh: bool = True) -> list[
     if not written:
         print(f"no new {profile} records in {src_root}")
     elif refresh:
-        refresh_notebooks(pages)
+        try:
+            refresh_notebooks(pages)
+        except BaseException:
+            # the records are copied now, so a second collect finds nothing new: say what is left
+            print(f"refreshing failed; the records are copied. After fixing, run: python -m "
+                  f"paper_repro.build.book refresh-notebooks {' '.join(pages)}", file=sys.stderr)
+            raise
     else:
         print("pages to refresh: " + " ".join(pages))
     return pages

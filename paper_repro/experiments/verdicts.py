@@ -60,7 +60,9 @@ def claim_rows(pages=None) -> pd.DataFrame:
     rows = []
     if want("first_training_run"):
         df, src = load_grid("first_run")
-        rows.append(_row(report.usage_verdict(df), "first_training_run"))
+        v = report.usage_verdict(df)
+        if v is not None:
+            rows.append(_row(v, "first_training_run"))
     if want("codebook_size"):
         rows += _codebook_rows(cs, load_paper_tables)
     if want("batch_size"):

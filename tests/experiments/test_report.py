@@ -48,6 +48,7 @@ def test_check_lines_and_claim():
     assert report.usage_verdict(flipped).verdict == "contradicted"
     assert report.usage_verdict(_df().assign(profile="ci")).verdict == "pipeline check"
     assert report.usage_verdict(_df()[_df().seed == 0]).verdict == "not judged"
+    assert report.usage_verdict(_df()[_df().quantizer == "nsvq"]) is None      # one side not run yet
 
 
 @pytest.mark.parametrize("v, s", [(17.0, "17.0"), (150.0, "150"), (0.0137, "0.0137"), (0.5, "0.500"),
