@@ -249,7 +249,8 @@ def replacement_frame(df: pd.DataFrame, off: pd.DataFrame) -> pd.DataFrame:
     scale = [c for c in ("epochs", "width", "train_images", "eval_images", "batch_size", "warmup_steps", "lr")
              if c in on and c in borrowed]
     same = set(map(tuple, on[scale].fillna(-1).to_numpy().tolist()))
-    borrowed = borrowed[[tuple(r) in same for r in borrowed[scale].fillna(-1).to_numpy().tolist()]]
+    keep = [tuple(r) in same for r in borrowed[scale].fillna(-1).to_numpy().tolist()]
+    borrowed = borrowed.loc[pd.Series(keep, index=borrowed.index, dtype=bool)]    # (df[[]] would drop the columns)
     borrowed["replacement"] = "off"
     borrowed["tag"] = [f"{q}" for q in borrowed["quantizer"]]
     both = pd.concat([on, borrowed], ignore_index=True)
