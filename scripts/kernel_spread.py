@@ -13,7 +13,11 @@ record (the trace points and the final metrics):
 Writes ``data/results/kernel_spread/<profile>.csv`` (one row per run, setting and quantity) and a
 ``.provenance.json`` beside it; the reproduction test's tolerances are checked against this file.
 
-    .venv/bin/python scripts/kernel_spread.py [--profile ci] [--out DIR]
+``--other-cpu``, on a machine other than the one that made the records: re-trains the sample once
+with that machine's default kernels and writes ``<profile>.other-cpu-<cpu>.csv`` (setting "another
+CPU: <model>"), which the reproduction test checks the tolerances against as well.
+
+    .venv/bin/python scripts/kernel_spread.py [--profile ci] [--out DIR] [--other-cpu]
 """
 from __future__ import annotations
 
@@ -63,15 +67,27 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--profile", default="ci")
     ap.add_argument("--out", type=Path, default=RESULTS_DIR / "kernel_spread")
+    ap.add_argument("--other-cpu", action="store_true",
+                    help="only this machine's default kernels, labelled as another CPU (see above)")
     args = ap.parse_args(argv)
     prov = provenance("cpu")
-    prov["settings"] = {k: {"env": e, "overrides": o} for k, (e, o) in SETTINGS.items()}
+    settings = SETTINGS
+    stem = args.profile
+    if args.other_cpu:
+        import re
+
+        import torch
+        model = re.sub(r"^cpu: | \(\d+ threads?\)$", "", str(prov.get("device", "unknown CPU")))
+        model += f", {torch.backends.cpu.get_cpu_capability()}"          # the kernels ATen dispatches to
+        settings = {f"{reproduce.OTHER_CPU}: {model}": SETTINGS["same kernels"]}
+        stem = f"{args.profile}.other-cpu-" + re.sub(r"[^a-z0-9]+", "-", str(model).lower()).strip("-")
+    prov["settings"] = {k: {"env": e, "overrides": o} for k, (e, o) in settings.items()}
     sample = [s for s in reproduce.REPRODUCTION_SAMPLE if s[1] == args.profile]
     rows = []
-    jobs = [(s, name) for s in sample for name in SETTINGS]
+    jobs = [(s, name) for s in sample for name in settings]
     for (grid, profile, fields), name in tqdm(jobs, desc="re-runs", unit="run"):
         rec = reproduce.find_record(grid, profile, fields)
-        env, over = SETTINGS[name]
+        env, over = settings[name]
         new = rerun(rec, env, over)
         dev = reproduce.deviations(new, rec)
         label = f"{grid}/{rec['config']['quantizer']}" + (f" ({rec['config']['tag']})" if rec["config"].get("tag") else "")
@@ -81,10 +97,10 @@ def main(argv=None):
                          "abs_diff": r.abs_diff, "rel_diff": r.rel_diff})
     args.out.mkdir(parents=True, exist_ok=True)
     df = pd.DataFrame(rows)
-    df.to_csv(args.out / f"{args.profile}.csv", index=False, float_format="%.9g")
-    (args.out / f"{args.profile}.provenance.json").write_text(json.dumps(prov, indent=2, default=str))
+    df.to_csv(args.out / f"{stem}.csv", index=False, float_format="%.9g")
+    (args.out / f"{stem}.provenance.json").write_text(json.dumps(prov, indent=2, default=str))
     print(df.groupby(["kind", "setting"])["rel_diff"].max().unstack().to_string())
-    print(f"wrote {args.out / (args.profile + '.csv')}")
+    print(f"wrote {args.out / (stem + '.csv')}")
 
 
 if __name__ == "__main__":

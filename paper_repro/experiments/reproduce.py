@@ -53,6 +53,15 @@ SPREAD_SETTINGS = {
 }
 KERNEL_SETTINGS = ("ATEN_CPU_CAPABILITY=default", "ONEDNN_MAX_CPU_ISA=AVX2", "2 threads")
 SEED_SETTINGS = ("seed 1", "seed 2")
+#: Rows measured on another machine (``scripts/kernel_spread.py --other-cpu``: the committed records
+#: re-trained there with its default kernels) carry a setting that starts with this; they count as
+#: float-kernel settings.
+OTHER_CPU = "another CPU"
+
+
+def is_kernel_setting(setting: str) -> bool:
+    """A setting that changes only the float kernels (on this machine or on another CPU)."""
+    return setting in KERNEL_SETTINGS or str(setting).startswith(OTHER_CPU)
 
 
 @dataclass(frozen=True)
@@ -71,7 +80,11 @@ class Tolerance:
 TOLERANCES = {
     "trace_early": Tolerance(abs=0.0, rel=1e-4),    # window-mean loss, steps 1-5
     "trace_mid": Tolerance(abs=0.0, rel=1e-2),      # steps 10-20
-    "trace_late": Tolerance(abs=0.0, rel=0.5),      # later steps: training has amplified the last bits
+    # later steps: training has amplified the last bits. A run whose loss spikes (first_run/vq at
+    # step 50) is chaotic afterwards; another CPU (AMD EPYC, AVX2) moved its step-256 window by 0.96 x.
+    # At this size the late trace is an order-of-magnitude check: code changes are caught by the early
+    # and mid trace and the final metrics.
+    "trace_late": Tolerance(abs=0.0, rel=2.0),
     "eval_mse": Tolerance(abs=0.0, rel=0.25),
     "psnr": Tolerance(abs=1.0),
     "ssim": Tolerance(abs=0.1),
@@ -164,7 +177,11 @@ def load_spread(profile: str = "ci", root=None):
     if not f.exists():
         raise FileNotFoundError(f"{f} not found: run `python scripts/kernel_spread.py --profile {profile}`")
     prov_file = f.with_suffix(".provenance.json")
-    return pd.read_csv(f), (json.loads(prov_file.read_text()) if prov_file.exists() else {})
+    prov = json.loads(prov_file.read_text()) if prov_file.exists() else {}
+    others = sorted(d.glob(f"{profile}.other-cpu-*.csv"))      # scripts/kernel_spread.py --other-cpu
+    prov["other_cpus"] = [json.loads(o.with_suffix(".provenance.json").read_text()) for o in others
+                          if o.with_suffix(".provenance.json").exists()]
+    return pd.concat([pd.read_csv(f), *map(pd.read_csv, others)], ignore_index=True), prov
 
 
 def _group(kind: str) -> str:
@@ -198,13 +215,14 @@ def spread_table(spread: pd.DataFrame) -> pd.DataFrame:
         tol = TOLERANCES[kind]
         row["tolerance"] = (f"{tol.rel:g} x |record|" if rel else
                             f"{tol.abs:g}" + (f" + {tol.rel:g} x |record|" if tol.rel else ""))
-        k = g[g.setting.isin(KERNEL_SETTINGS) & (g.abs_diff > 0)]
+        k = g[g.setting.map(is_kernel_setting) & (g.abs_diff > 0)]
         row["room over kernels"] = float((k["bound"] / k["abs_diff"]).min()) if len(k) else float("inf")
         sd = g[g.setting.isin(SEED_SETTINGS)]
         row["other seeds outside"] = float((sd["abs_diff"] > sd["bound"]).mean()) if len(sd) else float("nan")
         rows.append(row)
-    order = ["quantity", *SPREAD_SETTINGS, "tolerance", "room over kernels", "other seeds outside"]
     out = pd.DataFrame(rows)
+    others = [c for c in out.columns if str(c).startswith(OTHER_CPU)]
+    order = ["quantity", *SPREAD_SETTINGS, *others, "tolerance", "room over kernels", "other seeds outside"]
     return out[[c for c in order if c in out.columns]]
 
 

@@ -54,15 +54,17 @@ def test_deviations_flag_a_changed_number_and_name_it():
 def spread():
     if not SPREAD.exists():
         pytest.fail(f"{SPREAD} is missing: run `python scripts/kernel_spread.py` and commit it")
-    return reproduce.with_kinds(pd.read_csv(SPREAD))
+    return reproduce.with_kinds(reproduce.load_spread("ci")[0])     # with every other CPU measured
 
 
 def test_tolerances_cover_every_float_kernel_setting_with_room(spread):
-    """Each tolerance is at least 2x the largest deviation any other kernel setting produced (so
-    this test cannot flake on another CPU), measured on the very runs CI re-trains."""
-    from paper_repro.experiments.reproduce import KERNEL_SETTINGS
-    k = spread[spread.setting.isin(KERNEL_SETTINGS + ("same kernels",))]
-    assert set(k.setting) == set(KERNEL_SETTINGS) | {"same kernels"}
+    """Each tolerance is at least 2x the largest deviation any other kernel setting produced, on this
+    machine or on another CPU (scripts/kernel_spread.py --other-cpu), measured on the very runs CI
+    re-trains."""
+    from paper_repro.experiments.reproduce import KERNEL_SETTINGS, OTHER_CPU, is_kernel_setting
+    k = spread[spread.setting.map(is_kernel_setting) | (spread.setting == "same kernels")]
+    assert set(KERNEL_SETTINGS) | {"same kernels"} <= set(k.setting)
+    assert any(s.startswith(OTHER_CPU) for s in k.setting), "no other CPU measured"
     for r in k.itertuples():
         bound = TOLERANCES[r.kind].bound(r.record)
         assert r.abs_diff * 2 <= bound, (f"{r.run} under {r.setting}: {r.quantity} moved by "
