@@ -81,12 +81,12 @@ TOLERANCES = {
     "trace_early": Tolerance(abs=0.0, rel=1e-4),    # window-mean loss, steps 1-5
     "trace_mid": Tolerance(abs=0.0, rel=1e-2),      # steps 10-20
     # later steps: training has amplified the last bits. A run whose loss spikes (first_run/vq at
-    # step 50) is chaotic afterwards; another CPU (AMD EPYC, AVX2) moved its step-256 window by 0.96 x.
+    # step 50) is chaotic afterwards; another CPU (AMD EPYC) moved its step-256 window by 0.96 x.
     # At this size the late trace is an order-of-magnitude check: code changes are caught by the early
     # and mid trace and the final metrics.
     "trace_late": Tolerance(abs=0.0, rel=2.0),
-    "eval_mse": Tolerance(abs=0.0, rel=0.25),
-    "psnr": Tolerance(abs=1.0),
+    "eval_mse": Tolerance(abs=0.0, rel=0.3),       # another CPU: 0.126 x (the spiking vq run)
+    "psnr": Tolerance(abs=1.25),                   # another CPU: 0.55 dB (the same run)
     "ssim": Tolerance(abs=0.1),
     "eval_usage": Tolerance(abs=0.1, rel=1.0),
 }
