@@ -87,7 +87,7 @@ def delay_free_experiment(steps: int = 5, batch_size: int = 16, lr: float = 0.01
     "official" (d = N D); the codebook loss uses the same ``d``: ``(1/d) sum ||sg(E) - c||^2``.
     ``dtype`` of the compared steps: float64 by default, so the ~1e-5 gap between the variants is not
     drowned by float32 rounding amplified over the steps (in float32 the "gap" was mostly rounding, up
-    to 3e-4 here and past the page's 1e-3 threshold on another CPU). The pre-training stays float32;
+    to 3e-4, and on another CPU the page's verdict on it turned inconclusive). The pre-training stays float32;
     its result differs a little between CPUs, and both variants start from it.
     """
     import pandas as pd
