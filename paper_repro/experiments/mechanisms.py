@@ -223,11 +223,17 @@ def ablation_verdicts(df: pd.DataFrame) -> list:
 
 def transvq_verdicts(df: pd.DataFrame) -> list:
     """Sec. 3.4 / Table 2: TransVQ keeps more of its codebook than SimVQ (eval usage, K = 1024,
-    D = 64); and the audit's prediction (ours, not the paper's): scaling the mapped codebook by
-    1/8 raises TransVQ's eval usage."""
+    D = 64); the paper's map against the authors' code's (which adds a learned position embedding);
+    and the audit's prediction (ours, not the paper's): scaling the mapped codebook by 1/8 raises
+    TransVQ's eval usage."""
     out = [_all("Sec. 3.4: TransVQ (the paper's map) has higher eval usage than SimVQ",
                 _paired_cells(df, "usage(TransVQ) - usage(SimVQ)", "eval_usage",
                               {"tag": "TransVQ (paper)"}, {"tag": "SimVQ"}, "num_codes", (1024,)), 1),
+           _all("Paper vs code: the paper's map (no position embedding) has higher eval usage than the "
+                "authors' code's map",
+                _paired_cells(df, "usage(paper map) - usage(authors' map)", "eval_usage",
+                              {"tag": "TransVQ (paper)"}, {"tag": "TransVQ + position embedding (authors' code)"},
+                              "num_codes", (1024,)), 1),
            _all("Audit (ours): the mapped codebook x 1/8 raises TransVQ's eval usage over the paper's map",
                 _paired_cells(df, "usage(x 1/8) - usage(paper map)", "eval_usage",
                               {"tag": "TransVQ, codebook x 1/8 (ours)"}, {"tag": "TransVQ (paper)"},
