@@ -14,14 +14,13 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from paper_repro.build.book import execute_notebook  # noqa: E402
 from paper_repro.experiments.store import ENV_VAR, RECORD_FILE  # noqa: E402
 from paper_repro.experiments.verdicts import PAGE_MAP  # noqa: E402
 from paper_repro.paths import REPO_ROOT, RESULTS_DIR  # noqa: E402
 
 
 def main(pages: list[str]) -> int:
-    import papermill as pm
-
     pages = pages or [p.split("/")[-1] for p, _, grid in PAGE_MAP if grid] + ["verdicts"]
     tmp = Path(tempfile.mkdtemp(prefix="partial-pages-"))
     root = tmp / "results"
@@ -34,8 +33,7 @@ def main(pages: list[str]) -> int:
     failed = []
     for name in pages:
         try:
-            pm.execute_notebook(str(REPO_ROOT / "notebooks" / f"{name}.ipynb"), str(tmp / f"{name}.ipynb"),
-                                kernel_name="python3", cwd=str(REPO_ROOT), progress_bar=False, log_output=False)
+            execute_notebook(REPO_ROOT / "notebooks" / f"{name}.ipynb", tmp / f"{name}.ipynb")
             print(f"ok    {name}", flush=True)
         except Exception as e:  # papermill's error names the failing cell's exception
             failed.append(name)

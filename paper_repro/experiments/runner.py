@@ -208,12 +208,13 @@ def run_configs(cfgs: list, label: str, profile: str, device: str = "cpu", jobs:
         except DataMismatch as e:
             rows.append(_summary_row(c, Status.FAILED.value, error=str(e)))
             continue
+        h = config_hash(c)
         if st:
             rows.append(_summary_row(c, st[0], record=st[1]))
-        elif config_hash(c) in queued:
+        elif h in queued:
             later.append(c)
         else:
-            queued.add(config_hash(c))
+            queued.add(h)
             todo.append(c)
             if not resume:
                 shutil.rmtree(run_dir_for(c, runs_root), ignore_errors=True)
