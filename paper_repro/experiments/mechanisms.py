@@ -69,6 +69,37 @@ def mean_sd_text(values) -> str:
     return mean_sd(x.mean() if len(x) else float("nan"), x.std(ddof=1), len(x), ".3g", ".2g")
 
 
+def onset_steps(pf: pd.DataFrame, column: str = "probe_usage", level: float = 0.1) -> pd.DataFrame:
+    """Per run (config_hash, with its ``tag`` and ``seed``): the first probe step at which ``column``
+    reaches ``level`` (NaN when it never does) and the run's last probe step."""
+    rows = []
+    for h, s in pf[pf[column].notna()].sort_values("step").groupby("config_hash", sort=False):
+        hit = s[s[column] >= level]
+        rows.append({"config_hash": h, "tag": s["tag"].iloc[0], "seed": s["seed"].iloc[0],
+                     "onset": float(hit["step"].iloc[0]) if len(hit) else float("nan"),
+                     "last_step": float(s["step"].iloc[-1])})
+    return pd.DataFrame(rows, columns=["config_hash", "tag", "seed", "onset", "last_step"])
+
+
+def onset_table(pf: pd.DataFrame, order, column: str = "probe_usage", levels=(0.1, 0.5)) -> pd.DataFrame:
+    """One row per arm in ``order``: for each level, the first probe step at which ``column`` reaches
+    it, as "mean ± sd (n seeds)" over the seeds that reach it ("never"; "not run" for an arm without
+    probed runs), plus how many of the arm's runs did ("3 of 3")."""
+    rows = []
+    for arm in order:
+        row = {"tag": arm}
+        for level in levels:
+            o = onset_steps(pf, column, level)
+            o = o[o["tag"] == arm]
+            label = f"first step with {PROBE_LABELS.get(column, column)} >= {level:g}"
+            x = o["onset"].dropna()
+            row[label] = mean_sd(x.mean(), x.std(ddof=1), len(x), ",.0f", ",.0f") if len(x) \
+                else ("never" if len(o) else "not run")
+            row[f"runs reaching {level:g}"] = f"{int(o['onset'].notna().sum())} of {len(o)}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def arm_table(df: pd.DataFrame, order, by: str = "tag", columns: dict | None = None,
               split: str | None = "num_codes", extra: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per arm in ``order`` (values of ``by``) and value of ``split`` (e.g. K); columns:

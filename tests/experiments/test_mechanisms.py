@@ -91,6 +91,22 @@ def test_probe_frame_reads_the_records_probes(tmp_path):
     assert mech.probe_frame(pd.DataFrame({"record_path": []})).empty
 
 
+def test_onset_is_the_first_probe_at_the_level_and_never_when_missed():
+    def run(h, tag, seed, usages):
+        return [{"config_hash": h, "tag": tag, "seed": seed, "step": 100 * i, "probe_usage": u}
+                for i, u in enumerate(usages)]
+    # unsorted steps and a dip after the crossing: the first crossing counts
+    pf = pd.DataFrame(run("a0", "a", 0, [0.0, 0.05, 0.2, 0.05, 0.6])[::-1] + run("a1", "a", 1, [0.0, 0.1, 0.3, 0.3, 0.3])
+                      + run("b0", "b", 0, [0.0, 0.01, 0.02, 0.03, 0.04]))
+    o = mech.onset_steps(pf, level=0.1).set_index("config_hash")
+    assert o.loc["a0", "onset"] == 200 and o.loc["a1", "onset"] == 100     # >= level, not > level
+    assert pd.isna(o.loc["b0", "onset"]) and o.loc["b0", "last_step"] == 400
+    t = mech.onset_table(pf, ["a", "b", "c"], levels=(0.1, 0.5)).set_index("tag")
+    assert t.loc["a"].tolist() == ["150 ± 71 (2 seeds)", "2 of 2", "400 (1 seed)", "1 of 2"]
+    assert t.loc["b"].tolist() == ["never", "0 of 1", "never", "0 of 1"]
+    assert t.loc["c"].tolist() == ["not run", "0 of 0", "not run", "0 of 0"]
+
+
 def test_mechanism_grids_hold_what_their_pages_compare():
     abl = get_grid("nsvq_ablation", "cpu")
     assert {c.tag for c in abl} == set(grids.NSVQ_ARMS) and {c.num_codes for c in abl} == {1024, 8192}
