@@ -85,11 +85,11 @@ def onset_table(pf: pd.DataFrame, order, column: str = "probe_usage", levels=(0.
     """One row per arm in ``order``: for each level, the first probe step at which ``column`` reaches
     it, as "mean ± sd (n seeds)" over the seeds that reach it ("never"; "not run" for an arm without
     probed runs), plus how many of the arm's runs did ("3 of 3")."""
+    onsets = {level: onset_steps(pf, column, level) for level in levels}
     rows = []
     for arm in order:
         row = {"tag": arm}
-        for level in levels:
-            o = onset_steps(pf, column, level)
+        for level, o in onsets.items():
             o = o[o["tag"] == arm]
             label = f"first step with {PROBE_LABELS.get(column, column)} >= {level:g}"
             x = o["onset"].dropna()
