@@ -55,6 +55,9 @@ class Verdict:
     profile: str | None = None
     exact: bool = False
     parts: tuple = field(default=(), repr=False)
+    #: whose claim it is, where the caller knows better than its page's default (e.g. "none: our
+    #: hypothesis" for an audit's prediction); empty: the page's paper side applies
+    side: str = ""
 
     @property
     def mark(self) -> str:

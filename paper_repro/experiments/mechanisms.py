@@ -12,12 +12,17 @@ inconclusive (``cells``).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pandas as pd
 
 from .. import verdict as V
 from .report import _records, mean_sd, single_profile
+
+#: the paper side of a claim that is not the paper's (see ``Verdict.side``)
+OURS_SIDE = "none: our hypothesis"
+PAPER_VS_CODE_SIDE = "the paper's Eq. 21-23 against the authors' released code"
 
 #: probe columns, with the label a figure or table prints
 PROBE_LABELS = {
@@ -228,10 +233,10 @@ def _paired_cells(df, claim, column, a: dict, b: dict, over: str, values, op=">"
     return parts
 
 
-def _all(claim, parts, cells):
+def _all(claim, parts, cells, side=""):
     if not parts:
         return None
-    return V.judge_all(claim, parts, cells)
+    return dataclasses.replace(V.judge_all(claim, parts, cells), side=side)
 
 
 def ablation_verdicts(df: pd.DataFrame) -> list:
@@ -264,11 +269,11 @@ def transvq_verdicts(df: pd.DataFrame) -> list:
                 "authors' code's map",
                 _paired_cells(df, "usage(paper map) - usage(authors' map)", "eval_usage",
                               {"tag": "TransVQ (paper)"}, {"tag": "TransVQ + position embedding (authors' code)"},
-                              "num_codes", (1024,)), 1),
+                              "num_codes", (1024,)), 1, side=PAPER_VS_CODE_SIDE),
            _all("Audit (ours): the mapped codebook x 1/8 raises TransVQ's eval usage over the paper's map",
                 _paired_cells(df, "usage(x 1/8) - usage(paper map)", "eval_usage",
                               {"tag": "TransVQ, codebook x 1/8 (ours)"}, {"tag": "TransVQ (paper)"},
-                              "num_codes", (1024,)), 1)]
+                              "num_codes", (1024,)), 1, side=OURS_SIDE)]
     return [v for v in out if v is not None]
 
 

@@ -80,11 +80,7 @@ def claim_rows(pages=None) -> pd.DataFrame:
         except FileNotFoundError:
             continue
         for v in vs:
-            ours_only = v.claim.startswith("Audit (ours)")     # our hypothesis, not the paper's
-            side = ("none: our hypothesis" if ours_only else
-                    "the paper's Eq. 21-23 against the authors' released code" if v.claim.startswith("Paper vs code")
-                    else MECHANISM_PAPER_SIDE[page])
-            r = _row(v, page, side)
+            r = _row(v, page, v.side or MECHANISM_PAPER_SIDE[page])
             r["ours"] = (_parts_stats(v) if v.parts else v.stats(3)) + f"; profile {src.profile}"
             rows.append(r)
     if want("kmeans_reach"):

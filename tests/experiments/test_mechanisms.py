@@ -130,11 +130,12 @@ def test_transvq_verdicts_judge_the_paper_claim_and_the_audits_prediction():
                  {"tag": "SimVQ", "quantizer": "simvq", "seed": s, "eval_usage": 0.5 + 0.01 * s}]
     paper, audit = mech.transvq_verdicts(_runs(rows))
     assert paper.verdict == V.CONTRADICTED and audit.verdict == V.SUPPORTED
-    assert audit.claim.startswith("Audit (ours)")
+    assert audit.claim.startswith("Audit (ours)") and audit.side == mech.OURS_SIDE and paper.side == ""
     rows += [{"tag": "TransVQ + position embedding (authors' code)", "quantizer": "transvq", "seed": s,
               "eval_usage": 0.003 + 0.001 * s} for s in (0, 1, 2)]
     paper, code, audit = mech.transvq_verdicts(_runs(rows))
     assert code.claim.startswith("Paper vs code") and code.verdict == V.INCONCLUSIVE   # 0.003 vs 0.003-0.005
+    assert code.side == mech.PAPER_VS_CODE_SIDE
     rows = [dict(r, eval_usage=0.9 + 0.01 * r["seed"]) if r["tag"] == "TransVQ (paper)" else r for r in rows]
     assert mech.transvq_verdicts(_runs(rows))[1].verdict == V.SUPPORTED
 

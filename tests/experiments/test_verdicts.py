@@ -18,6 +18,10 @@ def test_claim_rows_come_from_each_committed_page_with_verdicts_of_the_one_rule(
     base = {"codebook_size", "batch_size", "kmeans_reach"} | ({"first_training_run"} if {"vq", "nsvq"} <= first else set())
     assert base <= set(rows["page"]) <= base | with_runs   # a mechanism page judges once both sides have runs
     assert set(rows["verdict"]) <= set(V.VERDICTS)
+    if "transvq_diagnosis" in with_runs:      # a claim's own side overrides its page's paper side
+        from paper_repro.experiments.mechanisms import OURS_SIDE
+        audit = rows[rows["claim"].str.startswith("Audit (ours)")]
+        assert len(audit) and (audit["paper"] == OURS_SIDE).all()
     assert sum(vv.counts(rows).values()) == len(rows)
     for page in set(rows["page"]) | set(vv.COMPUTED_PAGES):
         assert (REPO_ROOT / "notebooks" / f"{page}.ipynb").exists(), page
