@@ -3,7 +3,8 @@ seeds, mean ± sd), the verdict of the one rule and the page that shows it.
 
 Built from committed data only (``load_grid`` at ``profile="auto"`` and the committed studies), so
 the table is the same on every machine and a build trains nothing. The toy demos and proof
-walkthroughs compute their verdicts on their own pages; they are linked, not recomputed here.
+walkthroughs (``COMPUTED_PAGES``) compute their verdicts on their own pages; they are linked, not
+recomputed here.
 """
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from .runner import load_grid
 COMPUTED_PAGES = {
     "toy_demos": "Supp. 11, Figures 1, 6, 7: EMA stranded, NS-VQ follows the data (2-D toy streams)",
     "kmeans_convergence": "Supp. 8: online VQ converges to a k-means fixed point",
-    "nonstationarity": "Sec. 3.2: one encoder step moves other latents out of their cells",
     "ntk_rbf": "Sec. 3.3.2, Supp. 10: the encoder's NTK behaves like an RBF kernel of latent distance",
     "modified_ste": "Sec. 3.3.3, Supp. 9: the modified STE's delay-free correction",
 }
@@ -87,6 +87,14 @@ def claim_rows(pages=None) -> pd.DataFrame:
         study, _ = kr.load()
         for v in kr.claim_verdicts(study):
             rows.append(_row(v, "kmeans_reach", "Sec. 3.4.3 (argument, no numbers)"))
+    if want("nonstationarity"):
+        from ..theory import nonstationarity as ns
+        study, _ = ns.load()
+        for v in ns.claim_verdicts(study):
+            r = _row(v, "nonstationarity", "Sec. 3.2, 3.2.2 (argument, no numbers)")
+            if v.parts:
+                r["ours"] = _parts_stats(v)
+            rows.append(r)
     return pd.DataFrame(rows, columns=_COLUMNS)
 
 
@@ -212,9 +220,26 @@ _STATIC_STATUS = {
     "book/paper_vs_code": "prose, with the option that selects each rule",
     "book/verification": "prose; the rule is checked against the code",
     "notebooks/reproduction": "measured on the ci sample (committed)",
-    "notebooks/kmeans_reach": "committed study (3 seeds, 1-D and 2-D)",
     "notebooks/performance": "CPU tables committed; GPU not yet measured",
 }
+
+
+#: pages that show a committed study (theory module with ``load()``) and what their build adds
+_STUDY_PAGES = {
+    "notebooks/kmeans_reach": ("kmeans_reach", ""),
+    "notebooks/nonstationarity": ("nonstationarity", "; its first seeds recomputed and checked on every build"),
+}
+
+
+def _study_status(page: str) -> str:
+    import importlib
+
+    module, extra = _STUDY_PAGES[page]
+    try:
+        df, _ = importlib.import_module(f"paper_repro.theory.{module}").load()
+    except FileNotFoundError:
+        return "study not committed yet"
+    return f"committed study ({df['seed'].nunique()} seeds){extra}"
 
 
 def page_map(rows: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -230,6 +255,8 @@ def page_map(rows: pd.DataFrame | None = None) -> pd.DataFrame:
                 status = f"{src.runs} of {src.grid_runs} runs at profile {src.profile} ({len(src.seeds)} seed(s))"
             except FileNotFoundError:
                 status = "defined, no runs committed yet"
+        elif page in _STUDY_PAGES:
+            status = _study_status(page)
         else:
             status = _STATIC_STATUS.get(page, "computed on every build (ci scale)")
         marks = rows.loc[rows["page"] == name, "verdict"] if name in set(rows["page"]) else []

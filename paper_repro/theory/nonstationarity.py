@@ -79,7 +79,7 @@ def initial_state(images: torch.Tensor, init_seed: int = 0, num_codes: int = 64,
     codebook = lloyd_torch(z0, num_codes, iters=300, seed=init_seed)
     state = ({k: v.clone() for k, v in enc.state_dict().items()},
              {k: v.clone() for k, v in dec.state_dict().items()}, codebook, z0)
-    if len(_STATE_CACHE) >= 12:          # a state per (seed, pretraining) of a settings sweep
+    if len(_STATE_CACHE) >= 48:          # a state per (seed, pretraining) of the study's 20 seeds
         _STATE_CACHE.pop(next(iter(_STATE_CACHE)))
     _STATE_CACHE[key] = state
     return state
@@ -161,12 +161,14 @@ def batch_size_sweep(batch_sizes=(1, 4, 16, 64), seeds=(0, 1, 2), n_seen: int | 
     if images is None:
         images = load_images(kwargs.get("n_images", 256), 32, seed=0)
     rows = []
-    for b in batch_sizes:
-        steps = 1 if n_seen is None else math.ceil(n_seen / b)
-        for sd in seeds:
+    for sd in seeds:                     # seed outermost: its cached initial state serves every batch size
+        for b in batch_sizes:
+            steps = 1 if n_seen is None else math.ceil(n_seen / b)
             rows.append(drift_experiment(b, seed=sd, steps=steps, images=images,
                                          **{"init_seed": sd, **kwargs}).to_dict())
-    return pd.DataFrame(rows)
+    order = {b: i for i, b in enumerate(batch_sizes)}
+    return pd.DataFrame(rows).sort_values("batch_size", key=lambda c: c.map(order), kind="stable",
+                                          ignore_index=True)
 
 
 #: Settings compared in the notebook: (label, drift_experiment overrides).
@@ -178,7 +180,7 @@ DEFAULT_SETTINGS = (
 
 
 def settings_sweep(settings=DEFAULT_SETTINGS, batch_sizes=(1, 4, 16, 64), seeds=(0, 1, 2),
-                   n_seen: int | None = None, n_images: int = 256):
+                   n_seen: int | None = None, n_images: int = 256, progress: bool = False):
     """:func:`batch_size_sweep` for each (label, overrides) in ``settings``; summary mean/std per
     (setting, batch size). Returns (summary DataFrame, raw DataFrame)."""
     import pandas as pd
@@ -186,22 +188,139 @@ def settings_sweep(settings=DEFAULT_SETTINGS, batch_sizes=(1, 4, 16, 64), seeds=
     images = load_images(n_images, 32, seed=0)
     raw = []
     for label, ov in settings:
+        if progress:
+            print(f"  {label}, {'one step' if n_seen is None else f'{n_seen} images seen'} ...", flush=True)
         df = batch_size_sweep(batch_sizes, seeds, n_seen=n_seen, images=images, n_images=n_images, **ov)
         df.insert(0, "setting", label)
         raw.append(df)
     raw = pd.concat(raw, ignore_index=True)
-    cols = ["moved_other", "codes_emptied", "codes_hit", "rel_drift"]
-    summ = raw.groupby(["setting", "batch_size"], sort=False)[cols].agg(["mean", "std"])
+    return summary(raw), raw
+
+
+#: the statistics measured per (setting, batch size, seed)
+STATISTICS = ("moved_other", "codes_emptied", "codes_hit", "rel_drift")
+
+
+def summary(raw):
+    """Mean and standard deviation over seeds of :data:`STATISTICS` per (design, setting, batch
+    size); ``design`` only where ``raw`` has that column (the committed study does)."""
+    keys = (["design"] if "design" in raw else []) + ["setting", "batch_size"]
+    g = raw.groupby(keys, sort=False)
+    summ = g[list(STATISTICS)].agg(["mean", "std"])
     summ.columns = [f"{a}_{b}" for a, b in summ.columns]
-    summ.insert(0, "steps", raw.groupby(["setting", "batch_size"], sort=False)["steps"].first())
-    return summ.reset_index(), raw
+    summ.insert(0, "steps", g["steps"].first())
+    summ.insert(1, "seeds", g["seed"].nunique())
+    return summ.reset_index()
 
 
-def claim_verdicts(one_step, same_seen) -> list:
-    """Sec. 3.2 / 3.2.2's statements on the raw tables of :func:`settings_sweep` (one row per
-    setting, batch size and seed), each judged by the one rule over the batch seeds
-    (``paper_repro.verdict``), per setting."""
+# -- the page's study: both designs, committed ------------------------------------------------------
+#: the two designs of the page: (name, settings, n_seen)
+DESIGNS = (("one step", DEFAULT_SETTINGS, None),
+           ("same images seen", DEFAULT_SETTINGS[1:], 64))
+BATCH_SIZES = (1, 4, 16, 64)
+N_IMAGES = 256
+#: seeds of the committed study (each a whole replicate: network, pretraining, codebook, batches)
+STUDY_SEEDS = tuple(range(20))
+
+
+def study(seeds=STUDY_SEEDS, batch_sizes=BATCH_SIZES, n_images: int = N_IMAGES, designs=DESIGNS,
+          progress: bool = False):
+    """Both designs of the page in one tidy table: one row per (design, setting, batch size, seed)."""
+    import pandas as pd
+
+    out = []
+    for name, settings, n_seen in designs:
+        _, raw = settings_sweep(settings, batch_sizes, tuple(seeds), n_seen=n_seen, n_images=n_images,
+                                progress=progress)
+        raw.insert(0, "design", name)
+        out.append(raw)
+    df = pd.concat(out, ignore_index=True)
+    if not df[list(STATISTICS)].map(math.isfinite).all().all():
+        raise FloatingPointError("the drift measurement gave a non-finite statistic")
+    return df
+
+
+def results_path():
+    from ..paths import RESULTS_DIR
+    return RESULTS_DIR / "nonstationarity" / "study.csv"
+
+
+def load(path=None):
+    """(the committed study, its provenance); regenerate with ``python -m paper_repro.theory.nonstationarity``."""
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    p = Path(path) if path is not None else results_path()
+    if not p.exists():
+        raise FileNotFoundError(f"{p} not found: run `python -m paper_repro.theory.nonstationarity` and commit it")
+    prov = p.with_suffix(".provenance.json")
+    return pd.read_csv(p), (json.loads(prov.read_text()) if prov.exists() else {})
+
+
+# -- checking a recomputation against the committed study -------------------------------------------
+#: a recomputed mean may differ from the committed one by this many of the committed study's
+#: standard deviations of a mean difference, ...
+RECHECK_K = 5.0
+#: ... plus this resolution of the statistic (a fraction of latents; one code; a drift ratio)
+RECHECK_FLOOR = {"moved_other": 0.01, "codes_emptied": 1.0, "codes_hit": 1.0, "rel_drift": 0.01}
+RECHECK_RULE = (
+    "Each mean over seeds that this machine recomputes (per design, setting, batch size and statistic) "
+    f"must lie within {RECHECK_K:g} s sqrt(1/n + 1/N) + r of the committed study's mean, where s is the "
+    "committed study's standard deviation over its N seeds, n the number of seeds recomputed and r the "
+    "statistic's resolution (" + ", ".join(f"{k} {v:g}" for k, v in RECHECK_FLOOR.items()) + "). "
+    "The measurement is chaotic in the float kernels (200 Adam steps of pre-training and Lloyd's "
+    "k-means amplify rounding), so another CPU draws other values from the same distribution: the "
+    "check is statistical, not digit by digit.")
+
+
+def recheck(live, ref, k: float = RECHECK_K, floor: dict | None = None):
+    """One row per (design, setting, batch size, statistic) that ``live`` (a recomputation, same
+    columns as :func:`study`) measured: both means, the tolerance of :data:`RECHECK_RULE` and
+    whether the live mean is within it. Raises ``KeyError`` when ``live`` has a cell the committed
+    study lacks."""
+    import pandas as pd
+
+    floor = RECHECK_FLOOR if floor is None else floor
+    keys = ["design", "setting", "batch_size"]
+    r = ref.groupby(keys, sort=False)
+    rows = []
+    for cell, lv in live.groupby(keys, sort=False):
+        if cell not in r.groups:
+            raise KeyError(f"the committed study has no cell {cell}: regenerate it")
+        rv = r.get_group(cell)
+        n, big_n = lv["seed"].nunique(), rv["seed"].nunique()
+        for stat in STATISTICS:
+            s = float(rv[stat].std(ddof=1)) if big_n > 1 else 0.0
+            tol = k * s * math.sqrt(1 / n + 1 / big_n) + floor[stat]
+            m_l, m_r = float(lv[stat].mean()), float(rv[stat].mean())
+            rows.append(dict(zip(keys, cell), statistic=stat, committed=m_r, recomputed=m_l,
+                             tolerance=tol, ok=abs(m_l - m_r) <= tol))
+    return pd.DataFrame(rows)
+
+
+def recheck_report(check) -> str:
+    """One CPU-independent line (and one per failing cell) for a checked notebook output."""
+    bad = check[~check["ok"]]
+    head = f"recomputed on this machine: {int(check['ok'].sum())} of {len(check)} means within tolerance of the committed study"
+    lines = [head + (" ✓" if bad.empty else " ✗")]
+    for _, b in bad.iterrows():
+        lines.append(f"  outside: {b.design} / {b.setting} / B={b.batch_size} / {b.statistic}: "
+                     f"committed {b.committed:.4g}, recomputed {b.recomputed:.4g}, tolerance {b.tolerance:.3g}")
+    return "\n".join(lines)
+
+
+def claim_verdicts(df, same_seen=None) -> list:
+    """Sec. 3.2 / 3.2.2's statements on the study (:func:`study`: one row per design, setting, batch
+    size and seed), each judged by the one rule over the seeds (``paper_repro.verdict``), per
+    setting. The two designs may also be passed as two raw tables of :func:`settings_sweep`."""
     from .. import verdict as V
+
+    if same_seen is not None:
+        one_step = df
+    else:
+        one_step, same_seen = df[df.design == DESIGNS[0][0]], df[df.design == DESIGNS[1][0]]
 
     def col(raw, setting, b, name):
         s = raw[(raw.setting == setting) & (raw.batch_size == b)]
@@ -223,6 +342,41 @@ def claim_verdicts(one_step, same_seen) -> list:
     for s in dict.fromkeys(same_seen["setting"]):
         sizes = sorted(same_seen.loc[same_seen.setting == s, "batch_size"].unique())
         lo, hi = sizes[0], sizes[-1]
+        out.append(V.judge_difference(f"[{s}, same images seen] fewer other latents change cell at B={hi} than at B={lo}",
+                                      col(same_seen, s, lo, "moved_other"), col(same_seen, s, hi, "moved_other")))
         out.append(V.judge_difference(f"[{s}, same images seen] fewer cells emptied at B={hi} than at B={lo}",
                                       col(same_seen, s, lo, "codes_emptied"), col(same_seen, s, hi, "codes_emptied")))
     return out
+
+
+def main(argv=None) -> None:
+    import argparse
+    import json
+    import time
+
+    from ..provenance import provenance
+
+    ap = argparse.ArgumentParser(description="Sec. 3.2 drift study (both designs) -> data/results/nonstationarity/")
+    ap.add_argument("--seeds", type=int, default=len(STUDY_SEEDS), help="seeds 0..N-1 (default %(default)s)")
+    args = ap.parse_args(argv)
+    if args.seeds < 2:
+        ap.error("--seeds must be >= 2 (a verdict needs two seeds)")
+    import torch
+    prov = provenance("cpu", torch_threads=torch.get_num_threads())
+    prov["setup"] = {"designs": [[n, [lbl for lbl, _ in st], ns_] for n, st, ns_ in DESIGNS],
+                     "settings": {lbl: ov for lbl, ov in DEFAULT_SETTINGS},
+                     "batch_sizes": list(BATCH_SIZES), "n_images": N_IMAGES, "num_codes": 64, "code_dim": 16,
+                     "width": 0.25, "seeds": list(range(args.seeds))}
+    t0 = time.time()
+    df = study(seeds=tuple(range(args.seeds)), progress=True)
+    prov["seconds"] = round(time.time() - t0, 1)
+    out = results_path()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out, index=False, float_format="%.9g")
+    out.with_suffix(".provenance.json").write_text(json.dumps(prov, indent=2, default=str))
+    print(summary(df).round(3).to_string(index=False))
+    print(f"wrote {out} in {prov['seconds']} s")
+
+
+if __name__ == "__main__":
+    main()
