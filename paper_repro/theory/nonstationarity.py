@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ._common import assign, flat_latents, lloyd_torch, load_images, make_encoder
+from ..study import Study
 
 
 @dataclass
@@ -240,75 +241,21 @@ def study(seeds=STUDY_SEEDS, batch_sizes=BATCH_SIZES, n_images: int = N_IMAGES, 
     return df
 
 
-def results_path():
-    from ..paths import RESULTS_DIR
-    return RESULTS_DIR / "nonstationarity" / "study.csv"
+#: the committed study: keyed by (design, setting, batch size), rechecked per statistic with these
+#: resolutions (a fraction of latents; one code; a drift ratio)
+STUDY = Study(
+    "nonstationarity", keys=("design", "setting", "batch_size"),
+    floor={"moved_other": 0.01, "codes_emptied": 1.0, "codes_hit": 1.0, "rel_drift": 0.01},
+    command="python -m paper_repro.theory.nonstationarity",
+    why=("The measurement is chaotic in the float kernels (200 Adam steps of pre-training and Lloyd's "
+         "k-means amplify rounding), so another CPU draws other values from the same distribution: the "
+         "check is statistical, not digit by digit."))
+assert tuple(STUDY.floor) == STATISTICS
 
 
 def load(path=None):
     """(the committed study, its provenance); regenerate with ``python -m paper_repro.theory.nonstationarity``."""
-    import json
-    from pathlib import Path
-
-    import pandas as pd
-
-    p = Path(path) if path is not None else results_path()
-    if not p.exists():
-        raise FileNotFoundError(f"{p} not found: run `python -m paper_repro.theory.nonstationarity` and commit it")
-    prov = p.with_suffix(".provenance.json")
-    return pd.read_csv(p), (json.loads(prov.read_text()) if prov.exists() else {})
-
-
-# -- checking a recomputation against the committed study -------------------------------------------
-#: a recomputed mean may differ from the committed one by this many of the committed study's
-#: standard deviations of a mean difference, ...
-RECHECK_K = 5.0
-#: ... plus this resolution of the statistic (a fraction of latents; one code; a drift ratio)
-RECHECK_FLOOR = {"moved_other": 0.01, "codes_emptied": 1.0, "codes_hit": 1.0, "rel_drift": 0.01}
-RECHECK_RULE = (
-    "Each mean over seeds that this machine recomputes (per design, setting, batch size and statistic) "
-    f"must lie within {RECHECK_K:g} s sqrt(1/n + 1/N) + r of the committed study's mean, where s is the "
-    "committed study's standard deviation over its N seeds, n the number of seeds recomputed and r the "
-    "statistic's resolution (" + ", ".join(f"{k} {v:g}" for k, v in RECHECK_FLOOR.items()) + "). "
-    "The measurement is chaotic in the float kernels (200 Adam steps of pre-training and Lloyd's "
-    "k-means amplify rounding), so another CPU draws other values from the same distribution: the "
-    "check is statistical, not digit by digit.")
-
-
-def recheck(live, ref, k: float = RECHECK_K, floor: dict | None = None):
-    """One row per (design, setting, batch size, statistic) that ``live`` (a recomputation, same
-    columns as :func:`study`) measured: both means, the tolerance of :data:`RECHECK_RULE` and
-    whether the live mean is within it. Raises ``KeyError`` when ``live`` has a cell the committed
-    study lacks."""
-    import pandas as pd
-
-    floor = RECHECK_FLOOR if floor is None else floor
-    keys = ["design", "setting", "batch_size"]
-    r = ref.groupby(keys, sort=False)
-    rows = []
-    for cell, lv in live.groupby(keys, sort=False):
-        if cell not in r.groups:
-            raise KeyError(f"the committed study has no cell {cell}: regenerate it")
-        rv = r.get_group(cell)
-        n, big_n = lv["seed"].nunique(), rv["seed"].nunique()
-        for stat in STATISTICS:
-            s = float(rv[stat].std(ddof=1)) if big_n > 1 else 0.0
-            tol = k * s * math.sqrt(1 / n + 1 / big_n) + floor[stat]
-            m_l, m_r = float(lv[stat].mean()), float(rv[stat].mean())
-            rows.append(dict(zip(keys, cell), statistic=stat, committed=m_r, recomputed=m_l,
-                             tolerance=tol, ok=abs(m_l - m_r) <= tol))
-    return pd.DataFrame(rows)
-
-
-def recheck_report(check) -> str:
-    """One CPU-independent line (and one per failing cell) for a checked notebook output."""
-    bad = check[~check["ok"]]
-    head = f"recomputed on this machine: {int(check['ok'].sum())} of {len(check)} means within tolerance of the committed study"
-    lines = [head + (" ✓" if bad.empty else " ✗")]
-    for _, b in bad.iterrows():
-        lines.append(f"  outside: {b.design} / {b.setting} / B={b.batch_size} / {b.statistic}: "
-                     f"committed {b.committed:.4g}, recomputed {b.recomputed:.4g}, tolerance {b.tolerance:.3g}")
-    return "\n".join(lines)
+    return STUDY.load(path)
 
 
 def claim_verdicts(df, same_seen=None) -> list:
@@ -351,31 +298,22 @@ def claim_verdicts(df, same_seen=None) -> list:
 
 def main(argv=None) -> None:
     import argparse
-    import json
     import time
-
-    from ..provenance import provenance
 
     ap = argparse.ArgumentParser(description="Sec. 3.2 drift study (both designs) -> data/results/nonstationarity/")
     ap.add_argument("--seeds", type=int, default=len(STUDY_SEEDS), help="seeds 0..N-1 (default %(default)s)")
     args = ap.parse_args(argv)
     if args.seeds < 2:
         ap.error("--seeds must be >= 2 (a verdict needs two seeds)")
-    import torch
-    prov = provenance("cpu", torch_threads=torch.get_num_threads())
-    prov["setup"] = {"designs": [[n, [lbl for lbl, _ in st], ns_] for n, st, ns_ in DESIGNS],
-                     "settings": {lbl: ov for lbl, ov in DEFAULT_SETTINGS},
-                     "batch_sizes": list(BATCH_SIZES), "n_images": N_IMAGES, "num_codes": 64, "code_dim": 16,
-                     "width": 0.25, "seeds": list(range(args.seeds))}
+    setup = {"designs": [[n, [lbl for lbl, _ in st], ns_] for n, st, ns_ in DESIGNS],
+             "settings": {lbl: ov for lbl, ov in DEFAULT_SETTINGS},
+             "batch_sizes": list(BATCH_SIZES), "n_images": N_IMAGES, "num_codes": 64, "code_dim": 16,
+             "width": 0.25, "seeds": list(range(args.seeds))}
     t0 = time.time()
     df = study(seeds=tuple(range(args.seeds)), progress=True)
-    prov["seconds"] = round(time.time() - t0, 1)
-    out = results_path()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out, index=False, float_format="%.9g")
-    out.with_suffix(".provenance.json").write_text(json.dumps(prov, indent=2, default=str))
+    out = STUDY.save(df, setup, seconds=time.time() - t0)
     print(summary(df).round(3).to_string(index=False))
-    print(f"wrote {out} in {prov['seconds']} s")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

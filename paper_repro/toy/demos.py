@@ -48,9 +48,11 @@ code) and snapshots for plotting.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
+
+from ..study import Study
 
 SCENARIOS = ("translation", "expansion", "shrink", "split")
 RULES = ("ema", "nsvq", "transvq")
@@ -516,3 +518,62 @@ def sensitivity_verdicts(per_seed) -> list:
         out += [V.judge_all(f"[{label}] NS-VQ usage >= EMA usage on every scenario", gain),
                 V.judge_all(f"[{label}] NS-VQ usage >= 0.9 on every scenario", keep)]
     return out
+
+
+# -- the page's committed study ---------------------------------------------------------------------
+# The toy is float64 numpy, but its BLAS kernels differ between CPUs and the nearest-code argmin and
+# the online updates amplify the last bits: under another kernel a 5-seed mean usage moved from
+# 0.1125 to 0.1 (one code of 16 on one seed) and a verdict sat 2.1 standard errors from its
+# boundary. So the page judges a committed study over many seeds and rechecks a few seeds live.
+#: seeds of the committed seed table (Supp. 11's claims) and of the sensitivity table
+STUDY_SEEDS = tuple(range(30))
+SENSITIVITY_SEEDS = tuple(range(10))
+_CODE = 1.0 / ToyConfig().num_codes          # usage resolution: one code
+_WHY = ("The toy is float64 numpy, but the BLAS kernels differ between CPUs and the nearest-code "
+        "argmin amplifies the last bits (a code more or less on one seed), so another machine draws "
+        "other values from the same distribution: the check is statistical, not digit by digit.")
+_CMD = "python -m paper_repro.toy.demos"
+#: the seed table: one row per (scenario, rule, seed)
+SEEDS_STUDY = Study("toy", keys=("scenario", "rule"), floor={"usage": _CODE, "distortion": 1e-3},
+                    command=_CMD, file="seeds", why=_WHY)
+#: the sensitivity table: one row per (setting, scenario, seed)
+SENSITIVITY_STUDY = Study("toy", keys=("setting", "scenario"),
+                          floor={"ema_usage": _CODE, "nsvq_usage": _CODE, "ema_distortion": 1e-3,
+                                 "nsvq_distortion": 1e-3},
+                          command=_CMD, file="sensitivity", why=_WHY)
+
+
+def load():
+    """(seed table, sensitivity table, provenance of the seed table) of the committed study."""
+    raw, prov = SEEDS_STUDY.load()
+    sens, _ = SENSITIVITY_STUDY.load()
+    return raw, sens, prov
+
+
+def main(argv=None) -> None:
+    import argparse
+    import time
+
+    ap = argparse.ArgumentParser(description="Supp. 11 toy study -> data/results/toy/")
+    ap.add_argument("--seeds", type=int, default=len(STUDY_SEEDS), help="seed table: seeds 0..N-1")
+    ap.add_argument("--sensitivity-seeds", type=int, default=len(SENSITIVITY_SEEDS),
+                    help="sensitivity table: seeds 0..N-1")
+    args = ap.parse_args(argv)
+    if min(args.seeds, args.sensitivity_seeds) < 2:
+        ap.error("--seeds and --sensitivity-seeds must be >= 2 (a verdict needs two seeds)")
+    setup = {"config": asdict(ToyConfig()), "scenarios": list(SCENARIOS),
+             "rules": list(RULES), "seeds": list(range(args.seeds)),
+             "sensitivity_grid": [[lbl, ov] for lbl, ov in SENSITIVITY_GRID],
+             "sensitivity_seeds": list(range(args.sensitivity_seeds))}
+    t0 = time.time()
+    raw = seed_table(range(args.seeds))
+    out = SEEDS_STUDY.save(raw, setup, seconds=time.time() - t0)
+    print(summary_table(raw=raw).round(3).to_string(index=False))
+    t0 = time.time()
+    sens = sensitivity(range(args.sensitivity_seeds), per_seed=True)
+    out2 = SENSITIVITY_STUDY.save(sens, setup, seconds=time.time() - t0)
+    print(f"wrote {out} and {out2}")
+
+
+if __name__ == "__main__":
+    main()

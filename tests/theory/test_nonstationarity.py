@@ -49,39 +49,7 @@ def test_bad_arguments(images):
         ns.drift_experiment(2, images=images, optimizer="rmsprop")
 
 
-# -- the committed study and the statistical recheck of a recomputation ----------------------------
-def _toy_study(values):
-    """A study-shaped table: one cell, len(values) seeds, every statistic set from ``values``."""
-    import pandas as pd
-    return pd.DataFrame([{"design": "one step", "setting": "s", "batch_size": 1, "steps": 1, "seed": i,
-                          **{k: v for k in ns.STATISTICS}} for i, v in enumerate(values)])
-
-
-def test_recheck_tolerance_is_the_declared_rule():
-    import math
-    ref = _toy_study([0.1, 0.2, 0.3, 0.4])                      # sd 0.1291, N = 4
-    s = float(ref["moved_other"].std(ddof=1))
-    tol = ns.RECHECK_K * s * math.sqrt(1 / 2 + 1 / 4) + ns.RECHECK_FLOOR["moved_other"]
-    inside = _toy_study([0.25 + tol - 1e-6, 0.25 + tol - 1e-6])   # live mean just inside
-    outside = _toy_study([0.25 + tol + 1e-6, 0.25 + tol + 1e-6])
-    a = ns.recheck(inside, ref).set_index("statistic")
-    b = ns.recheck(outside, ref).set_index("statistic")
-    assert a.loc["moved_other", "tolerance"] == pytest.approx(tol)
-    assert a.loc["moved_other", "committed"] == pytest.approx(0.25)
-    assert a.loc["moved_other", "ok"] and not b.loc["moved_other", "ok"]
-    # a statistic with no spread is checked against its resolution alone
-    flat = ns.recheck(_toy_study([2.0, 2.0]), _toy_study([1.0, 1.0, 1.0])).set_index("statistic")
-    assert flat.loc["codes_hit", "tolerance"] == ns.RECHECK_FLOOR["codes_hit"] and flat.loc["codes_hit", "ok"]
-    assert not flat.loc["moved_other", "ok"]                      # 1.0 off, resolution 0.01
-    assert "outside: one step / s / B=1 / moved_other" in ns.recheck_report(ns.recheck(outside, ref))
-
-
-def test_recheck_refuses_a_cell_the_study_lacks():
-    live = _toy_study([0.1, 0.2]).assign(batch_size=4)
-    with pytest.raises(KeyError, match="regenerate"):
-        ns.recheck(live, _toy_study([0.1, 0.2]))
-
-
+# -- the committed study (the recheck rule itself: tests/test_study.py) ------------------------------
 def test_the_committed_study_is_complete_and_rechecks_against_itself():
     study, prov = ns.load()
     assert prov["setup"]["seeds"] == sorted(study["seed"].unique().tolist())
@@ -94,11 +62,11 @@ def test_the_committed_study_is_complete_and_rechecks_against_itself():
     assert ((study.moved_other >= 0) & (study.moved_other <= 1)).all()
     assert (study.codes_hit >= 1).all() and (study.codes_hit <= study.num_codes).all()
     # the same seeds checked against the study itself are within tolerance, the means identical
-    check = ns.recheck(study[study.seed < 3], study)
+    check = ns.STUDY.recheck(study[study.seed < 3], study)
     assert check["ok"].all() and len(check) == len(ns.summary(study)) * len(ns.STATISTICS)
-    self_check = ns.recheck(study, study)
+    self_check = ns.STUDY.recheck(study, study)
     assert (self_check.committed == self_check.recomputed).all()
-    assert "within tolerance of the committed study ✓" in ns.recheck_report(check)
+    assert "within tolerance of the committed study ✓" in ns.STUDY.report(check)
 
 
 def test_claim_verdicts_read_both_designs_of_the_study():

@@ -1,0 +1,65 @@
+"""The committed-study helper: storage with provenance, and the statistical recheck rule."""
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from paper_repro.study import Study
+
+S = Study("unit", keys=("arm", "size"), floor={"frac": 0.01, "count": 1.0}, command="python -m nothing")
+
+
+def _table(values, arm="a", size=1):
+    """One cell, len(values) seeds, both statistics set from ``values``."""
+    return pd.DataFrame([{"arm": arm, "size": size, "seed": i, "frac": v, "count": v}
+                         for i, v in enumerate(values)])
+
+
+def test_recheck_tolerance_is_the_declared_rule():
+    ref = _table([0.1, 0.2, 0.3, 0.4])                            # sd 0.1291, N = 4
+    s = float(ref["frac"].std(ddof=1))
+    tol = S.k * s * math.sqrt(1 / 2 + 1 / 4) + S.floor["frac"]
+    inside = _table([0.25 + tol - 1e-6] * 2)                       # recomputed mean just inside
+    outside = _table([0.25 + tol + 1e-6] * 2)
+    a = S.recheck(inside, ref).set_index("statistic")
+    b = S.recheck(outside, ref).set_index("statistic")
+    assert a.loc["frac", "tolerance"] == pytest.approx(tol)
+    assert a.loc["frac", "committed"] == pytest.approx(0.25)
+    assert a.loc["frac", "ok"] and not b.loc["frac", "ok"]
+    # a statistic with no spread is checked against its resolution alone
+    flat = S.recheck(_table([2.0, 2.0]), _table([1.0, 1.0, 1.0])).set_index("statistic")
+    assert flat.loc["count", "tolerance"] == S.floor["count"] and flat.loc["count", "ok"]
+    assert not flat.loc["frac", "ok"]                              # 1.0 off, resolution 0.01
+    rep = S.report(S.recheck(outside, ref))
+    assert "outside: a / 1 / frac" in rep and rep.splitlines()[0].endswith("\u2717")
+    assert S.report(S.recheck(ref, ref)).endswith("2 of 2 means within tolerance of the committed study \u2713")
+
+
+def test_recheck_refuses_a_cell_the_study_lacks_and_a_table_without_its_columns():
+    with pytest.raises(KeyError, match="regenerate"):
+        S.recheck(_table([0.1, 0.2], size=4), _table([0.1, 0.2]))
+    with pytest.raises(KeyError, match="frac"):
+        S.recheck(_table([0.1, 0.2]).drop(columns="frac"), _table([0.1, 0.2]))
+
+
+def test_save_and_load_round_trip_with_provenance(tmp_path):
+    df = pd.concat([_table([0.1, 0.2, 0.3]), _table([1.0, 2.0, 3.0], arm="b")], ignore_index=True)
+    out = S.save(df, {"n": 3}, seconds=1.234, path=tmp_path / "study.csv")
+    back, prov = S.load(out)
+    pd.testing.assert_frame_equal(back, df, check_dtype=False)
+    assert prov["setup"] == {"n": 3} and prov["seconds"] == 1.2 and "git_commit" in prov
+    assert json.loads((tmp_path / "study.provenance.json").read_text())["device"].startswith("cpu")
+
+
+def test_save_refuses_non_finite_values_and_a_single_seed(tmp_path):
+    with pytest.raises(FloatingPointError, match="frac"):
+        S.save(_table([0.1, float("nan")]), {}, path=tmp_path / "x.csv")
+    with pytest.raises(ValueError, match="2 seeds"):
+        S.save(_table([0.1]), {}, path=tmp_path / "x.csv")
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_load_names_the_command_when_the_study_is_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="python -m nothing"):
+        S.load(tmp_path / "absent.csv")
