@@ -10,9 +10,10 @@ BUILD := _build
 
 .PHONY: book test test-kernels venv notebooks collect mathjax system-deps weights clean
 
-# The second float-kernel setting of CI (.ci/run): ATen's scalar kernels, oneDNN without AVX-512, one
-# thread. Results must not depend on it beyond the stated tolerances.
-OTHER_KERNELS := ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=AVX2 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+# The second float-kernel setting of CI (.ci/run): ATen's scalar kernels, oneDNN without AVX-512, numpy's
+# OpenBLAS on its SSE3 (Prescott) kernels, one thread. Results must not depend on it beyond the stated
+# tolerances.
+OTHER_KERNELS := ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=AVX2 OPENBLAS_CORETYPE=Prescott OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 
 venv: $(VENV)/.installed
 

@@ -1,10 +1,10 @@
 """Every claim the committed results judge, in one table: claim, the paper's side, ours (profile,
 seeds, mean ± sd), the verdict of the one rule and the page that shows it.
 
-Built from committed data only (``load_grid`` at ``profile="auto"`` and the committed studies), so
-the table is the same on every machine and a build trains nothing. The toy demos and proof
-walkthroughs (``COMPUTED_PAGES``) compute their verdicts on their own pages; they are linked, not
-recomputed here.
+Built from committed data only (``load_grid`` at ``profile="auto"`` and the committed studies of
+``STUDY_PAGES``), so the table is the same on every machine and a build trains nothing. The proof
+walkthroughs (``COMPUTED_PAGES``: exact identities and convergence checks, computed on their own
+pages) are linked, not recomputed here.
 """
 from __future__ import annotations
 
@@ -15,11 +15,30 @@ from .runner import load_grid
 
 #: pages whose verdicts are computed on the page itself (listed with a link)
 COMPUTED_PAGES = {
-    "toy_demos": "Supp. 11, Figures 1, 6, 7: EMA stranded, NS-VQ follows the data (2-D toy streams)",
     "kmeans_convergence": "Supp. 8: online VQ converges to a k-means fixed point",
-    "ntk_rbf": "Sec. 3.3.2, Supp. 10: the encoder's NTK behaves like an RBF kernel of latent distance",
     "modified_ste": "Sec. 3.3.3, Supp. 9: the modified STE's delay-free correction",
 }
+
+#: pages judged from a committed study (``paper_repro.study``): page -> (module with ``load()`` and
+#: ``claim_verdicts(df)``, the paper's side of its claims, what a build adds to the study)
+STUDY_PAGES = {
+    "kmeans_reach": ("paper_repro.theory.kmeans_reach", "Sec. 3.4.3 (argument, no numbers)", ""),
+    "nonstationarity": ("paper_repro.theory.nonstationarity", "Sec. 3.2, 3.2.2 (argument, no numbers)",
+                        "; its first seeds recomputed and checked on every build"),
+    "ntk_rbf": ("paper_repro.theory.ntk", "Sec. 3.3.2, Supp. 10 (derivation, no numbers)",
+                "; one seed recomputed and checked on every build"),
+    "toy_demos": ("paper_repro.toy.demos", "Supp. 11, Figures 1, 6, 7 (figures, no numbers)",
+                  "; its first seeds recomputed and checked on every build"),
+}
+
+
+def study_verdicts(page: str) -> list:
+    """The verdicts of a :data:`STUDY_PAGES` page, from its committed study."""
+    import importlib
+
+    mod = importlib.import_module(STUDY_PAGES[page][0])
+    df, _ = mod.load()
+    return mod.claim_verdicts(df)
 
 
 def _row(v: V.Verdict, page: str, paper: str = "") -> dict:
@@ -55,7 +74,6 @@ def claim_rows(pages=None) -> pd.DataFrame:
     from . import codebook_size as cs
     from . import report
     from .paper_tables import load_paper_tables
-    from ..theory import kmeans_reach as kr
 
     rows = []
     if want("first_training_run"):
@@ -83,15 +101,11 @@ def claim_rows(pages=None) -> pd.DataFrame:
             r = _row(v, page, v.side or MECHANISM_PAPER_SIDE[page])
             r["ours"] = (_parts_stats(v) if v.parts else v.stats(3)) + f"; profile {src.profile}"
             rows.append(r)
-    if want("kmeans_reach"):
-        study, _ = kr.load()
-        for v in kr.claim_verdicts(study):
-            rows.append(_row(v, "kmeans_reach", "Sec. 3.4.3 (argument, no numbers)"))
-    if want("nonstationarity"):
-        from ..theory import nonstationarity as ns
-        study, _ = ns.load()
-        for v in ns.claim_verdicts(study):
-            r = _row(v, "nonstationarity", "Sec. 3.2, 3.2.2 (argument, no numbers)")
+    for page, (_, side, _) in STUDY_PAGES.items():
+        if not want(page):
+            continue
+        for v in study_verdicts(page):
+            r = _row(v, page, side)
             if v.parts:
                 r["ours"] = _parts_stats(v)
             rows.append(r)
@@ -224,19 +238,12 @@ _STATIC_STATUS = {
 }
 
 
-#: pages that show a committed study (theory module with ``load()``) and what their build adds
-_STUDY_PAGES = {
-    "notebooks/kmeans_reach": ("kmeans_reach", ""),
-    "notebooks/nonstationarity": ("nonstationarity", "; its first seeds recomputed and checked on every build"),
-}
-
-
 def _study_status(page: str) -> str:
     import importlib
 
-    module, extra = _STUDY_PAGES[page]
+    module, _, extra = STUDY_PAGES[page.removeprefix("notebooks/")]
     try:
-        df, _ = importlib.import_module(f"paper_repro.theory.{module}").load()
+        df, _ = importlib.import_module(module).load()
     except FileNotFoundError:
         return "study not committed yet"
     return f"committed study ({df['seed'].nunique()} seeds){extra}"
@@ -255,7 +262,7 @@ def page_map(rows: pd.DataFrame | None = None) -> pd.DataFrame:
                 status = f"{src.runs} of {src.grid_runs} runs at profile {src.profile} ({len(src.seeds)} seed(s))"
             except FileNotFoundError:
                 status = "defined, no runs committed yet"
-        elif page in _STUDY_PAGES:
+        elif name in STUDY_PAGES:
             status = _study_status(page)
         else:
             status = _STATIC_STATUS.get(page, "computed on every build (ci scale)")

@@ -28,6 +28,7 @@ import torch
 from ..quantizers import build_quantizer
 from ..quantizers.vq import kmeans
 from ._common import assign
+from ..study import Study
 
 VARIANTS: dict[str, tuple[str, dict]] = {
     "free codes (VQ)": ("vq", {}),
@@ -149,41 +150,31 @@ def claim_verdicts(df: pd.DataFrame) -> list:
 
 
 # -- committed results -----------------------------------------------------------------------------
-def results_path():
-    from ..paths import RESULTS_DIR
-    return RESULTS_DIR / "kmeans_reach" / "study.csv"
+#: the committed study: one row per (dim, variant, seed); resolutions: a distortion ratio of 0.01,
+#: a gap of 1e-3, one code of 16
+STUDY = Study("kmeans_reach", keys=("dim", "variant"),
+              floor={"distortion_ratio": 0.01, "fixed_point_gap": 1e-3, "usage": 1 / 16},
+              command="python -m paper_repro.theory.kmeans_reach")
 
 
 def load(path=None) -> tuple[pd.DataFrame, dict]:
     """(the committed study, its provenance); regenerate with ``python -m paper_repro.theory.kmeans_reach``."""
-    import json
-    from pathlib import Path
-
-    p = Path(path) if path is not None else results_path()
-    if not p.exists():
-        raise FileNotFoundError(f"{p} not found: run `python -m paper_repro.theory.kmeans_reach` and commit it")
-    prov = p.with_suffix(".provenance.json")
-    return pd.read_csv(p), (json.loads(prov.read_text()) if prov.exists() else {})
+    return STUDY.load(path)
 
 
 def main(argv=None) -> None:
     import argparse
-    import json
-
-    from ..provenance import provenance
+    import time
 
     ap = argparse.ArgumentParser(description="Sec. 3.4.3 k-means reach study -> data/results/kmeans_reach/")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=2000)
     args = ap.parse_args(argv)
-    prov = provenance("cpu")
-    prov["setup"] = {"dims": [1, 2], "num_codes": 16, "steps": args.steps, "lr": 1e-2, "clusters": 8,
-                     "n": 2048, "lloyd_restarts": 10, "seeds": list(range(args.seeds))}
+    setup = {"dims": [1, 2], "num_codes": 16, "steps": args.steps, "lr": 1e-2, "clusters": 8,
+             "n": 2048, "lloyd_restarts": 10, "seeds": list(range(args.seeds))}
+    t0 = time.time()
     df = study(seeds=tuple(range(args.seeds)), steps=args.steps)
-    out = results_path()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out, index=False, float_format="%.9g")
-    out.with_suffix(".provenance.json").write_text(json.dumps(prov, indent=2, default=str))
+    out = STUDY.save(df, setup, seconds=time.time() - t0)
     print(summary(df).round(3).to_string(index=False))
     print(f"wrote {out}")
 

@@ -532,7 +532,7 @@ _CODE = 1.0 / ToyConfig().num_codes          # usage resolution: one code
 _WHY = ("The toy is float64 numpy, but the BLAS kernels differ between CPUs and the nearest-code "
         "argmin amplifies the last bits (a code more or less on one seed), so another machine draws "
         "other values from the same distribution: the check is statistical, not digit by digit.")
-_CMD = "python -m paper_repro.toy.demos"
+_CMD = "python -m paper_repro.toy"
 #: the seed table: one row per (scenario, rule, seed)
 SEEDS_STUDY = Study("toy", keys=("scenario", "rule"), floor={"usage": _CODE, "distortion": 1e-3},
                     command=_CMD, file="seeds", why=_WHY)
@@ -543,11 +543,14 @@ SENSITIVITY_STUDY = Study("toy", keys=("setting", "scenario"),
                           command=_CMD, file="sensitivity", why=_WHY)
 
 
-def load():
-    """(seed table, sensitivity table, provenance of the seed table) of the committed study."""
-    raw, prov = SEEDS_STUDY.load()
-    sens, _ = SENSITIVITY_STUDY.load()
-    return raw, sens, prov
+def load(path=None):
+    """(the committed seed table, its provenance); regenerate with ``python -m paper_repro.toy``."""
+    return SEEDS_STUDY.load(path)
+
+
+def load_sensitivity(path=None):
+    """(the committed sensitivity table, its provenance)."""
+    return SENSITIVITY_STUDY.load(path)
 
 
 def main(argv=None) -> None:

@@ -15,7 +15,7 @@ def test_claim_rows_come_from_each_committed_page_with_verdicts_of_the_one_rule(
     with_runs = {p for p in MECHANISM_PAGES if any(len(grid_results(p, prof)[0]) for prof in ("ci", "cpu"))}
     from paper_repro.experiments.runner import load_grid
     first = set(load_grid("first_run")[0]["quantizer"])
-    base = {"codebook_size", "batch_size", "kmeans_reach", "nonstationarity"} | ({"first_training_run"} if {"vq", "nsvq"} <= first else set())
+    base = {"codebook_size", "batch_size", *vv.STUDY_PAGES} | ({"first_training_run"} if {"vq", "nsvq"} <= first else set())
     assert base <= set(rows["page"]) <= base | with_runs   # a mechanism page judges once both sides have runs
     assert set(rows["verdict"]) <= set(V.VERDICTS)
     if "transvq_diagnosis" in with_runs:      # a claim's own side overrides its page's paper side
@@ -52,8 +52,8 @@ def test_pages_reading_a_grid_include_every_page_that_loads_its_records(monkeypa
     assert seen["notebooks/replacement"] == {"replacement", "codebook_size"}     # the spy sees the helper's read
     assert vv.pages_reading({"codebook_size"}) == ["notebooks/codebook_size", "notebooks/replacement",
                                                   "notebooks/verdicts"]
-    assert vv.pages_reading({"kmeans_reach"}) == [] and vv.pages_reading({"nonstationarity"}) == []
-    assert "nonstationarity" not in vv.COMPUTED_PAGES    # its verdicts come from its committed study
+    assert all(vv.pages_reading({p}) == [] for p in vv.STUDY_PAGES)
+    assert not set(vv.STUDY_PAGES) & set(vv.COMPUTED_PAGES)    # a study page is judged from its study
 
 
 @pytest.mark.parametrize("keep", ["one method", "one seed", "one run"])

@@ -1,6 +1,7 @@
 """Empirical NTK = J J^T (naive loop) and the linearised one-step prediction (Eq. 9-11)."""
 import copy
 
+import pytest
 import torch
 
 from paper_repro.theory import ntk
@@ -68,3 +69,19 @@ def test_linearised_step_matches_true_change_for_tiny_lr():
             p -= 0.5 * g
         true_big = m3(xs) - e0
     assert (-0.5 * torch.einsum("jde,e->jd", k[:, i], g_i) - true_big).norm() / true_big.norm() > 1e-2
+
+
+@pytest.mark.filterwarnings("ignore::scipy.stats.ConstantInputWarning")   # Eq. 14 at 2s^2 = 1: all zero
+def test_seed_rows_carry_the_table_and_the_committed_study_judges_every_seed():
+    res = ntk.compare_predictions(n=12, anchors=(0, 1), pretrain_steps=5, seed=0)
+    row = ntk.seed_row(res, "small", 0)
+    t = res.table.set_index("method")
+    assert row["cos_eq11"] == t.loc[ntk.E11, "mean_cosine"] and row["relerr_eq12"] == t.loc[ntk.E12, "median_rel_error"]
+    assert row["ntk_vs_distance"] == res.ntk_vs_distance and set(row) == {"step", "seed", *ntk.STUDY.statistics}
+    study, prov = ntk.load()
+    assert prov["setup"]["seeds"] == sorted(study.seed.unique().tolist()) and study.seed.nunique() >= 5
+    assert (study.groupby("step").seed.nunique() == study.seed.nunique()).all()
+    assert set(study.step) == {s for s, _ in ntk.STEPS}
+    assert study[[c for c in study if c.startswith("cos_")]].abs().max().max() <= 1 + 1e-9
+    vs = ntk.claim_verdicts(study)
+    assert len(vs) == 7 and all(v.n == study.seed.nunique() for v in vs)

@@ -173,3 +173,23 @@ def test_the_sensitivity_table_holds_the_runs_means_over_seeds():
             assert row[f"{rule}_usage"] == pytest.approx(np.mean([r.usage for r in runs]), rel=1e-12, abs=1e-12)
             assert row[f"{rule}_distortion"] == pytest.approx(np.mean([r.distortion for r in runs]), rel=1e-12)
         assert row["usage_gain"] == pytest.approx(row["nsvq_usage"] - row["ema_usage"], abs=1e-15)
+
+
+# -- the committed study the page judges ------------------------------------------------------------
+def test_the_committed_study_is_complete_and_matches_a_recomputed_seed():
+    raw, prov = toy.load()
+    sens, _ = toy.load_sensitivity()
+    assert prov["setup"]["seeds"] == sorted(raw.seed.unique().tolist()) and raw.seed.nunique() >= 20
+    cells = raw.groupby(["scenario", "rule"]).seed.nunique()
+    assert set(cells.index) == {(s, r) for s in toy.SCENARIOS for r in toy.RULES}
+    assert (cells == raw.seed.nunique()).all()
+    k = toy.ToyConfig().num_codes
+    assert np.allclose(raw.usage * k, np.round(raw.usage * k))        # a usage counts whole codes
+    assert set(sens.setting) == {"default"} | {lbl for lbl, _ in toy.SENSITIVITY_GRID}
+    # the stored default setting is the seed table's ema / nsvq runs (same configs, same seeds)
+    d = sens[sens.setting == "default"].merge(raw[raw.rule == "nsvq"], on=["scenario", "seed"])
+    assert np.allclose(d.nsvq_usage, d.usage) and np.allclose(d.nsvq_distortion, d.distortion, rtol=1e-6)
+    # one seed recomputed here lies within the recheck rule, and the verdicts use every stored seed
+    check = toy.SEEDS_STUDY.recheck(toy.seed_table([0], scenarios=("shrink",)), raw)
+    assert check["ok"].all() and len(check) == len(toy.RULES) * 2
+    assert all(v.n == raw.seed.nunique() for v in toy.claim_verdicts(raw))
