@@ -110,13 +110,16 @@ class Study:
         Raises ``KeyError`` for a cell the committed study lacks (it must be regenerated)."""
         self._check_columns(live, "the recomputation")
         keys = list(self.keys)
-        r = ref.groupby(keys, sort=False)
+        def cells(df):   # cell -> rows, a cell always a tuple (pandas gives a scalar for one key)
+            return {(c if isinstance(c, tuple) else (c,)): g for c, g in df.groupby(keys, sort=False)}
+
+        committed = cells(ref)
         rows = []
-        for cell, lv in live.groupby(keys, sort=False):
-            if cell not in r.groups:
+        for cell, lv in cells(live).items():
+            if cell not in committed:
                 raise KeyError(f"the committed study {self.name!r} has no cell {cell}: regenerate it "
                                f"with `{self.command}`")
-            rv = r.get_group(cell)
+            rv = committed[cell]
             n, big_n = lv[self.seed_column].nunique(), rv[self.seed_column].nunique()
             for stat, floor in self.floor.items():
                 s = float(rv[stat].std(ddof=1)) if big_n > 1 else 0.0

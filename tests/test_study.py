@@ -63,3 +63,12 @@ def test_save_refuses_non_finite_values_and_a_single_seed(tmp_path):
 def test_load_names_the_command_when_the_study_is_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match="python -m nothing"):
         S.load(tmp_path / "absent.csv")
+
+
+def test_a_study_keyed_by_one_column_rechecks_its_cells():
+    one = Study("unit1", keys=("step",), floor={"frac": 0.01}, command="python -m nothing")
+    ref = pd.DataFrame([{"step": s, "seed": i, "frac": 0.1 * i} for s in ("a", "b") for i in range(3)])
+    check = one.recheck(ref[ref.seed == 1], ref)
+    assert list(check["step"]) == ["a", "b"] and check["ok"].all()
+    with pytest.raises(KeyError, match="no cell"):
+        one.recheck(ref.assign(step="c"), ref)
