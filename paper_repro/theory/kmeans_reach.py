@@ -167,7 +167,7 @@ def main(argv=None) -> None:
     import time
 
     ap = argparse.ArgumentParser(description="Sec. 3.4.3 k-means reach study -> data/results/kmeans_reach/")
-    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--steps", type=int, default=2000)
     args = ap.parse_args(argv)
     setup = {"dims": [1, 2], "num_codes": 16, "steps": args.steps, "lr": 1e-2, "clusters": 8,
