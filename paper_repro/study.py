@@ -77,6 +77,15 @@ class Study:
         out.with_suffix(".provenance.json").write_text(json.dumps(prov, indent=2, default=str) + "\n")
         return out
 
+    def measure(self, run, setup: dict, device: str = "cpu") -> tuple[pd.DataFrame, Path]:
+        """Run ``run()`` (the measurement: returns the study's table), save it with ``setup`` and the
+        seconds it took (:meth:`save`); (the table, the path written)."""
+        import time
+
+        t0 = time.time()
+        df = run()
+        return df, self.save(df, setup, seconds=time.time() - t0, device=device)
+
     def load(self, path: str | Path | None = None) -> tuple[pd.DataFrame, dict]:
         """(the committed table, its provenance)."""
         p = Path(path) if path is not None else self.path()

@@ -72,3 +72,14 @@ def test_a_study_keyed_by_one_column_rechecks_its_cells():
     assert list(check["step"]) == ["a", "b"] and check["ok"].all()
     with pytest.raises(KeyError, match="no cell"):
         one.recheck(ref.assign(step="c"), ref)
+
+
+def test_measure_runs_saves_and_records_the_seconds(tmp_path, monkeypatch):
+    df = _table([0.1, 0.2])
+    unit = Study("unit", keys=S.keys, floor=S.floor, command=S.command)
+    monkeypatch.setattr(Study, "path", lambda self: tmp_path / "study.csv")
+    out_df, out = unit.measure(lambda: df, {"n": 2})
+    assert out_df is df and out == tmp_path / "study.csv"
+    back, prov = unit.load()
+    pd.testing.assert_frame_equal(back, df, check_dtype=False)
+    assert prov["setup"] == {"n": 2} and prov["seconds"] >= 0

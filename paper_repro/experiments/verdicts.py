@@ -32,12 +32,17 @@ STUDY_PAGES = {
 }
 
 
-def study_verdicts(page: str) -> list:
-    """The verdicts of a :data:`STUDY_PAGES` page, from its committed study."""
+def _study(page: str):
+    """(module, committed table) of a :data:`STUDY_PAGES` page."""
     import importlib
 
     mod = importlib.import_module(STUDY_PAGES[page][0])
-    df, _ = mod.load()
+    return mod, mod.load()[0]
+
+
+def study_verdicts(page: str) -> list:
+    """The verdicts of a :data:`STUDY_PAGES` page, from its committed study."""
+    mod, df = _study(page)
     return mod.claim_verdicts(df)
 
 
@@ -239,14 +244,12 @@ _STATIC_STATUS = {
 
 
 def _study_status(page: str) -> str:
-    import importlib
-
-    module, _, extra = STUDY_PAGES[page.removeprefix("notebooks/")]
+    name = page.removeprefix("notebooks/")
     try:
-        df, _ = importlib.import_module(module).load()
+        _, df = _study(name)
     except FileNotFoundError:
         return "study not committed yet"
-    return f"committed study ({df['seed'].nunique()} seeds){extra}"
+    return f"committed study ({df['seed'].nunique()} seeds){STUDY_PAGES[name][2]}"
 
 
 def page_map(rows: pd.DataFrame | None = None) -> pd.DataFrame:

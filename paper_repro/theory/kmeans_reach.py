@@ -164,7 +164,6 @@ def load(path=None) -> tuple[pd.DataFrame, dict]:
 
 def main(argv=None) -> None:
     import argparse
-    import time
 
     ap = argparse.ArgumentParser(description="Sec. 3.4.3 k-means reach study -> data/results/kmeans_reach/")
     ap.add_argument("--seeds", type=int, default=10)
@@ -172,9 +171,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     setup = {"dims": [1, 2], "num_codes": 16, "steps": args.steps, "lr": 1e-2, "clusters": 8,
              "n": 2048, "lloyd_restarts": 10, "seeds": list(range(args.seeds))}
-    t0 = time.time()
-    df = study(seeds=tuple(range(args.seeds)), steps=args.steps)
-    out = STUDY.save(df, setup, seconds=time.time() - t0)
+    df, out = STUDY.measure(lambda: study(seeds=tuple(range(args.seeds)), steps=args.steps), setup)
     print(summary(df).round(3).to_string(index=False))
     print(f"wrote {out}")
 

@@ -298,7 +298,6 @@ def claim_verdicts(df, same_seen=None) -> list:
 
 def main(argv=None) -> None:
     import argparse
-    import time
 
     ap = argparse.ArgumentParser(description="Sec. 3.2 drift study (both designs) -> data/results/nonstationarity/")
     ap.add_argument("--seeds", type=int, default=len(STUDY_SEEDS), help="seeds 0..N-1 (default %(default)s)")
@@ -309,9 +308,7 @@ def main(argv=None) -> None:
              "settings": {lbl: ov for lbl, ov in DEFAULT_SETTINGS},
              "batch_sizes": list(BATCH_SIZES), "n_images": N_IMAGES, "num_codes": 64, "code_dim": 16,
              "width": 0.25, "seeds": list(range(args.seeds))}
-    t0 = time.time()
-    df = study(seeds=tuple(range(args.seeds)), progress=True)
-    out = STUDY.save(df, setup, seconds=time.time() - t0)
+    df, out = STUDY.measure(lambda: study(seeds=tuple(range(args.seeds)), progress=True), setup)
     print(summary(df).round(3).to_string(index=False))
     print(f"wrote {out}")
 

@@ -183,9 +183,8 @@ def seed_row(res: "NTKComparison", step: str, seed: int) -> dict:
             "ntk_vs_distance": float(res.ntk_vs_distance)}
 
 
-def study(seeds=STUDY_SEEDS, n: int = N_IMAGES, steps=STEPS, progress: bool = False, first: dict | None = None):
-    """The page's measurement over ``seeds``: one row per (step, seed). ``first``: step name ->
-    an already computed :func:`compare_predictions` result for ``seeds[0]`` (the page's tables)."""
+def study(seeds=STUDY_SEEDS, n: int = N_IMAGES, steps=STEPS, progress: bool = False):
+    """The page's measurement over ``seeds``: one row per (step, seed)."""
     import pandas as pd
 
     from tqdm.auto import tqdm
@@ -193,9 +192,7 @@ def study(seeds=STUDY_SEEDS, n: int = N_IMAGES, steps=STEPS, progress: bool = Fa
     rows = []
     for seed in tqdm(list(seeds), desc="NTK seeds", disable=not progress):
         for step, lr in steps:
-            res = (first or {}).get(step) if seed == list(seeds)[0] else None
-            res = res if res is not None else compare_predictions(n=n, lr=lr, seed=seed)
-            rows.append(seed_row(res, step, seed))
+            rows.append(seed_row(compare_predictions(n=n, lr=lr, seed=seed), step, seed))
     return pd.DataFrame(rows)
 
 
@@ -230,7 +227,6 @@ def claim_verdicts(df) -> list:
 
 def main(argv=None) -> None:
     import argparse
-    import time
 
     ap = argparse.ArgumentParser(description="Sec. 3.3.2 NTK vs RBF study -> data/results/ntk_rbf/")
     ap.add_argument("--seeds", type=int, default=len(STUDY_SEEDS), help="network seeds 0..N-1")
@@ -240,9 +236,7 @@ def main(argv=None) -> None:
     setup = {"n_images": N_IMAGES, "steps": [list(s) for s in STEPS], "seeds": list(range(args.seeds)),
              "code_dim": 8, "width": 0.125, "image_size": 16, "num_codes": 8, "anchors": [0, 1, 2, 3],
              "pretrain_steps": 100}
-    t0 = time.time()
-    df = study(seeds=tuple(range(args.seeds)), progress=True)
-    out = STUDY.save(df, setup, seconds=time.time() - t0)
+    df, out = STUDY.measure(lambda: study(seeds=tuple(range(args.seeds)), progress=True), setup)
     print(df.groupby("step").mean(numeric_only=True).drop(columns="seed").T.round(3).to_string())
     print(f"wrote {out}")
 

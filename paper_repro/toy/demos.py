@@ -555,7 +555,6 @@ def load_sensitivity(path=None):
 
 def main(argv=None) -> None:
     import argparse
-    import time
 
     ap = argparse.ArgumentParser(description="Supp. 11 toy study -> data/results/toy/")
     ap.add_argument("--seeds", type=int, default=len(STUDY_SEEDS), help="seed table: seeds 0..N-1")
@@ -568,13 +567,9 @@ def main(argv=None) -> None:
              "rules": list(RULES), "seeds": list(range(args.seeds)),
              "sensitivity_grid": [[lbl, ov] for lbl, ov in SENSITIVITY_GRID],
              "sensitivity_seeds": list(range(args.sensitivity_seeds))}
-    t0 = time.time()
-    raw = seed_table(range(args.seeds))
-    out = SEEDS_STUDY.save(raw, setup, seconds=time.time() - t0)
+    raw, out = SEEDS_STUDY.measure(lambda: seed_table(range(args.seeds)), setup)
     print(summary_table(raw=raw).round(3).to_string(index=False))
-    t0 = time.time()
-    sens = sensitivity(range(args.sensitivity_seeds), per_seed=True)
-    out2 = SENSITIVITY_STUDY.save(sens, setup, seconds=time.time() - t0)
+    _, out2 = SENSITIVITY_STUDY.measure(lambda: sensitivity(range(args.sensitivity_seeds), per_seed=True), setup)
     print(f"wrote {out} and {out2}")
 
 
