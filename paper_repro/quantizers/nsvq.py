@@ -49,7 +49,7 @@ import torch.nn.functional as F
 
 from .base import vq_loss
 from .registry import register_quantizer
-from .search import PRECISIONS, lowp_matmul, row_chunks
+from .search import PRECISIONS, argmax_rows, cpu_workspace, lowp_matmul, row_chunks, rows_per_chunk
 from .vq import VQ, VQOptions
 
 FLAVORS = ("paper", "official")
@@ -98,7 +98,8 @@ class NSVQOptions(VQOptions):
 
 
 def neg_scaled_distance_chunks(z, codebook, scale, *, chunk_bytes, precision):
-    """Yield ``(start, stop, G)`` with ``G = -||z_i - c_k||^2 / scale`` for a chunk of rows.
+    """Yield ``(start, stop, G)`` with ``G = -||z_i - c_k||^2 / scale`` for a chunk of rows (on a CPU
+    the blocks share one buffer: use each before asking for the next).
 
     One GEMM per chunk on augmented vectors, ``[z, ||z||^2, 1] . [2c, -1, -||c||^2]^T / scale``,
     so no separate passes over the N x K block add the norms or apply the scale (the same
@@ -110,8 +111,15 @@ def neg_scaled_distance_chunks(z, codebook, scale, *, chunk_bytes, precision):
     c_ext = torch.cat([2.0 * c, -torch.ones(c.shape[0], 1, device=c.device),
                        -c.pow(2).sum(1, keepdim=True)], 1).div_(scale)
     c_t = c_ext.t() if precision == "fp32" else c_ext.to(PRECISIONS[precision]).t()
+    # each block is consumed before the next is made, so on a CPU they share one buffer (the same
+    # GEMM, written in place: identical values, no page faults for a fresh block every step)
+    buf = cpu_workspace("nsvq", min(n, rows_per_chunk(c.shape[0], chunk_bytes)), c.shape[0], z.device) \
+        if precision == "fp32" else None
     for start, stop in row_chunks(n, c.shape[0], chunk_bytes):
-        yield start, stop, lowp_matmul(z_ext[start:stop], c_t, precision)
+        if buf is None:
+            yield start, stop, lowp_matmul(z_ext[start:stop], c_t, precision)
+        else:
+            yield start, stop, torch.mm(z_ext[start:stop], c_t, out=buf[: stop - start])
 
 
 def kernel_weights_(g: torch.Tensor, idx: torch.Tensor, *, mode: str, winner_weight: float,
@@ -149,7 +157,7 @@ class _KernelPull(torch.autograd.Function):
         idx = torch.empty(n, dtype=torch.long, device=z.device)
         for start, stop, g in neg_scaled_distance_chunks(zf, c, wkw["scale"], chunk_bytes=chunk_bytes,
                                                          precision=precision):
-            i = g.argmax(1)
+            i = argmax_rows(g)
             idx[start:stop] = i
             w = kernel_weights_(g, i, num_codes=k, **wkw)
             acc.addmm_(w.t(), z_acc[start:stop])
@@ -244,7 +252,7 @@ class NSVQ(VQ):
         total = 0.0
         for _, _, g in neg_scaled_distance_chunks(z_flat.float(), self.codebook, wkw["scale"],
                                                   chunk_bytes=self.search_chunk_bytes, precision="fp32"):
-            w = kernel_weights_(g, g.argmax(1), num_codes=k, **wkw)
+            w = kernel_weights_(g, argmax_rows(g), num_codes=k, **wkw)
             total += float((w > threshold).sum(dtype=torch.float64))
         return total / z_flat.shape[0]
 

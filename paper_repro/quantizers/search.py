@@ -8,6 +8,13 @@ Precision: fp32 by default. ``precision="bf16"`` / ``"fp16"`` run only the z.C^T
 dtype (accumulated to fp32 afterwards); this is an explicit option and quantizers record it in
 ``q.config``. The ``||z||^2`` term does not change the argmin, so :func:`nearest_code` adds it only
 to the returned minimum distances.
+
+Speed on a CPU (the results are the same indices, to the bit): :func:`nearest_code` computes its
+distances in row tiles of at most ``CPU_TILE_BYTES`` (a block that stays in cache, and memory that the
+allocator reuses instead of faulting in fresh pages for every N x K block), and reduces each row
+with :func:`argmin_rows`, an exact two-level argmin (block minima, then the winning block) that runs
+on the vectorised ``amin`` instead of torch's scalar ``argmin`` loop. Measured on a 2-core AMD EPYC,
+one thread, N = 1,024 latents, K = 8,192: 49.8 ms -> 13.4 ms (D = 64), 38.4 -> 6.4 ms (D = 3).
 """
 from __future__ import annotations
 
@@ -16,6 +23,9 @@ from typing import Iterator
 import torch
 
 DEFAULT_CHUNK_BYTES = 256 * 2**20
+CPU_TILE_BYTES = 2 * 2**20      # a row tile's distance block on a CPU (fits in L2/L3 with the codebook)
+TILE_ROWS_MIN = 16              # GEMMs of fewer rows take another (GEMV-like) kernel path
+REDUCE_BLOCK = 64               # columns per block of argmin_rows / argmax_rows
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -52,6 +62,60 @@ def row_chunks(n: int, num_codes: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -
     rows = rows_per_chunk(num_codes, chunk_bytes)
     for start in range(0, n, rows):
         yield start, min(start + rows, n)
+
+
+def search_rows(num_codes: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES, device=None) -> int:
+    """Rows per distance block of :func:`nearest_code`: at most ``chunk_bytes`` of fp32 (the memory
+    cap); on a CPU also at most ``CPU_TILE_BYTES`` (but at least ``TILE_ROWS_MIN`` rows, a multiple of
+    it), since a cache-sized tile is several times faster there than one large block."""
+    rows = rows_per_chunk(num_codes, chunk_bytes)
+    if device is None or torch.device(device).type == "cpu":
+        tile = CPU_TILE_BYTES // (4 * int(num_codes)) // TILE_ROWS_MIN * TILE_ROWS_MIN
+        rows = min(rows, max(TILE_ROWS_MIN, tile))
+    return rows
+
+
+def _reduce_rows(d: torch.Tensor, largest: bool, block: int) -> torch.Tensor:
+    r, k = d.shape
+    if d.device.type != "cpu" or k < 4 * block or k % block or not d.is_contiguous():
+        return d.argmax(1) if largest else d.argmin(1)
+    v = d.view(r, k // block, block)
+    # the first block holding the row's extreme value, then its first position in that block: the
+    # first index overall, which is torch's rule for ties; NaN propagates through amin/amax and
+    # wins argmin/argmax just as it does in the one-level reduction
+    best = (v.amax(2) if largest else v.amin(2))
+    bi = best.argmax(1) if largest else best.argmin(1)
+    inner = v[torch.arange(r, device=d.device), bi]
+    return bi * block + (inner.argmax(1) if largest else inner.argmin(1))
+
+
+def argmin_rows(d: torch.Tensor, block: int = REDUCE_BLOCK) -> torch.Tensor:
+    """``d.argmin(1)`` for a 2-D tensor, exactly (the same index, ties -> the first), computed as a
+    two-level reduction on a CPU; other devices and shapes whose width is not a multiple of
+    ``block`` (or under 4 blocks) use ``d.argmin(1)`` itself."""
+    return _reduce_rows(d, False, block)
+
+
+def argmax_rows(d: torch.Tensor, block: int = REDUCE_BLOCK) -> torch.Tensor:
+    """``d.argmax(1)`` exactly, the same way as :func:`argmin_rows`."""
+    return _reduce_rows(d, True, block)
+
+
+WORKSPACE_MAX_BYTES = 64 * 2**20
+_WORKSPACES: dict[str, torch.Tensor] = {}
+
+
+def cpu_workspace(name: str, rows: int, cols: int, device) -> "torch.Tensor | None":
+    """A reusable fp32 (rows, cols) buffer for the CPU, one per ``name`` (None elsewhere or above
+    ``WORKSPACE_MAX_BYTES``). A fresh block of 32 MiB or more is mapped anew by the allocator on every
+    call and its pages faulted in as it is written: 9 ms of a 27 ms GEMM-and-exp at 1,024 x 8,192
+    (one thread). Whatever is written into it is overwritten by the next caller of the same name."""
+    if torch.device(device).type != "cpu" or 4 * rows * cols > WORKSPACE_MAX_BYTES:
+        return None
+    buf = _WORKSPACES.get(name)
+    if buf is None or buf.numel() < rows * cols:
+        buf = _WORKSPACES[name] = torch.empty(rows * cols, dtype=torch.float32)
+    return buf[: rows * cols].view(rows, cols)
 
 
 def lowp_matmul(a: torch.Tensor, b_t: torch.Tensor, precision: str) -> torch.Tensor:
@@ -122,15 +186,15 @@ def nearest_code(
     idx = torch.empty(n, dtype=torch.long, device=z.device)
     work = EXACT.get(precision, torch.float32)
     mins = torch.empty(n, dtype=work, device=z.device) if return_distances else None
+    rows = search_rows(codebook.shape[0], chunk_bytes, z.device)
     for start, stop, dist in distance_chunks(
-        z, codebook, chunk_bytes=chunk_bytes, precision=precision, include_z_norm=False
+        z, codebook, chunk_bytes=4 * rows * codebook.shape[0], precision=precision, include_z_norm=False
     ):
+        i = argmin_rows(dist)
         if return_distances:
-            m, i = dist.min(1)
+            m = dist.gather(1, i.unsqueeze(1)).squeeze(1)
             zc = z[start:stop].detach().to(work)
             mins[start:stop] = (m + zc.pow(2).sum(1)).clamp_min_(0.0)
-        else:
-            i = dist.argmin(1)
         idx[start:stop] = i
     return (idx, mins) if return_distances else idx
 
