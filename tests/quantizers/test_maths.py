@@ -121,11 +121,12 @@ def nsvq_setup(k=8, d=2, seed=0):
 
 
 @pytest.mark.parametrize("epochs_done", [0, 2])
-@pytest.mark.parametrize("chunk", [None, 4 * 8 * 5])
-def test_nsvq_kernel_gradient_closed_form_eq16(epochs_done, chunk):
-    z, codes = nsvq_setup()
-    kw = {} if chunk is None else {"search_chunk_bytes": chunk}
-    q = build_quantizer("nsvq", num_codes=8, code_dim=2, **kw)
+@pytest.mark.parametrize("chunk_rows", [None, 5])
+@pytest.mark.parametrize("k", [8, 256])   # 256: the two-level argmax path and the shared CPU buffer
+def test_nsvq_kernel_gradient_closed_form_eq16(epochs_done, chunk_rows, k):
+    z, codes = nsvq_setup(k=k)
+    kw = {} if chunk_rows is None else {"search_chunk_bytes": 4 * k * chunk_rows}
+    q = build_quantizer("nsvq", num_codes=k, code_dim=2, **kw)
     q.embedding.data.copy_(codes)
     for e in range(epochs_done):
         q.on_epoch_end(e)
@@ -142,7 +143,7 @@ def test_nsvq_kernel_gradient_closed_form_eq16(epochs_done, chunk):
     pull = (w[:, :, None] * (codes[None] - zf[:, None])).sum(0) / (n * d)   # sum_i w_ij (c_j - z_i)
     winner = torch.zeros_like(codes).index_add_(0, idx, 2.0 / (n * d) * (codes[idx] - zf))
     torch.testing.assert_close(q.embedding.grad, pull + winner)
-    dead = torch.bincount(idx, minlength=8) == 0
+    dead = torch.bincount(idx, minlength=k) == 0
     assert dead.any()  # the codes that win nothing are pulled, proportionally to the closed form
     assert q.embedding.grad[dead].abs().min() > 0
     kernel = 0.5 * (w * dist).sum() / (n * d)
