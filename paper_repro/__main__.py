@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--where", action="append", default=[], metavar="FIELD=VALUE",
                     help="run only the configs with this field value (repeatable; VALUE is JSON, "
                          "else a string), e.g. --where num_codes=1024 --where code_dim=64")
+    sw.add_argument("--dry-run", action="store_true", help="train nothing: say what is stored, what would "
+                    "run, and an estimate of its training time from the stored records of similar runs")
     sw.add_argument("--fresh", action="store_true", help="ignore stored results and checkpoints; rerun all "
                     "(then commit the new records under data/results/NAME/PROFILE/)")
 
@@ -212,6 +214,8 @@ def cmd_sweep(args) -> int:
         raise ValueError("sweep needs a grid name or --plan FILE (one of the two)")
     if args.plan is not None and args.where:
         raise ValueError("--where filters a named grid; a plan's steps carry their own filters")
+    if args.dry_run:
+        return sweep_dry_run(args)
     kw = dict(jobs=args.jobs, resume=not args.fresh, root=args.results_root, runs_root=args.runs_root,
               time_budget_s=args.time_budget, threads_per_job=args.threads_per_job, progress=False)
     if args.plan is not None:
@@ -228,6 +232,47 @@ def cmd_sweep(args) -> int:
     if (summary["status"] == Status.FAILED.value).any():
         return exitcodes.FAILED
     return exitcodes.OK if done.all() else exitcodes.INTERRUPTED
+
+
+def sweep_dry_run(args) -> int:
+    """`sweep --dry-run`: one line per plan step (or for the grid), then the total and a wall-time
+    estimate at --jobs runs at once."""
+    import pandas as pd
+
+    from .experiments.runner import _check_run_args, load_plan, plan_configs, plan_status, select
+    from .experiments.grids import get_grid
+
+    _check_run_args(args.jobs, args.profile)
+    if args.plan is not None:
+        steps = plan_configs(load_plan(args.plan), args.profile, args.device)
+    else:
+        where = parse_where(args.where)
+        steps = [(" ".join([args.name, *(f"{k}={v}" for k, v in where.items())]),
+                  select(get_grid(args.name, args.profile, args.device), where))]
+    cfgs = [c for _, cs in steps for c in cs]
+    st = plan_status(cfgs, args.profile, root=args.results_root, runs_root=args.runs_root)
+    st["step"] = [label for label, cs in steps for _ in cs]
+    train = st["state"].isin(["to run", "checkpoint"])
+    table = st.assign(train=train).groupby("step", sort=False).agg(
+        runs=("state", "size"), stored=("state", lambda x: int((x == "stored").sum())),
+        shared=("state", lambda x: int(x.isin(["shareable", "queued twice"]).sum())),
+        to_train=("train", "sum"), est_hours=("est_seconds", lambda x: round(x.sum() / 3600, 1)))
+    with pd.option_context("display.width", 160, "display.max_colwidth", 60):
+        print(table.to_string())
+    unknown = int((train & st["est_seconds"].isna()).sum())
+    hours = st.loc[train, "est_seconds"].sum() / 3600
+    rough = st.loc[train, "est_from"].value_counts()
+    print(f"total: {len(st)} runs, {int((st.state == 'stored').sum())} stored, {int(train.sum())} to train "
+          f"(~{hours:.1f} h of training as stored records of similar runs took; about {hours / args.jobs:.1f} h "
+          f"of wall time at --jobs {args.jobs}, if the runs were timed that way too)"
+          + (f"; {unknown} without an estimate (nothing stored at {args.profile!r})" if unknown else ""))
+    for how, n in rough.items():
+        print(f"  {n} estimated from stored runs with the {how}")
+    if (st["state"] == "data mismatch").any():
+        print("  data mismatch (a stored record of the config was made on other data): "
+              + ", ".join(st.loc[st.state == "data mismatch", "config_hash"]))
+        return exitcodes.FAILED
+    return exitcodes.OK
 
 
 def cmd_results(args) -> int:

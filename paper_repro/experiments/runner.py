@@ -29,7 +29,7 @@ from ..paths import REPO_ROOT, RUNS_DIR
 from ..profiles import AUTO, PROFILES, get_profile, profiles_by_scale
 from ..training.checkpoint import atomic_write_text
 from ..training.config import TrainConfig, config_hash
-from ..training.trainer import RECORD_NAME, NonFiniteLossError, TrainingInterrupted, train
+from ..training.trainer import CHECKPOINT_NAME, RECORD_NAME, NonFiniteLossError, TrainingInterrupted, train
 from . import store
 from .grids import get_grid
 
@@ -180,8 +180,89 @@ def run_plan(steps: list[dict], profile: str, device: str = "cpu", jobs: int = 1
     for a slice's last run before the next slice starts; a config that two steps share (same hash,
     another grid) is trained once and shared. Keyword arguments as :func:`run_grid`."""
     _check_run_args(jobs, profile)
-    cfgs = [c for st in steps for c in select(get_grid(st["grid"], profile, device), st.get("where"))]
+    cfgs = [c for _, step_cfgs in plan_configs(steps, profile, device) for c in step_cfgs]
     return run_configs(cfgs, f"plan of {len(steps)} step(s)", profile, device, jobs=jobs, **kw)
+
+
+def plan_configs(steps: list[dict], profile: str, device: str = "cpu") -> list[tuple[str, list]]:
+    """(label, configs) of each step of a plan, in order; the label names the grid and its filter."""
+    out = []
+    for st in steps:
+        where = st.get("where") or {}
+        label = " ".join([st["grid"], *(f"{k}={v}" for k, v in where.items())])
+        out.append((label, select(get_grid(st["grid"], profile, device), where)))
+    return out
+
+
+# What a run's training time depends on, most specific first: the estimate of an unstored run is the
+# median train_seconds of the stored records (same profile) that agree with it on the first key that
+# any of them matches; () is the profile's median.
+COST_KEYS = (("quantizer", "num_codes", "code_dim", "width", "batch_size", "epochs", "max_steps", "train_images"),
+             ("num_codes", "width", "batch_size", "epochs", "max_steps", "train_images"),
+             ("width", "batch_size", "epochs", "max_steps", "train_images"),
+             ())
+
+
+def _stored_costs(profile: str, root) -> list[tuple[dict, float]]:
+    base = Path(root) if root is not None else store.results_root(profile)
+    out = []
+    for p in sorted(base.glob(f"*/{profile}/*.json")) if base.is_dir() else []:
+        try:
+            rec = json.loads(p.read_text())
+        except (ValueError, OSError):
+            continue
+        if isinstance(rec, dict) and isinstance(rec.get("config"), dict) and store.is_reusable(rec) \
+                and isinstance(rec.get("train_seconds"), (int, float)) and "shared_from" not in rec:
+            out.append((rec["config"], float(rec["train_seconds"])))
+    return out
+
+
+def estimate_seconds(cfg: TrainConfig, costs: list[tuple[dict, float]]) -> tuple[float | None, int]:
+    """(median stored train_seconds of runs shaped like ``cfg``, index of the COST_KEYS level used);
+    (None, -1) when nothing is stored at the profile."""
+    want = cfg.to_dict()
+    for level, keys in enumerate(COST_KEYS):
+        same = [t for c, t in costs if all(_same(c.get(k), want.get(k)) for k in keys)]
+        if same:
+            return float(pd.Series(same).median()), level
+    return None, -1
+
+
+def plan_status(cfgs: list, profile: str, root=None, runs_root=None) -> pd.DataFrame:
+    """Where a queue of configs stands, without changing anything (the query behind ``sweep
+    --dry-run``): one row per config with ``state`` ``stored`` / ``shareable`` (another grid holds
+    its hash: no training) / ``queued twice`` (an earlier config of the queue has its hash) /
+    ``checkpoint`` (a run folder to resume) / ``to run`` / ``data mismatch``, and for those that
+    need training ``est_seconds`` from :func:`estimate_seconds` (a checkpointed run's full time:
+    an upper bound) with ``est_from`` naming the COST_KEYS level."""
+    costs = _stored_costs(profile, root)
+    rows, seen = [], set()
+    for c in cfgs:
+        h = config_hash(c)
+        try:
+            rec = _stored(c, root)
+        except DataMismatch:
+            state, rec = "data mismatch", None
+        else:
+            if rec is not None:
+                state = "stored"
+            elif store.find_shared(c, root) is not None:
+                state = "shareable"
+            elif h in seen:
+                state = "queued twice"
+            elif any((run_dir_for(c, runs_root) / f).exists() for f in (CHECKPOINT_NAME, RECORD_NAME)):
+                state = "checkpoint"
+            else:
+                state = "to run"
+        if state in ("checkpoint", "to run"):
+            seen.add(h)
+        est, level = estimate_seconds(c, costs) if state in ("checkpoint", "to run") else (None, -1)
+        rows.append({"grid": c.experiment, "config_hash": h, "quantizer": c.quantizer, "num_codes": c.num_codes,
+                     "code_dim": c.code_dim, "seed": c.seed, "state": state,
+                     "est_seconds": None if est is None else round(est, 1),
+                     "est_from": None if level < 0 else ("profile median" if not COST_KEYS[level]
+                                                         else "same " + ", ".join(COST_KEYS[level]))})
+    return pd.DataFrame(rows)
 
 
 def _check_run_args(jobs, profile) -> None:

@@ -99,12 +99,9 @@ def publish_run(run_dir, root=None) -> Path:
     return write_record(record, root, png.read_bytes() if png.exists() else None)
 
 
-def share_record(cfg: TrainConfig, root=None) -> Path | None:
-    """Copy a complete record of the same config (same hash) from another grid's folder at the same
-    profile into ``cfg.experiment``'s, so one run serves every grid that holds its config (e.g. the
-    staged grid's SimVQ arm is the codebook_size grid's SimVQ run). The copy takes this grid's name and
-    ``tag`` (bookkeeping, not hashed) and says where it came from (``shared_from``). None when no
-    other grid has it."""
+def find_shared(cfg: TrainConfig, root=None) -> tuple[Path, dict] | None:
+    """(path, record) of a complete record of the same config (same hash) in another grid's folder at
+    the same profile, or None (a query: changes nothing)."""
     chash = config_hash(cfg)
     base = Path(root) if root is not None else results_root(cfg.profile)
     if not base.is_dir():
@@ -115,15 +112,27 @@ def share_record(cfg: TrainConfig, root=None) -> Path | None:
             rec = load_record(other)
         except (ValueError, json.JSONDecodeError):
             continue
-        if not is_reusable(rec):
-            continue
-        copy = dict(rec, experiment=cfg.experiment, config=dict(rec["config"], tag=cfg.tag,
-                                                                 experiment=cfg.experiment))
-        copy["shared_from"] = {"experiment": rec.get("experiment"), "tag": rec["config"].get("tag"),
-                               "shared": _now()}
-        png = other.with_suffix(".png")
-        return write_record(copy, root, png.read_bytes() if png.exists() else None)
+        if is_reusable(rec):
+            return other, rec
     return None
+
+
+def share_record(cfg: TrainConfig, root=None) -> Path | None:
+    """Copy a complete record of the same config (same hash) from another grid's folder at the same
+    profile into ``cfg.experiment``'s, so one run serves every grid that holds its config (e.g. the
+    staged grid's SimVQ arm is the codebook_size grid's SimVQ run). The copy takes this grid's name and
+    ``tag`` (bookkeeping, not hashed) and says where it came from (``shared_from``). None when no
+    other grid has it."""
+    found = find_shared(cfg, root)
+    if found is None:
+        return None
+    other, rec = found
+    copy = dict(rec, experiment=cfg.experiment, config=dict(rec["config"], tag=cfg.tag,
+                                                             experiment=cfg.experiment))
+    copy["shared_from"] = {"experiment": rec.get("experiment"), "tag": rec["config"].get("tag"),
+                           "shared": _now()}
+    png = other.with_suffix(".png")
+    return write_record(copy, root, png.read_bytes() if png.exists() else None)
 
 
 def _now() -> str:

@@ -339,3 +339,42 @@ def test_collect_copies_only_new_records_of_the_profile_and_names_the_pages_they
     assert book.collect(src, "cpu") == [] and len(refreshed) == 1     # nothing new: nothing to refresh
     with pytest.raises(FileNotFoundError, match="no results tree"):
         book.collect(tmp_path / "nowhere", "cpu")
+
+
+def test_plan_status_is_a_query_with_states_and_estimates_from_similar_stored_runs(tmp_path, test_grid,
+                                                                                    monkeypatch, capsys):
+    """`sweep --dry-run`: stored / shareable / queued twice / checkpoint / to run, estimates from the
+    most specific matching stored runs, and nothing in the store or the run folders changes."""
+    from paper_repro.__main__ import main
+    from paper_repro.experiments.runner import estimate_seconds, load_plan, plan_configs, plan_status
+    other = "_test_grid_b"
+    monkeypatch.setitem(GRIDS, other, lambda profile: [c.replace(experiment=other) for c in test_grid(profile)])
+    root, runs = tmp_path / "results", tmp_path / "runs"
+    run_grid(GRID, "gpu", root=root, runs_root=runs, verbose=False, where={"quantizer": "vq"})
+    p = next((root / GRID / "gpu").glob("*.json"))
+    rec = json.loads(p.read_text())
+    p.write_text(json.dumps(dict(rec, train_seconds=100.0)))       # a known cost (not hashed)
+    ns = grids.get_grid(GRID, "gpu")[1]
+    train(ns, run_dir=run_dir_for(ns, runs), data=tiny_data(), callbacks=StopAfter(7))
+    def snapshot():
+        return sorted((f, f.stat().st_mtime_ns) for d in (root, runs) for f in d.rglob("*") if f.is_file())
+    before = snapshot()
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"steps": [{"grid": GRID}, {"grid": other}]}))
+    steps = plan_configs(load_plan(plan), "gpu")
+    assert [label for label, _ in steps] == [GRID, other]
+    st = plan_status([c for _, cs in steps for c in cs], "gpu", root=root, runs_root=runs)
+    assert list(zip(st["grid"], st["quantizer"], st["state"])) == [
+        (GRID, "vq", "stored"), (GRID, "nsvq", "checkpoint"), (other, "vq", "shareable"), (other, "nsvq", "queued twice")]
+    assert st["est_seconds"].tolist()[1] == 100.0 and st["est_from"][1].startswith("same num_codes")
+    assert st["est_seconds"].isna().tolist() == [True, False, True, True]
+    assert snapshot() == before
+    # the most specific level wins; nothing stored -> no estimate
+    vq_cfg, ns_cfg = (c.to_dict() for c in grids.get_grid(GRID, "gpu"))
+    assert estimate_seconds(ns, [(vq_cfg, 10.0), (ns_cfg, 50.0), (ns_cfg, 70.0)]) == (60.0, 0)
+    assert estimate_seconds(ns, [(dict(vq_cfg, num_codes=7), 10.0)]) == (10.0, 2)
+    assert estimate_seconds(ns, []) == (None, -1)
+    assert main(["sweep", "--plan", str(plan), "--profile", "gpu", "--dry-run", "--jobs", "2",
+                 "--results-root", str(root), "--runs-root", str(runs)]) == 0
+    out = capsys.readouterr().out
+    assert "total: 4 runs, 1 stored, 1 to train (~0.0 h of training" in out and "at --jobs 2" in out
