@@ -239,16 +239,11 @@ def sweep_dry_run(args) -> int:
     estimate at --jobs runs at once."""
     import pandas as pd
 
-    from .experiments.runner import _check_run_args, load_plan, plan_configs, plan_status, select
-    from .experiments.grids import get_grid
+    from .experiments.runner import _check_run_args, load_plan, plan_configs, plan_status
 
     _check_run_args(args.jobs, args.profile)
-    if args.plan is not None:
-        steps = plan_configs(load_plan(args.plan), args.profile, args.device)
-    else:
-        where = parse_where(args.where)
-        steps = [(" ".join([args.name, *(f"{k}={v}" for k, v in where.items())]),
-                  select(get_grid(args.name, args.profile, args.device), where))]
+    plan = load_plan(args.plan) if args.plan is not None else [{"grid": args.name, "where": parse_where(args.where)}]
+    steps = plan_configs(plan, args.profile, args.device)
     cfgs = [c for _, cs in steps for c in cs]
     st = plan_status(cfgs, args.profile, root=args.results_root, runs_root=args.runs_root)
     st["step"] = [label for label, cs in steps for _ in cs]
