@@ -239,7 +239,7 @@ def sweep_dry_run(args) -> int:
     estimate at --jobs runs at once."""
     import pandas as pd
 
-    from .experiments.runner import _check_run_args, load_plan, plan_configs, plan_status
+    from .experiments.runner import TO_TRAIN, _check_run_args, load_plan, plan_configs, plan_status
 
     _check_run_args(args.jobs, args.profile)
     plan = load_plan(args.plan) if args.plan is not None else [{"grid": args.name, "where": parse_where(args.where)}]
@@ -247,7 +247,7 @@ def sweep_dry_run(args) -> int:
     cfgs = [c for _, cs in steps for c in cs]
     st = plan_status(cfgs, args.profile, root=args.results_root, runs_root=args.runs_root)
     st["step"] = [label for label, cs in steps for _ in cs]
-    train = st["state"].isin(["to run", "checkpoint"])
+    train = st["state"].isin(TO_TRAIN)
     table = st.assign(train=train).groupby("step", sort=False).agg(
         runs=("state", "size"), stored=("state", lambda x: int((x == "stored").sum())),
         shared=("state", lambda x: int(x.isin(["shareable", "queued twice"]).sum())),

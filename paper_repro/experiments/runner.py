@@ -204,17 +204,15 @@ COST_KEYS = (("quantizer", "num_codes", "code_dim", "width", "batch_size", "epoc
 
 
 def _stored_costs(profile: str, root) -> list[tuple[dict, float]]:
+    """(config, train_seconds) of every complete record trained at ``profile`` (copies shared from
+    another grid left out: they would count one run twice). An unreadable record is skipped, as the
+    sweep would redo it."""
     base = Path(root) if root is not None else store.results_root(profile)
-    out = []
-    for p in sorted(base.glob(f"*/{profile}/*.json")) if base.is_dir() else []:
-        try:
-            rec = json.loads(p.read_text())
-        except (ValueError, OSError):
-            continue
-        if isinstance(rec, dict) and isinstance(rec.get("config"), dict) and store.is_reusable(rec) \
-                and isinstance(rec.get("train_seconds"), (int, float)) and "shared_from" not in rec:
-            out.append((rec["config"], float(rec["train_seconds"])))
-    return out
+    experiments = sorted(d.parent.name for d in base.glob(f"*/{profile}") if d.is_dir()) if base.is_dir() else []
+    return [(rec["config"], float(rec["train_seconds"])) for exp in experiments
+            for rec in store.load_records(exp, profile, root=base, errors=[])
+            if store.is_reusable(rec) and isinstance(rec.get("train_seconds"), (int, float))
+            and "shared_from" not in rec]
 
 
 def estimate_seconds(cfg: TrainConfig, costs: list[tuple[dict, float]]) -> tuple[float | None, int]:
@@ -226,6 +224,9 @@ def estimate_seconds(cfg: TrainConfig, costs: list[tuple[dict, float]]) -> tuple
         if same:
             return float(pd.Series(same).median()), level
     return None, -1
+
+
+TO_TRAIN = ("checkpoint", "to run")      # the plan_status states that need training
 
 
 def plan_status(cfgs: list, profile: str, root=None, runs_root=None) -> pd.DataFrame:
@@ -254,9 +255,9 @@ def plan_status(cfgs: list, profile: str, root=None, runs_root=None) -> pd.DataF
                 state = "checkpoint"
             else:
                 state = "to run"
-        if state in ("checkpoint", "to run"):
+        if state in TO_TRAIN:
             seen.add(h)
-        est, level = estimate_seconds(c, costs) if state in ("checkpoint", "to run") else (None, -1)
+        est, level = estimate_seconds(c, costs) if state in TO_TRAIN else (None, -1)
         rows.append({"grid": c.experiment, "config_hash": h, "quantizer": c.quantizer, "num_codes": c.num_codes,
                      "code_dim": c.code_dim, "seed": c.seed, "state": state,
                      "est_seconds": None if est is None else round(est, 1),
