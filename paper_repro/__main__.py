@@ -32,6 +32,8 @@ def json_object(s):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .experiments.runner import FIT_MARGIN
+
     ap = argparse.ArgumentParser(
         prog="python -m paper_repro",
         description="paper-repro: train VQ autoencoders (NS-VQ, TransVQ and baselines), run named "
@@ -94,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--jobs", type=int, default=1, help="worker processes at once (1: in this process)")
     sw.add_argument("--threads-per-job", type=int, help="CPU threads per worker (default 1 on cpu, 2 on cuda)")
     sw.add_argument("--time-budget", type=float, help="seconds; workers checkpoint and stop before it ends")
+    sw.add_argument("--fit", nargs="?", type=float, const=FIT_MARGIN, metavar="MARGIN", help="with --time-budget: "
+                    "start only the runs expected to finish within it: stored similar runs' time (for a "
+                    f"checkpointed run, the rest of it) x MARGIN ({FIT_MARGIN:g} when not given), so none is left "
+                    "half-trained on a machine that will not be there for the next sweep; the others wait "
+                    "for a later sweep")
     sw.add_argument("--results-root", help="results store root (default by profile)")
     sw.add_argument("--runs-root", help="checkpoint root (default runs/)")
     sw.add_argument("--where", action="append", default=[], metavar="FIELD=VALUE",
@@ -217,7 +224,7 @@ def cmd_sweep(args) -> int:
     if args.dry_run:
         return sweep_dry_run(args)
     kw = dict(jobs=args.jobs, resume=not args.fresh, root=args.results_root, runs_root=args.runs_root,
-              time_budget_s=args.time_budget, threads_per_job=args.threads_per_job, progress=False)
+              time_budget_s=args.time_budget, threads_per_job=args.threads_per_job, progress=False, fit=args.fit)
     if args.plan is not None:
         summary = run_plan(load_plan(args.plan), args.profile, args.device, **kw)
     else:

@@ -7,6 +7,10 @@
 #     git worktree add --detach ../run HEAD && cd ../run
 #     PY=$OLDPWD/.venv/bin/python OMP_WAIT_POLICY=PASSIVE setsid nohup bash scripts/cpu_chain.sh > chain.log 2>&1 &
 # (PY: the checkout's environment; a worktree has none of its own)
+# On a machine that will not be kept (a session of fixed length), give it the time left:
+#     BUDGET=SECONDS [FIT=MARGIN] ... bash scripts/cpu_chain.sh
+# runs `sweep --time-budget SECONDS --fit [MARGIN]`: it starts only runs expected to finish in time
+# (stored similar runs' time x MARGIN, 1.25 unless FIT says otherwise), so none is lost half-trained.
 # then, in the working checkout, `make collect RUN=../run` (copies the finished records it lacks and
 # refreshes the pages that show them) and commit. Pause it while you run tests:
 # pkill -STOP -f "paper_repro (sweep|train)" (and -CONT afterwards); a paused run's train_seconds
@@ -22,4 +26,6 @@ PY=${PY:-.venv/bin/python}
 # in the book build beside the chain; its main cell took 99 s once the chain's autogroup was niced).
 # Niceness of the chain's whole autogroup fixes that.
 if [ -w "/proc/$$/autogroup" ]; then echo 19 > "/proc/$$/autogroup" 2>/dev/null || true; fi
-exec nice -n 19 "$PY" -m paper_repro sweep --plan scripts/cpu_plan.json --profile cpu --jobs 2 --threads-per-job 1
+budget=()
+if [ -n "${BUDGET:-}" ]; then budget=(--time-budget "$BUDGET" --fit ${FIT:-}); fi
+exec nice -n 19 "$PY" -m paper_repro sweep --plan scripts/cpu_plan.json --profile cpu --jobs 2 --threads-per-job 1 "${budget[@]}"

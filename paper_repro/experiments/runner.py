@@ -27,7 +27,7 @@ import pandas as pd
 
 from ..paths import REPO_ROOT, RUNS_DIR
 from ..profiles import AUTO, PROFILES, get_profile, profiles_by_scale
-from ..training.checkpoint import atomic_write_text
+from ..training.checkpoint import CheckpointError, atomic_write_text, load_checkpoint
 from ..training.config import TrainConfig, config_hash
 from ..training.trainer import CHECKPOINT_NAME, RECORD_NAME, NonFiniteLossError, TrainingInterrupted, train
 from . import store
@@ -139,7 +139,7 @@ def _summary_row(cfg, status, seconds=None, record=None, error=None):
 def run_grid(name: str, profile: str, device: str = "cpu", jobs: int = 1, resume: bool = True,
              root=None, runs_root=None, time_budget_s: float | None = None,
              threads_per_job: int | None = None, progress: bool | None = None,
-             verbose: bool = True, where: dict | None = None) -> pd.DataFrame:
+             verbose: bool = True, where: dict | None = None, fit: float | None = None) -> pd.DataFrame:
     """Run every config of grid ``name`` at ``profile`` not already stored; return a summary table
     (one row per config: status ``stored`` / ``published`` / ``shared`` / ``done`` / ``interrupted``
     / ``failed``).
@@ -147,11 +147,13 @@ def run_grid(name: str, profile: str, device: str = "cpu", jobs: int = 1, resume
     resume=False ignores stored records and checkpoints and reruns everything from scratch.
     where: only the configs whose fields equal these values (e.g. ``{"num_codes": 1024}``), so a
     long grid can be run a slice at a time, the most informative first.
+    fit: with ``time_budget_s``, start only the runs expected to finish in it, with this margin
+    (:func:`run_configs`).
     """
     _check_run_args(jobs, profile)
     return run_configs(select(get_grid(name, profile, device), where), f"grid {name!r}", profile, device,
                        jobs=jobs, resume=resume, root=root, runs_root=runs_root, time_budget_s=time_budget_s,
-                       threads_per_job=threads_per_job, progress=progress, verbose=verbose)
+                       threads_per_job=threads_per_job, progress=progress, verbose=verbose, fit=fit)
 
 
 def load_plan(path) -> list[dict]:
@@ -203,27 +205,44 @@ COST_KEYS = (("quantizer", "num_codes", "code_dim", "width", "batch_size", "epoc
              ())
 
 
-def _stored_costs(profile: str, root) -> list[tuple[dict, float]]:
-    """(config, train_seconds) of every complete record trained at ``profile`` (copies shared from
-    another grid left out: they would count one run twice). An unreadable record is skipped, as the
-    sweep would redo it."""
+def _stored_costs(profile: str, root) -> list[tuple[dict, float, int | None]]:
+    """(config, train_seconds, steps) of every complete record trained at ``profile`` (copies shared
+    from another grid left out: they would count one run twice). An unreadable record is skipped, as
+    the sweep would redo it."""
     base = Path(root) if root is not None else store.results_root(profile)
     experiments = sorted(d.parent.name for d in base.glob(f"*/{profile}") if d.is_dir()) if base.is_dir() else []
-    return [(rec["config"], float(rec["train_seconds"])) for exp in experiments
-            for rec in store.load_records(exp, profile, root=base, errors=[])
+    return [(rec["config"], float(rec["train_seconds"]),
+             rec["steps"] if isinstance(rec.get("steps"), int) and rec["steps"] > 0 else None)
+            for exp in experiments for rec in store.load_records(exp, profile, root=base, errors=[])
             if store.is_reusable(rec) and isinstance(rec.get("train_seconds"), (int, float))
             and "shared_from" not in rec]
 
 
-def estimate_seconds(cfg: TrainConfig, costs: list[tuple[dict, float]]) -> tuple[float | None, int]:
+def estimate_seconds(cfg: TrainConfig, costs: list[tuple], done_steps: int = 0) -> tuple[float | None, int]:
     """(median stored train_seconds of runs shaped like ``cfg``, index of the COST_KEYS level used);
-    (None, -1) when nothing is stored at the profile."""
+    (None, -1) when nothing is stored at the profile. ``done_steps``: optimiser steps a checkpoint
+    already holds; each matching run's time is then scaled to the share of its steps still to train
+    (a run whose record does not say its steps counts whole: an upper bound)."""
     want = cfg.to_dict()
     for level, keys in enumerate(COST_KEYS):
-        same = [t for c, t in costs if all(_same(c.get(k), want.get(k)) for k in keys)]
+        same = [t * max(0.0, 1.0 - done_steps / n) if done_steps and n else t
+                for c, t, n in costs if all(_same(c.get(k), want.get(k)) for k in keys)]
         if same:
             return float(pd.Series(same).median()), level
     return None, -1
+
+
+def checkpoint_steps(cfg: TrainConfig, runs_root=None) -> int:
+    """Optimiser steps the run folder's checkpoint holds (0 without one, or with one that cannot be
+    read: the run would then start again). Loaded with ``weights_only=True`` like any checkpoint."""
+    path = run_dir_for(cfg, runs_root) / CHECKPOINT_NAME
+    if not path.exists():
+        return 0
+    try:
+        ck = load_checkpoint(path)
+    except CheckpointError:
+        return 0
+    return int((ck.get("state") or {}).get("global_step", 0)) if ck.get("config_hash") == config_hash(cfg) else 0
 
 
 TO_TRAIN = ("checkpoint", "to run")      # the plan_status states that need training
@@ -234,8 +253,8 @@ def plan_status(cfgs: list, profile: str, root=None, runs_root=None) -> pd.DataF
     --dry-run``): one row per config with ``state`` ``stored`` / ``shareable`` (another grid holds
     its hash: no training) / ``queued twice`` (an earlier config of the queue has its hash) /
     ``checkpoint`` (a run folder to resume) / ``to run`` / ``data mismatch``, and for those that
-    need training ``est_seconds`` from :func:`estimate_seconds` (a checkpointed run's full time:
-    an upper bound) with ``est_from`` naming the COST_KEYS level."""
+    need training ``est_seconds`` from :func:`estimate_seconds` (for a checkpointed run the time
+    still to go, from the steps its checkpoint holds) with ``est_from`` naming the COST_KEYS level."""
     costs = _stored_costs(profile, root)
     rows, seen = [], set()
     for c in cfgs:
@@ -257,7 +276,8 @@ def plan_status(cfgs: list, profile: str, root=None, runs_root=None) -> pd.DataF
                 state = "to run"
         if state in TO_TRAIN:
             seen.add(h)
-        est, level = estimate_seconds(c, costs) if state in TO_TRAIN else (None, -1)
+        est, level = estimate_seconds(c, costs, checkpoint_steps(c, runs_root) if state == "checkpoint" else 0) \
+            if state in TO_TRAIN else (None, -1)
         rows.append({"grid": c.experiment, "config_hash": h, "quantizer": c.quantizer, "num_codes": c.num_codes,
                      "code_dim": c.code_dim, "seed": c.seed, "state": state,
                      "est_seconds": None if est is None else round(est, 1),
@@ -276,12 +296,23 @@ def _check_run_args(jobs, profile) -> None:
 def run_configs(cfgs: list, label: str, profile: str, device: str = "cpu", jobs: int = 1,
                 resume: bool = True, root=None, runs_root=None, time_budget_s: float | None = None,
                 threads_per_job: int | None = None, progress: bool | None = None,
-                verbose: bool = True) -> pd.DataFrame:
+                verbose: bool = True, fit: float | None = None) -> pd.DataFrame:
     """The queue behind :func:`run_grid` and :func:`run_plan`: skip what is stored, train the rest
     (``jobs`` at a time), each config hash once; a later config of the same hash (another grid's)
-    shares the first one's record when it is done."""
+    shares the first one's record when it is done.
+
+    fit (a margin >= 1, e.g. FIT_MARGIN; needs ``time_budget_s``): start a run only when it is
+    expected to finish before the budget ends: its :func:`estimate_seconds` (the time still to go for
+    a checkpointed run) times ``fit``. A free worker takes the first run of the queue that fits; the
+    rest stay "not started" for a later sweep. A run with no estimate (nothing stored at the profile)
+    is started. For a machine that will not be there for the next sweep: no run is left half-trained."""
     if progress is not None:
         cfgs = [c.replace(progress=progress) for c in cfgs]
+    if fit is not None and not time_budget_s:
+        raise ValueError("fit needs a time budget (time_budget_s / --time-budget): it starts only the "
+                         "runs expected to finish within it")
+    if fit is not None and (isinstance(fit, bool) or not isinstance(fit, (int, float)) or not fit >= 1):
+        raise ValueError(f"fit is a margin on the estimated training time, a number >= 1; got {fit!r}")
     deadline = time.time() + time_budget_s if time_budget_s else None
     rows, todo, later, queued = [], [], [], set()
     for c in cfgs:
@@ -304,11 +335,15 @@ def run_configs(cfgs: list, label: str, profile: str, device: str = "cpu", jobs:
         print(f"{label} at profile {profile!r} on {device}: {len(cfgs)} runs, "
               f"{len(cfgs) - len(todo) - len(later)} already stored, {len(todo)} to run"
               + (f", {len(later)} to share" if later else "") + f" (jobs={jobs})", flush=True)
+    expected = _expected_seconds(todo, profile, root, runs_root) if fit is not None else {}
     if jobs == 1:
-        rows += [_run_inline(c, root, runs_root, deadline, verbose) for c in todo]
+        for c in todo:
+            why = _wont_fit(c, expected, deadline, fit)
+            rows.append(_summary_row(c, "not started", error=why) if why else
+                        _run_inline(c, root, runs_root, deadline, verbose))
     else:
         rows += _run_workers(todo, jobs, root, runs_root, deadline, threads_per_job or
-                             (1 if device == "cpu" else 2), verbose)
+                             (1 if device == "cpu" else 2), verbose, expected, fit)
     for c in later:
         st = _done(c, root, runs_root)
         rows.append(_summary_row(c, st[0], record=st[1]) if st else
@@ -321,6 +356,30 @@ def run_configs(cfgs: list, label: str, profile: str, device: str = "cpu", jobs:
             if r["error"]:
                 print(f"  {r['config_hash']} ({r['quantizer']}): {r['error']}", flush=True)
     return summary
+
+
+#: ``fit``'s default margin (``sweep --fit``): a run starts only if its estimated time times this fits in
+#: the time left. Stored times were measured beside other work (two 1-thread runs at once at cpu), so
+#: this covers a busier neighbour, not a different machine.
+FIT_MARGIN = 1.25
+
+
+def _expected_seconds(cfgs: list, profile: str, root, runs_root) -> dict:
+    """config hash -> estimated seconds still to train (None: no estimate), for ``fit``."""
+    costs = _stored_costs(profile, root)
+    return {config_hash(c): estimate_seconds(c, costs, checkpoint_steps(c, runs_root))[0] for c in cfgs}
+
+
+def _wont_fit(cfg, expected: dict | None, deadline: float | None, margin: float | None) -> str | None:
+    """Why ``cfg`` is not started now under ``fit`` (None: start it)."""
+    if not expected or deadline is None or margin is None:
+        return None
+    est = expected.get(config_hash(cfg))
+    left = deadline - time.time()
+    if est is None or est * margin <= left:
+        return None
+    return (f"expected {est / 60:.0f} min (x {margin:g} margin), {max(left, 0) / 60:.0f} min of the "
+            f"time budget left: waits for a later sweep")
 
 
 def select(cfgs: list, where: dict | None) -> list:
@@ -358,14 +417,20 @@ def _run_inline(cfg, root, runs_root, deadline, verbose):
     return _summary_row(cfg, Status.DONE.value, time.perf_counter() - t0, record=rec)
 
 
-def _run_workers(todo, jobs, root, runs_root, deadline, threads, verbose):
-    """Run configs as ``python -m paper_repro train`` worker processes, ``jobs`` at a time."""
+def _run_workers(todo, jobs, root, runs_root, deadline, threads, verbose, expected=None, margin=None):
+    """Run configs as ``python -m paper_repro train`` worker processes, ``jobs`` at a time; with
+    ``expected`` (config hash -> seconds) and ``margin`` (see ``fit``) only those that fit before the
+    deadline."""
     queue = list(todo)
     running: dict = {}
     rows = []
     while queue or running:
         while queue and len(running) < jobs and (deadline is None or time.time() < deadline - 5):
-            cfg = queue.pop(0).replace(num_threads=threads)
+            fits = [c for c in queue if not _wont_fit(c, expected, deadline, margin)]
+            if not fits:
+                break
+            queue.remove(fits[0])
+            cfg = fits[0].replace(num_threads=threads)
             run_dir = run_dir_for(cfg, runs_root)
             run_dir.mkdir(parents=True, exist_ok=True)
             cfg_file = run_dir / "config.json"
@@ -384,8 +449,8 @@ def _run_workers(todo, jobs, root, runs_root, deadline, threads, verbose):
             if verbose:
                 print(f"  started {config_hash(cfg)} ({cfg.quantizer}, seed {cfg.seed}) pid {proc.pid}",
                       flush=True)
-        if not running:      # deadline passed before the queue emptied
-            rows += [_summary_row(c, "not started") for c in queue]
+        if not running:      # deadline passed, or nothing left fits in it, before the queue emptied
+            rows += [_summary_row(c, "not started", error=_wont_fit(c, expected, deadline, margin)) for c in queue]
             break
         time.sleep(0.5)
         for proc in list(running):

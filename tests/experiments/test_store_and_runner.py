@@ -174,6 +174,10 @@ def test_cli_dry_run_and_errors(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--quantizer-options", "{bad"])
     assert main(["results", "first_run", "--profile", "paper", "--results-root", "/nonexistent"]) == 1
+    assert main(["sweep", "first_run", "--profile", "paper", "--fit"]) == 2
+    assert "fit needs a time budget" in capsys.readouterr().err
+    assert main(["sweep", "first_run", "--profile", "paper", "--fit", "0.5", "--time-budget", "60"]) == 2
+    assert "a number >= 1; got 0.5" in capsys.readouterr().err
 
 
 def test_cli_train_deadline_exits_75_then_resume_publishes(tmp_path, monkeypatch, capsys):
@@ -207,6 +211,15 @@ def test_worker_processes_run_and_publish(tmp_path, monkeypatch):
     df = store.load_results(GRID, "gpu", root)
     assert len(df) == 2 and (df["steps"] == 8).all() and (df["eval_images"] == 32).all()
     assert all((runs / GRID / "gpu" / h / "worker.log").exists() for h in df["config_hash"])
+    # fit with workers: a free worker takes the first run of the queue that fits, not the queue's head
+    from paper_repro.experiments import runner
+    cfgs = [c.replace(seed=7) for c in grids.get_grid(GRID, "gpu")]
+    monkeypatch.setattr(runner, "_expected_seconds", lambda todo, *a: {config_hash(cfgs[0]): 1e6,
+                                                                       config_hash(cfgs[1]): 1.0})
+    s = runner.run_configs(cfgs, "fit", "gpu", jobs=2, root=root, runs_root=runs, time_budget_s=3600,
+                           fit=1.25, verbose=False)
+    assert list(zip(s["quantizer"], s["status"])) == [("nsvq", "done"), ("vq", "not started")], s.to_string()
+    assert not run_dir_for(cfgs[0], runs).exists()
 
 
 def test_staged_grid_adds_one_stage_per_arm():
@@ -366,15 +379,44 @@ def test_plan_status_is_a_query_with_states_and_estimates_from_similar_stored_ru
     st = plan_status([c for _, cs in steps for c in cs], "gpu", root=root, runs_root=runs)
     assert list(zip(st["grid"], st["quantizer"], st["state"])) == [
         (GRID, "vq", "stored"), (GRID, "nsvq", "checkpoint"), (other, "vq", "shareable"), (other, "nsvq", "queued twice")]
-    assert st["est_seconds"].tolist()[1] == 100.0 and st["est_from"][1].startswith("same num_codes")
+    # the checkpoint holds step 5 (checkpoint_every=5; the kill after step 7 lost 6 and 7) of the 16 steps
+    # of the stored vq run of the same shape: 11/16 of its 100 s to go
+    assert st["est_seconds"].tolist()[1] == 68.8 and st["est_from"][1].startswith("same num_codes")
     assert st["est_seconds"].isna().tolist() == [True, False, True, True]
     assert snapshot() == before
     # the most specific level wins; nothing stored -> no estimate
     vq_cfg, ns_cfg = (c.to_dict() for c in grids.get_grid(GRID, "gpu"))
-    assert estimate_seconds(ns, [(vq_cfg, 10.0), (ns_cfg, 50.0), (ns_cfg, 70.0)]) == (60.0, 0)
-    assert estimate_seconds(ns, [(dict(vq_cfg, num_codes=7), 10.0)]) == (10.0, 2)
+    assert estimate_seconds(ns, [(vq_cfg, 10.0, 8), (ns_cfg, 50.0, 8), (ns_cfg, 70.0, 8)]) == (60.0, 0)
+    assert estimate_seconds(ns, [(dict(vq_cfg, num_codes=7), 10.0, 8)]) == (10.0, 2)
     assert estimate_seconds(ns, []) == (None, -1)
+    # a checkpoint's steps count as done: each matching run's time scaled to the share still to go
+    assert estimate_seconds(ns, [(ns_cfg, 40.0, 8), (ns_cfg, 80.0, 16)], done_steps=6) == (30.0, 0)   # median of 10 and 50
+    assert estimate_seconds(ns, [(ns_cfg, 40.0, 8)], done_steps=9) == (0.0, 0)
+    assert estimate_seconds(ns, [(ns_cfg, 40.0, None)], done_steps=6) == (40.0, 0)    # steps unknown: whole
     assert main(["sweep", "--plan", str(plan), "--profile", "gpu", "--dry-run", "--jobs", "2",
                  "--results-root", str(root), "--runs-root", str(runs)]) == 0
     out = capsys.readouterr().out
     assert "total: 4 runs, 1 stored, 1 to train (~0.0 h of training" in out and "at --jobs 2" in out
+
+
+def test_fit_starts_only_runs_expected_to_finish_within_the_time_budget(tmp_path, test_grid):
+    """--fit: estimates from stored runs of the same shape (other seeds here); a run that would not
+    finish is not started (no run folder, 'not started' naming why); one with no estimate starts."""
+    root, runs = tmp_path / "results", tmp_path / "runs"
+    other_seed = [c.replace(seed=4) for c in grids.get_grid(GRID, "gpu")]
+    from paper_repro.experiments.runner import run_configs
+    run_configs(other_seed, "costs", "gpu", root=root, runs_root=runs, verbose=False)
+    for p in (root / GRID / "gpu").glob("*.json"):
+        rec = json.loads(p.read_text())
+        p.write_text(json.dumps(dict(rec, train_seconds={"vq": 1.0, "nsvq": 1e6}[rec["config"]["quantizer"]])))
+    with pytest.raises(ValueError, match="needs a time budget"):
+        run_grid(GRID, "gpu", root=root, runs_root=runs, fit=1.25, verbose=False)
+    s = run_grid(GRID, "gpu", root=root, runs_root=runs, time_budget_s=3600, fit=1.25, verbose=False)
+    assert list(zip(s["quantizer"], s["status"])) == [("vq", "done"), ("nsvq", "not started")]
+    assert "waits for a later sweep" in s["error"][1] and "16667 min" in s["error"][1]
+    ns = grids.get_grid(GRID, "gpu")[1]
+    assert not run_dir_for(ns, runs).exists()
+    # without fit the same budget starts it; with nothing stored at the profile there is no estimate: it starts
+    s = run_grid(GRID, "gpu", root=tmp_path / "empty", runs_root=tmp_path / "runs2", time_budget_s=3600,
+                 fit=1.25, verbose=False)
+    assert list(s["status"]) == ["done", "done"]
