@@ -234,11 +234,17 @@ def cmd_sweep(args) -> int:
     print(f"sweep {args.name or args.plan} ({args.profile}): {int(done.sum())}/{len(summary)} runs complete"
           + (f"; training images/s per run: mean {ips.mean():.0f}, with {min(args.jobs, len(ips))} at once "
              f"~{ips.mean() * min(args.jobs, len(ips)):.0f} in all" if len(ips) else ""), flush=True)
-    for r in summary.itertuples():
-        print(f"  {r.grid} {r.config_hash} {r.quantizer} seed {r.seed}: {r.status}" + (f" ({r.error})" if r.error else ""))
+    print("\n".join(summary_lines(summary)))
     if (summary["status"] == Status.FAILED.value).any():
         return exitcodes.FAILED
     return exitcodes.OK if done.all() else exitcodes.INTERRUPTED
+
+
+def summary_lines(summary) -> list[str]:
+    """One line per run of a sweep's summary: grid, hash, quantizer, seed, status and, where there is
+    one, the reason in parentheses (pandas 3 reads a missing reason as NaN in a column of strings)."""
+    return [f"  {r.grid} {r.config_hash} {r.quantizer} seed {r.seed}: {r.status}"
+            + (f" ({r.error})" if isinstance(r.error, str) and r.error else "") for r in summary.itertuples()]
 
 
 def sweep_dry_run(args) -> int:

@@ -2,6 +2,7 @@
 resume partial), load_grid (committed records of the highest-scale profile; never trains),
 run_or_load (trains only when asked) and the CLI."""
 import json
+import re
 import shutil
 
 import pandas as pd
@@ -174,6 +175,15 @@ def test_cli_dry_run_and_errors(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--quantizer-options", "{bad"])
     assert main(["results", "first_run", "--profile", "paper", "--results-root", "/nonexistent"]) == 1
+    assert main(["sweep", "first_run", "--profile", "paper", "--fit"]) == 2
+    assert "fit needs a time budget" in capsys.readouterr().err
+    # the sweep's closing lines: a reason only where a run has one, also when pandas stores the missing
+    # ones as NaN (a column mixing strings and None)
+    from paper_repro.__main__ import summary_lines
+    from paper_repro.experiments.runner import _summary_row
+    a, b = grids.get_grid("first_run", "ci")[:2]
+    frame = pd.DataFrame([_summary_row(a, "stored"), _summary_row(b, "not started", error="waits")])
+    assert [ln.split(" seed ")[1] for ln in summary_lines(frame)] == [f"{a.seed}: stored", f"{b.seed}: not started (waits)"]
     assert main(["sweep", "first_run", "--profile", "paper", "--fit"]) == 2
     assert "fit needs a time budget" in capsys.readouterr().err
     assert main(["sweep", "first_run", "--profile", "paper", "--fit", "0.5", "--time-budget", "60"]) == 2
@@ -397,6 +407,13 @@ def test_plan_status_is_a_query_with_states_and_estimates_from_similar_stored_ru
                  "--results-root", str(root), "--runs-root", str(runs)]) == 0
     out = capsys.readouterr().out
     assert "total: 4 runs, 1 stored, 1 to train (~0.0 h of training" in out and "at --jobs 2" in out
+    # the sweep itself: resumes the checkpoint, shares both runs with the other grid; one line per run,
+    # a reason in parentheses only where there is one
+    assert main(["sweep", "--plan", str(plan), "--profile", "gpu", "--results-root", str(root),
+                 "--runs-root", str(runs)]) == 0
+    lines = [ln.split(" seed ")[-1] for ln in capsys.readouterr().out.splitlines()
+             if re.match(rf"  {GRID}(_b)? \w+ \w+ seed \d+: ", ln)]
+    assert lines == ["3: stored", "3: shared", "3: done", "3: shared"], lines
 
 
 def test_fit_starts_only_runs_expected_to_finish_within_the_time_budget(tmp_path, test_grid):
