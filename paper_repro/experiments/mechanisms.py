@@ -40,11 +40,23 @@ PROBE_LABELS = {
 }
 _KEYS = ("tag", "quantizer", "num_codes", "code_dim", "width", "batch_size", "seed")
 
+#: probe columns measured between a probe and the one before it: their value depends on how many steps
+#: lie between the two, so they are comparable only over comparable intervals (see ``regular_drift``)
+DRIFT_COLUMNS = ("churn", "churn_per_step", "relative_drift")
+
+#: the shortest interval, as a share of the run's ``probe_every``, over which a drift value is shown. A
+#: probe at an epoch's end splits a probe interval in two, and churn per step is larger over the shorter
+#: part: a latent oscillating across a cell boundary counts once however often it crosses, so churn
+#: saturates. Vanilla VQ, batch 64, cpu (batch_steps): ~0.07 per step over 1 step, ~1.4e-3 over
+#: 128-255 steps, ~0.9e-3 over 256-511 (``churn_by_interval``)
+MIN_DRIFT_INTERVAL = 0.9
+
 
 # -- tables ------------------------------------------------------------------------------------------
 def probe_frame(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (run, probe): the run's config keys (``tag`` from ``df``, the grid's current
-    label), ``step``, ``images`` (= step x batch size) and every probe value. Runs without probes
+    label), ``step``, ``images`` (= step x batch size), ``interval`` (steps since the run's previous
+    probe; None at its first), the run's ``probe_every`` and every probe value. Runs without probes
     contribute no rows."""
     rows = []
     tags = dict(zip(df["config_hash"], df["tag"])) if {"config_hash", "tag"} <= set(df.columns) else {}
@@ -52,12 +64,46 @@ def probe_frame(df: pd.DataFrame) -> pd.DataFrame:
         cfg = rec["config"]
         keys = {k: cfg.get(k) for k in _KEYS}
         keys["tag"] = tags.get(rec["config_hash"], keys["tag"])     # the grid's current label
+        prev = None
         for p in rec.get("probes", []):
-            rows.append({**keys, "config_hash": rec["config_hash"], "images": p["step"] * cfg["batch_size"], **p})
-    cols = [*_KEYS, "config_hash", "step", "images", "epoch", *PROBE_LABELS]
+            rows.append({**keys, "config_hash": rec["config_hash"], "images": p["step"] * cfg["batch_size"],
+                         "interval": None if prev is None else p["step"] - prev,
+                         "probe_every": cfg.get("probe_every"), **p})
+            prev = p["step"]
+    cols = [*_KEYS, "config_hash", "step", "images", "interval", "probe_every", "epoch", *PROBE_LABELS]
     out = pd.DataFrame(rows)
     return out.reindex(columns=[c for c in cols if c in out.columns] + [c for c in out.columns if c not in cols]) \
         if rows else pd.DataFrame(columns=cols)
+
+
+def regular_drift(pf: pd.DataFrame) -> pd.Series:
+    """Rows whose drift values (``DRIFT_COLUMNS``) were measured over at least ``MIN_DRIFT_INTERVAL``
+    of the run's probe interval (all rows where a frame has no intervals)."""
+    if not {"interval", "probe_every"} <= set(pf.columns):
+        return pd.Series(True, index=pf.index)
+    interval = pd.to_numeric(pf["interval"], errors="coerce")
+    every = pd.to_numeric(pf["probe_every"], errors="coerce")
+    return every.isna() | (interval >= MIN_DRIFT_INTERVAL * every)
+
+
+def churn_by_interval(pf: pd.DataFrame, by: str = "tag") -> pd.DataFrame:
+    """Assignment churn against the number of steps between the two probes that measured it: per arm
+    (``by``) and interval bin (1, 2-3, 4-7, ... steps: powers of two), the probes (over runs and
+    training), the mean fraction of probe latents that changed code, and the mean of that per step.
+    Churn over one step set against churn over a full probe interval shows how much of it is latents
+    oscillating across a boundary rather than moving on."""
+    cols = [by, "steps between probes", "probes", "churn", "churn per step"]
+    s = pf[pf["churn"].notna() & pf["interval"].notna()] if {"churn", "interval"} <= set(pf.columns) else pf.iloc[:0]
+    s = s[pd.to_numeric(s["interval"], errors="coerce") >= 1] if len(s) else s
+    if s.empty:
+        return pd.DataFrame(columns=cols)
+    iv = s["interval"].astype(int)
+    lo = 2 ** iv.map(lambda n: n.bit_length() - 1)
+    s = s.assign(lo=lo, churn=s["churn"].astype(float), per_step=s["churn"].astype(float) / iv)
+    g = s.groupby([by, "lo"]).agg(probes=("churn", "size"), churn=("churn", "mean"),
+                                  per_step=("per_step", "mean")).reset_index()
+    g["steps between probes"] = [str(a) if a == 1 else f"{a}-{2 * a - 1}" for a in g["lo"]]
+    return g.rename(columns={"per_step": "churn per step"})[cols]
 
 
 def last_probe(pf: pd.DataFrame) -> pd.DataFrame:
@@ -133,7 +179,8 @@ def plot_probes(pf: pd.DataFrame, metrics, by: str = "tag", facet: str | None = 
     """One panel per (metric, facet value), a metric per row and a facet value per column (without
     a facet, the metrics two to a row; with one metric and ``wrap``, at most ``wrap`` facets to a
     row): a line per arm (mean over seeds, ±1 sd band when there are several seeds), a marker per
-    arm. ``labels``: axis labels beyond PROBE_LABELS. The caption belongs in the page text."""
+    arm. ``labels``: axis labels beyond PROBE_LABELS. Drift values (``DRIFT_COLUMNS``) are drawn only
+    where measured over a regular interval (``regular_drift``). The caption belongs in the page text."""
     import matplotlib.pyplot as plt
 
     metrics = list(metrics)
@@ -152,6 +199,8 @@ def plot_probes(pf: pd.DataFrame, metrics, by: str = "tag", facet: str | None = 
     for n, (m, fv) in enumerate(panels):
         ax = axes[n // ncols][n % ncols]
         sub = pf if facet is None else pf[pf[facet] == fv]
+        if m in DRIFT_COLUMNS:
+            sub = sub[regular_drift(sub)]
         for a, arm in enumerate(arms):
             s = sub[(sub[by] == arm) & sub[m].notna()] if m in sub else sub.iloc[:0]
             if s.empty:

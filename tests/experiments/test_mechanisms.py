@@ -87,6 +87,7 @@ def test_probe_frame_reads_the_records_probes(tmp_path):
     p.write_text(json.dumps(rec))
     pf = mech.probe_frame(pd.DataFrame({"record_path": [str(p)]}))
     assert list(pf["step"]) == [0, 10] and list(pf["images"]) == [0, 40]
+    assert pf["interval"].tolist()[1] == 10 and pd.isna(pf["interval"].tolist()[0])
     assert mech.last_probe(pf)["probe_usage"].tolist() == [0.75]
     assert mech.probe_frame(pd.DataFrame({"record_path": []})).empty
 
@@ -152,3 +153,28 @@ def test_probe_plot_draws_a_line_per_arm_with_its_mean_over_seeds():
     assert list(lines["b"].get_ydata()) == pytest.approx([0.55, 0.55, 0.55])     # mean of seeds 0.5, 0.6
     assert len(ax.collections) == 2                                               # a ±1 sd band per arm
     assert not fig.axes[1].get_lines()                                            # no column: an empty panel
+
+
+def test_drift_is_drawn_only_over_regular_probe_intervals():
+    """A probe at an epoch's end one step before a periodic one measures one-step churn (far larger than
+    the per-step average over a full interval): the drift panel leaves it out, the usage panel keeps it."""
+    import matplotlib
+    matplotlib.use("agg")
+    steps = [0, 100, 200, 299, 300, 400]          # epoch end at 299, periodic probes every 100
+    probes = [{"step": st, "epoch": 0, "probe_usage": 0.5,
+               "churn_per_step": None if i == 0 else (0.07 if st == 300 else 0.001)} for i, st in enumerate(steps)]
+    pf = pd.DataFrame([{"tag": "a", "num_codes": 64, "seed": 0, "probe_every": 100, "interval": None if i == 0 else st - steps[i - 1],
+                        **p} for i, (st, p) in enumerate(zip(steps, probes))])
+    assert mech.regular_drift(pf).tolist() == [False, True, True, True, False, True]
+    fig = mech.plot_probes(pf, ["probe_usage", "churn_per_step"], facet=None)
+    usage, churn = (ax.get_lines()[0] for ax in fig.axes[:2])
+    assert list(usage.get_xdata()) == steps
+    assert list(churn.get_xdata()) == [100, 200, 299, 400] and max(churn.get_ydata()) == pytest.approx(0.001)
+    # a frame without intervals (hand-built, older callers): everything is drawn
+    assert mech.regular_drift(pf.drop(columns=["interval"])).all()
+    # the churn table by interval: per interval, probes, mean churn, and that per step
+    t = mech.churn_by_interval(pf.assign(churn=pf["churn_per_step"] * pf["interval"]))
+    assert t["steps between probes"].tolist() == ["1", "64-127"] and t["probes"].tolist() == [1, 4]
+    assert t["churn per step"].tolist() == pytest.approx([0.07, 0.001])
+    assert t["churn"].tolist() == pytest.approx([0.07, (0.1 * 3 + 0.099) / 4])
+    assert mech.churn_by_interval(pf.iloc[:1]).empty
