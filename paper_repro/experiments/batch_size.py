@@ -69,6 +69,31 @@ def verdicts(df: pd.DataFrame, arm: str | None = None) -> list:
             V.judge_all(f"Sec. 3.2.2: the final eval usage rises with every larger batch size{at}", us, pairs)]
 
 
+#: Figure 4's arms beyond the paper's (grid -> arm name): the same optimiser steps for every batch
+#: size, and the same epochs with the learning rate scaled to the batch (``grids.scaled_lr``)
+ARMS = {"batch_steps": "fixed steps", "batch_lr": "fixed epochs, lr ∝ √batch"}
+
+
+def arm_frames(profile: str, root=None) -> dict:
+    """arm name -> committed runs at ``profile``: the paper's fixed epochs (``batch_size``) and each
+    arm of ``ARMS`` that has runs there (an arm with none is left out)."""
+    from .runner import load_grid
+
+    out = {}
+    for grid, arm in (("batch_size", "fixed epochs"), *ARMS.items()):
+        try:
+            out[arm] = load_grid(grid, profile, root)[0]
+        except FileNotFoundError:
+            continue
+    return out
+
+
+def arm_verdicts(frames: dict) -> list:
+    """:func:`verdicts` of each arm of ``ARMS`` in ``frames`` (the fixed-epochs arm is the
+    ``batch_size`` page's own)."""
+    return [v for arm in ARMS.values() if arm in frames for v in verdicts(frames[arm], arm=arm)]
+
+
 def claim_lines(df: pd.DataFrame) -> list[str]:
     """:func:`verdicts` as lines, each with its cells."""
     return [V.explain(v) for v in verdicts(df)] or ["no claim judged yet: runs at two batch sizes are needed"]

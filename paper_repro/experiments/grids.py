@@ -108,6 +108,23 @@ def batch_size(profile: str) -> list[TrainConfig]:
             for b in BATCH_SIZES[p.name] for s in p.seeds]
 
 
+# Figure 4 at the same images seen, with the learning rate scaled to the batch: Adam's square-root rule
+# (lr x sqrt(batch / the profile's batch); Malladi et al. 2022, "On the SDEs and scaling rules for
+# adaptive gradient algorithms"), so a larger batch takes fewer but longer steps over the same epochs.
+# The profile's batch keeps the profile's lr: that run is the batch_size grid's (same hash, shared).
+def scaled_lr(profile: str, batch_size: int) -> float:
+    """``batch_lr``'s learning rate at ``batch_size``: the profile's lr x sqrt(batch / profile batch)."""
+    p = get_profile(profile)
+    return p.lr * (batch_size / p.batch_size) ** 0.5
+
+
+@register_grid("batch_lr")
+def batch_lr(profile: str) -> list[TrainConfig]:
+    """Figure 4 at fixed epochs with the learning rate scaled to the batch size (``scaled_lr``, Adam's
+    square-root rule): otherwise the ``batch_size`` grid's configs."""
+    return [c.replace(lr=scaled_lr(profile, c.batch_size)) for c in batch_size(profile)]
+
+
 # The pilot that chooses the ``cpu`` profile (issue: the reproduction two CPU cores afford): four
 # methods, K = 1024, D = 64, on the full Fashion-MNIST training split at 1/4 width, evaluated on 2,000
 # test images after every epoch (so one 3-epoch run gives the 1-, 2- and 3-epoch numbers), with the

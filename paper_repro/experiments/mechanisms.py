@@ -441,7 +441,7 @@ def page_verdicts(page: str) -> tuple[list, object]:
     if page == "transvq_diagnosis":
         return transvq_verdicts(df), src
     if page == "batch_steps":
-        return bs.verdicts(df, arm="fixed steps"), src
+        return bs.arm_verdicts(bs.arm_frames(src.profile)), src
     if page == "replacement":
         return replacement_verdicts(replacement_runs(df, src.profile)), src
     if page == "causes":

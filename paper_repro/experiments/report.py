@@ -146,14 +146,19 @@ def sig(v: float, digits: int) -> str:
 
 
 def provenance_lines(df: pd.DataFrame) -> list[str]:
-    """One provenance line per distinct (commit, device) of the runs, with their count."""
+    """One provenance line per distinct (commit, device) of the runs, with their count and the span of
+    their dates (first to last)."""
     recs = _records(df)
     seen: dict = {}
     for rec in recs:
         p = rec["provenance"]
         key = (str(p.get("git_commit"))[:12], p.get("device"))
-        seen.setdefault(key, [p, 0])[1] += 1
-    return [f"{format_provenance(p)} [{n} run{'s' if n > 1 else ''}]" for p, n in seen.values()]
+        seen.setdefault(key, [p, []])[1].append(str(p.get("date", "?")))
+    out = []
+    for p, dates in seen.values():
+        span = min(dates) if min(dates) == max(dates) else f"{min(dates)} to {max(dates)}"
+        out.append(f"{format_provenance({**p, 'date': span})} [{len(dates)} run{'s' if len(dates) > 1 else ''}]")
+    return out
 
 
 def _records(df: pd.DataFrame) -> list[dict]:

@@ -209,7 +209,7 @@ PAGE_MAP = (
     ("notebooks/batch_size", "Sec. 3.2.2, Figure 4: batch size against collapse", "batch_size"),
     ("notebooks/nsvq_ablation", "Sec. 3.3: NS-VQ's kernel and modified STE switch by switch, and the kernel's reach", "nsvq_ablation"),
     ("notebooks/transvq_diagnosis", "Sec. 3.4: TransVQ's map, when it collapses and why; its variants against SimVQ", "transvq_diagnosis"),
-    ("notebooks/batch_steps", "Figure 4 at a fixed number of optimiser steps (no step-count confound)", "batch_steps"),
+    ("notebooks/batch_steps", "Figure 4 without the step-count confound: fixed steps, and fixed epochs with the learning rate scaled", "batch_steps"),
     ("notebooks/replacement", "Dead-code replacement across methods: how much of the usage is its own", "replacement"),
     ("notebooks/causes", "Seed 003 vs Sec. 3.2: initialisation, encoder capacity and drift on the same runs", "causes"),
     ("notebooks/staged", "Seed 001: NSVQ's staged training (replacement, encoder freezing, adversarial stage)", "staged"),
@@ -221,7 +221,7 @@ PAGE_MAP = (
 #: records of a grid change.
 ALSO_READS = {
     "notebooks/replacement": ("codebook_size",),      # the off arms (mechanisms.replacement_runs)
-    "notebooks/batch_steps": ("batch_size",),         # the fixed-epochs arm beside the fixed-steps one
+    "notebooks/batch_steps": ("batch_size", "batch_lr"),   # the other arms (batch_size.arm_frames)
 }
 
 

@@ -64,3 +64,29 @@ def test_a_partial_batch_grid_supports_no_every_batch_claim():
     part = bs.verdicts(_final([30.0, 20.0, 10.0], [0.2, 0.5, 0.9], seeds=(0, 1, 2), profile="gpu"))  # 3 of 5 sizes
     assert [v.verdict for v in part] == ["inconclusive", "inconclusive"]
     assert "[2 of its 4 cells run]" in part[0].claim
+
+
+def test_the_lr_scaled_arm_is_the_batch_grid_with_adams_square_root_rule():
+    """batch_lr: lr x sqrt(batch / 16) and nothing else changed, so its batch-16 runs are the batch_size
+    grid's (same config hash: trained once, shared)."""
+    from paper_repro.experiments.grids import scaled_lr
+    from paper_repro.training.config import config_hash
+    for profile in ("ci", "cpu", "gpu"):
+        lr, base = get_grid("batch_lr", profile), get_grid("batch_size", profile)
+        assert len(lr) == len(base)
+        for a, b in zip(lr, base):
+            assert a.lr == pytest.approx(b.lr * (a.batch_size / 16) ** 0.5)
+            assert a.replace(lr=b.lr, experiment=b.experiment) == b
+            assert (config_hash(a) == config_hash(b)) == (a.batch_size == 16)
+    assert scaled_lr("cpu", 64) == pytest.approx(1e-3) and scaled_lr("cpu", 4) == pytest.approx(2.5e-4)
+
+
+def test_arm_verdicts_name_each_arm_and_skip_the_missing_ones():
+    frames = {"fixed epochs": _final([30.0, 20.0, 10.0], [0.2, 0.5, 0.9], seeds=(0, 1, 2)),
+              "fixed steps": _final([30.0, 20.0, 10.0], [0.2, 0.5, 0.9], seeds=(0, 1, 2))}
+    vs = bs.arm_verdicts(frames)
+    assert [v.claim for v in vs] == ["Fig. 4: the final FD-VGG16 falls with every larger batch size (fixed steps)",
+                                     "Sec. 3.2.2: the final eval usage rises with every larger batch size (fixed steps)"]
+    frames[bs.ARMS["batch_lr"]] = _final([30.0, 35.0, 10.0], [0.2, 0.5, 0.9], seeds=(0, 1, 2))
+    vs = bs.arm_verdicts(frames)
+    assert len(vs) == 4 and vs[2].verdict == "contradicted" and vs[2].claim.endswith(f"({bs.ARMS['batch_lr']})")

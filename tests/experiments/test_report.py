@@ -1,4 +1,6 @@
 """Report helpers: seed aggregation, named FD column, captions naming the proxies, rounding."""
+import json
+
 import pandas as pd
 import pytest
 
@@ -55,3 +57,17 @@ def test_check_lines_and_claim():
                                   (1234.5, "1230"), (-2.345, "-2.35"), (0.0, "0")])
 def test_significant_digits(v, s):
     assert report.sig(v, 3) == s
+
+
+def test_provenance_lines_group_by_commit_and_device_with_the_span_of_dates(tmp_path):
+    paths = []
+    for i, (commit, date) in enumerate((("a" * 40, "2026-12-04T01:00:00"), ("a" * 40, "2026-12-03T23:00:00"),
+                                        ("b" * 40, "2026-12-04T02:00:00"))):
+        p = tmp_path / f"{i}.json"
+        p.write_text(json.dumps({"provenance": {"git_commit": commit, "device": "cpu: X", "date": date,
+                                                "versions": {"torch": "2", "numpy": "1"}}}))
+        paths.append(str(p))
+    lines = report.provenance_lines(pd.DataFrame({"record_path": paths}))
+    assert lines == ["Provenance: commit aaaaaaaaaaaa, cpu: X, torch 2, numpy 1, "
+                     "2026-12-03T23:00:00 to 2026-12-04T01:00:00 [2 runs]",
+                     "Provenance: commit bbbbbbbbbbbb, cpu: X, torch 2, numpy 1, 2026-12-04T02:00:00 [1 run]"]
