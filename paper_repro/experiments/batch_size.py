@@ -99,30 +99,35 @@ def claim_lines(df: pd.DataFrame) -> list[str]:
     return [V.explain(v) for v in verdicts(df)] or ["no claim judged yet: runs at two batch sizes are needed"]
 
 
-def plot_curves(df: pd.DataFrame):
+def plot_curves(runs):
     """Distance and usage after each epoch, one line per batch size (mean over seeds, with a
-    +-1 sd band over seeds when there are several). The caption belongs in the page text."""
+    +-1 sd band over seeds when there are several). ``runs``: one table, or {arm name: table} for a
+    row of the two panels per arm (same distance axis in every row). The caption belongs in the page
+    text."""
     import matplotlib.pyplot as plt
 
-    c = curves(df)
-    fd = fd_name(df)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.9))
+    arms = runs if isinstance(runs, dict) else {None: runs}
+    fig, axes = plt.subplots(len(arms), 2, figsize=(11, 3.9 * len(arms)), squeeze=False, sharey="col")
     cmap = plt.get_cmap("viridis")
-    sizes = sorted(c["batch_size"].unique())
-    for i, b in enumerate(sizes):
-        s = c[c.batch_size == b]
-        color = cmap(i / max(len(sizes) - 1, 1))
-        for ax, col in ((axes[0], "fd"), (axes[1], "usage")):
-            ax.plot(s.epoch, s[col], "-", marker="osD^v"[i % 5], color=color, label=f"batch {b}")
-            if (s.seeds > 1).any():
-                sd = s[f"{col}_sd"].fillna(0)
-                ax.fill_between(s.epoch, s[col] - sd, s[col] + sd, color=color, alpha=0.15, lw=0)
-    axes[0].set(xlabel="epoch", ylabel=f"{fd} (lower is better)", title=f"{fd} after each epoch")
-    axes[1].set(xlabel="epoch", ylabel="eval usage", ylim=(0, 1.02), title="codebook usage after each epoch")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        ax.set_xticks(sorted(c["epoch"].unique()))
-        ax.title.set_fontsize(10)
-    axes[1].legend(fontsize=9)
+    for (arm, df), row in zip(arms.items(), axes):
+        c = curves(df)
+        fd = fd_name(df)
+        sizes = sorted(c["batch_size"].unique())
+        for i, b in enumerate(sizes):
+            s = c[c.batch_size == b]
+            color = cmap(i / max(len(sizes) - 1, 1))
+            for ax, col in ((row[0], "fd"), (row[1], "usage")):
+                ax.plot(s.epoch, s[col], "-", marker="osD^v"[i % 5], color=color, label=f"batch {b}")
+                if (s.seeds > 1).any():
+                    sd = s[f"{col}_sd"].fillna(0)
+                    ax.fill_between(s.epoch, s[col] - sd, s[col] + sd, color=color, alpha=0.15, lw=0)
+        at = f" ({arm})" if arm else ""
+        row[0].set(xlabel="epoch", ylabel=f"{fd} (lower is better)", title=f"{fd} after each epoch{at}")
+        row[1].set(xlabel="epoch", ylabel="eval usage", ylim=(0, 1.02), title=f"codebook usage after each epoch{at}")
+        for ax in row:
+            ax.grid(alpha=0.3)
+            ax.set_xticks(sorted(c["epoch"].unique()))
+            ax.title.set_fontsize(10)
+        row[1].legend(fontsize=9)
     fig.tight_layout()
     return fig

@@ -276,6 +276,17 @@ def glue_figure(key: str, fig) -> None:
     plt.close(fig)
 
 
+def text_figure(text: str):
+    """A small figure that only says ``text``: what a page glues where its data are not committed yet,
+    so the page's numbered figure still builds."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 1.2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=10, wrap=True)
+    return fig
+
+
 def download_files(source) -> dict:
     """File names of a grid page's downloads (the book build writes them under _static/downloads/):
     the runs table as CSV and the committed records (JSON, with provenance) as a zip."""

@@ -1,5 +1,7 @@
 """Figure 4 grid and analysis: grid contents, monotonicity claims on known numbers, per-epoch curves
 from real (tiny) runs."""
+import json
+
 import pandas as pd
 import pytest
 
@@ -90,3 +92,24 @@ def test_arm_verdicts_name_each_arm_and_skip_the_missing_ones():
     frames[bs.ARMS["batch_lr"]] = _final([30.0, 35.0, 10.0], [0.2, 0.5, 0.9], seeds=(0, 1, 2))
     vs = bs.arm_verdicts(frames)
     assert len(vs) == 4 and vs[2].verdict == "contradicted" and vs[2].claim.endswith(f"({bs.ARMS['batch_lr']})")
+
+
+def test_curves_plot_a_row_per_arm_on_one_distance_axis(tmp_path, monkeypatch):
+    import matplotlib
+    matplotlib.use("agg")
+    rows = []
+    for i, b in enumerate((4, 16)):
+        for s in (0, 1):
+            rec = {"config_hash": f"h{b}{s}", "config": {"quantizer": "vq", "tag": None, "batch_size": b, "seed": s},
+                   "epochs": [{"epoch": e, "complete": True, "eval": {"fd": 10.0 * (i + 1) + s + e, "eval_usage": 0.5}}
+                              for e in range(2)]}
+            p = tmp_path / f"{b}{s}.json"
+            p.write_text(json.dumps(rec))
+            rows.append({"record_path": str(p), "batch_size": b, "seed": s, "fd_metric": "FD-VGG16"})
+    df = pd.DataFrame(rows)
+    fig = bs.plot_curves({"fixed epochs": df, "other": df.assign(fd_metric="FD-VGG16")})
+    assert len(fig.axes) == 4 and fig.axes[0].get_shared_y_axes().joined(fig.axes[0], fig.axes[2])
+    assert fig.axes[2].get_title().endswith("(other)")
+    assert list(fig.axes[0].get_lines()[0].get_ydata()) == pytest.approx([10.5, 11.5])   # batch 4: mean of seeds
+    one = bs.plot_curves(df)
+    assert len(one.axes) == 2 and "(" not in one.axes[0].get_title()

@@ -71,3 +71,10 @@ def test_provenance_lines_group_by_commit_and_device_with_the_span_of_dates(tmp_
     assert lines == ["Provenance: commit aaaaaaaaaaaa, cpu: X, torch 2, numpy 1, "
                      "2026-12-03T23:00:00 to 2026-12-04T01:00:00 [2 runs]",
                      "Provenance: commit bbbbbbbbbbbb, cpu: X, torch 2, numpy 1, 2026-12-04T02:00:00 [1 run]"]
+
+
+def test_text_figure_says_its_text_and_nothing_else():
+    import matplotlib
+    matplotlib.use("agg")
+    fig = report.text_figure("no runs yet")
+    assert [t.get_text() for t in fig.axes[0].texts] == ["no runs yet"] and not fig.axes[0].axison
