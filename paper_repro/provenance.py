@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import platform
+import re
 import subprocess
 import sys
 from importlib import metadata
@@ -13,8 +15,10 @@ _PACKAGES = ("torch", "torchvision", "numpy", "scipy", "pandas", "scikit-image",
 
 
 def git_commit() -> str:
-    """The repository's HEAD commit, suffixed ``+dirty`` when tracked files differ; ``unknown``
-    outside a git checkout (e.g. on the GPU machine, which gets a copy of the tree). Result records
+    """The repository's HEAD commit, suffixed ``+dirty`` when tracked files differ. Outside a git
+    checkout (e.g. on the GPU machine, which gets a copy of the tree without ``.git``) it is
+    ``$PAPER_REPRO_COMMIT`` where the sender set it (the commit the copied tree was made from,
+    suffixed ``+copy``), else ``unknown``. Result records
     under ``data/results/`` are outputs, not code: a sweep that has rewritten some of them is still
     running clean code."""
     try:
@@ -25,7 +29,8 @@ def git_commit() -> str:
                                cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        sent = os.environ.get("PAPER_REPRO_COMMIT", "").strip()
+        return f"{sent}+copy" if re.fullmatch(r"[0-9a-f]{40}", sent) else "unknown"
 
 
 def library_versions() -> dict[str, str]:

@@ -55,3 +55,20 @@ def test_git_commit_is_dirty_for_code_but_not_for_result_records(tmp_path, monke
     assert not provenance.git_commit().endswith("+dirty")
     (tmp_path / "code.py").write_text("x = 2\n")
     assert provenance.git_commit().endswith("+dirty")
+
+
+def test_git_commit_outside_a_checkout_takes_the_senders_commit(tmp_path, monkeypatch):
+    """On the GPU machine the tree arrives without .git: the commit it was copied from comes in
+    $PAPER_REPRO_COMMIT and is marked +copy; anything but a full hex sha is ignored."""
+    from paper_repro import provenance
+
+    monkeypatch.setattr(provenance, "REPO_ROOT", tmp_path)          # no .git here
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    monkeypatch.delenv("PAPER_REPRO_COMMIT", raising=False)
+    assert provenance.git_commit() == "unknown"
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    monkeypatch.setenv("PAPER_REPRO_COMMIT", sha)
+    assert provenance.git_commit() == sha + "+copy"
+    for bad in ("HEAD", sha[:12], sha + "; rm -rf /"):
+        monkeypatch.setenv("PAPER_REPRO_COMMIT", bad)
+        assert provenance.git_commit() == "unknown"
