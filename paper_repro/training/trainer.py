@@ -386,6 +386,8 @@ class _Run:
                                              f"here (torch {torch.__version__}); use --device cpu")
             if self.world > 1:
                 device = torch.device("cuda", local_rank)
+            elif device.index is None:      # plain "cuda": the current device, by index (set_device
+                device = torch.device("cuda", torch.cuda.current_device())  # refuses an index-less one)
             torch.cuda.set_device(device)
         if cfg.deterministic and device.type == "cuda":
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
