@@ -15,12 +15,16 @@ _PACKAGES = ("torch", "torchvision", "numpy", "scipy", "pandas", "scikit-image",
 
 
 def git_commit() -> str:
-    """The repository's HEAD commit, suffixed ``+dirty`` when tracked files differ. Outside a git
-    checkout (e.g. on the GPU machine, which gets a copy of the tree without ``.git``) it is
-    ``$PAPER_REPRO_COMMIT`` where the sender set it (the commit the copied tree was made from,
-    suffixed ``+copy``), else ``unknown``. Result records
+    """The repository's HEAD commit, suffixed ``+dirty`` when tracked files differ; ``unknown``
+    outside a git checkout. On a machine that gets a copy of the tree (the lent GPU machine), the
+    sender names the commit the copy was made from in ``$PAPER_REPRO_COMMIT`` (a full sha; it wins,
+    marked ``+copy``): the copy's own ``.git``, where one travels, can be stale (seen 2026-12-04: it
+    said ``020a22a+dirty`` for a tree at ``a8f38f1``). Result records
     under ``data/results/`` are outputs, not code: a sweep that has rewritten some of them is still
     running clean code."""
+    sent = os.environ.get("PAPER_REPRO_COMMIT", "").strip()
+    if re.fullmatch(r"[0-9a-f]{40}", sent):
+        return f"{sent}+copy"
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
                              text=True, check=True).stdout.strip()
@@ -29,8 +33,7 @@ def git_commit() -> str:
                                cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
-        sent = os.environ.get("PAPER_REPRO_COMMIT", "").strip()
-        return f"{sent}+copy" if re.fullmatch(r"[0-9a-f]{40}", sent) else "unknown"
+        return "unknown"
 
 
 def library_versions() -> dict[str, str]:

@@ -6,8 +6,8 @@
 #   bash scripts/gpu_sweep.sh NAME PROFILE JOBS [BUDGET_S]    # THERE, via the device tool:
 #       run(command="bash scripts/gpu_sweep.sh first_run gpu 8", carry=[".data", ".weights", ".whl"])
 #   bash scripts/gpu_sweep.sh --collect FILES_AT/results_NAME_PROFILE.tgz   # HERE: merge the records
-# The copy there has no .git: prefix the command with PAPER_REPRO_COMMIT=<git rev-parse HEAD here>
-# (from a clean, committed tree) and the records' provenance says "<sha>+copy", not "unknown".
+# The copy there may carry a stale .git: prefix the command with PAPER_REPRO_COMMIT=<git rev-parse HEAD here>
+# (from a clean, committed tree) and the records' provenance says "<sha>+copy" (it wins over git there).
 # The tree, shared/ and the carried paths travel within 64 MiB together: with a ~12 MiB tree,
 # .data (30 MiB) and .weights (33 MiB) do not fit in one call; carry one, then the other on the
 # still-warm machine (it keeps ignored paths between calls while warm).

@@ -1,6 +1,7 @@
 """environment.yml (conda) must mirror pyproject.toml's pinned dependencies."""
 import re
 import tomllib
+from pathlib import Path
 
 import yaml
 
@@ -57,9 +58,10 @@ def test_git_commit_is_dirty_for_code_but_not_for_result_records(tmp_path, monke
     assert provenance.git_commit().endswith("+dirty")
 
 
-def test_git_commit_outside_a_checkout_takes_the_senders_commit(tmp_path, monkeypatch):
-    """On the GPU machine the tree arrives without .git: the commit it was copied from comes in
-    $PAPER_REPRO_COMMIT and is marked +copy; anything but a full hex sha is ignored."""
+def test_git_commit_of_a_copied_tree_is_the_senders_commit(tmp_path, monkeypatch):
+    """On the GPU machine the tree arrives as a copy (its .git absent or stale): the commit it was
+    copied from comes in $PAPER_REPRO_COMMIT, wins, and is marked +copy; anything but a full hex
+    sha is ignored."""
     from paper_repro import provenance
 
     monkeypatch.setattr(provenance, "REPO_ROOT", tmp_path)          # no .git here
@@ -72,3 +74,6 @@ def test_git_commit_outside_a_checkout_takes_the_senders_commit(tmp_path, monkey
     for bad in ("HEAD", sha[:12], sha + "; rm -rf /"):
         monkeypatch.setenv("PAPER_REPRO_COMMIT", bad)
         assert provenance.git_commit() == "unknown"
+    monkeypatch.setattr(provenance, "REPO_ROOT", Path(provenance.__file__).resolve().parents[1])
+    monkeypatch.setenv("PAPER_REPRO_COMMIT", sha)                  # a checkout's own .git loses
+    assert provenance.git_commit() == sha + "+copy"
