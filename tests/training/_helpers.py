@@ -1,6 +1,8 @@
 """Shared tiny configs and synthetic data for the training / experiments tests."""
 from __future__ import annotations
 
+import os
+
 import torch
 
 from paper_repro.training import TrainConfig
@@ -12,6 +14,10 @@ def tiny_config(**overrides) -> TrainConfig:
              quantizer="vq", num_codes=32, code_dim=8, batch_size=8, epochs=2, seed=3,
              eval_metrics=["usage", "psnr"], eval_batch_size=32, num_samples=4, progress=False,
              checkpoint_every=None, num_threads=1)
+    # PAPER_REPRO_TEST_DEVICE=cuda runs these tests' training on a GPU (where one is lent), with
+    # deterministic algorithms: the bit-exactness they check holds there only with those
+    if os.environ.get("PAPER_REPRO_TEST_DEVICE", "cpu") != "cpu":
+        d.update(device=os.environ["PAPER_REPRO_TEST_DEVICE"], deterministic=True)
     d.update(overrides)
     return TrainConfig.from_dict(d)
 
