@@ -95,7 +95,7 @@ def set_rng_state(state: dict) -> None:
     v, s, g = state["python"]
     random.setstate((v, tuple(s), g))
     n = state["numpy"]
-    np.random.set_state((n["key"], n["state"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+    np.random.set_state((n["key"], n["state"].cpu().numpy().astype(np.uint32), n["pos"], n["has_gauss"],
                          n["cached_gaussian"]))
     torch.set_rng_state(state["torch"].cpu())
     if state.get("cuda") and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():

@@ -60,7 +60,9 @@ QUANTIZERS = ("vq", "ema")
 def two_rank_runs(tmp_path_factory):
     """Both quantizers trained by one pair of gloo processes (one spawn: it dominates the cost)."""
     tmp = tmp_path_factory.mktemp("ddp")
-    cfgs = [tiny_config(quantizer=q, batch_size=4, checkpoint_every=5) for q in QUANTIZERS]  # global 8
+    # two gloo ranks on the CPU, also under PAPER_REPRO_TEST_DEVICE=cuda (one lent GPU has no rank 1)
+    cfgs = [tiny_config(quantizer=q, batch_size=4, checkpoint_every=5, device="cpu")
+            for q in QUANTIZERS]  # global batch 8
     for i in range(len(cfgs)):
         os.makedirs(tmp / str(i))
     mp.spawn(_rank_main, args=(2, _free_port(), [json.dumps(c.to_dict()) for c in cfgs], str(tmp)),
