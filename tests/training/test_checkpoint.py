@@ -43,6 +43,30 @@ def test_rng_state_round_trip_through_weights_only_checkpoint(tmp_path):
     assert np.array_equal(got[1], expected[1]) and torch.equal(got[2], expected[2])
 
 
+class _OnDevice:
+    """A tensor that lives on an accelerator: .numpy() refuses it until .cpu() brings it back."""
+
+    def __init__(self, t):
+        self.t = t
+
+    def cpu(self):
+        return self.t
+
+    def numpy(self):
+        raise TypeError("can't convert cuda:0 device type tensor to numpy")
+
+
+def test_rng_state_restores_from_a_checkpoint_loaded_onto_a_gpu():
+    """A resume on a GPU loads the checkpoint with map_location=cuda, so the NumPy generator's state
+    arrives as a device tensor (every CUDA resume failed on it, seen on the lent H200)."""
+    np.random.seed(5)
+    state = rng_state()
+    want = np.random.rand(3)
+    state["numpy"]["state"] = _OnDevice(state["numpy"]["state"])
+    set_rng_state(state)
+    assert np.array_equal(np.random.rand(3), want)
+
+
 def test_load_checkpoint_refuses_arbitrary_objects(tmp_path):
     import datetime
     torch.save({"x": datetime.date(2020, 1, 1)}, tmp_path / "e.pt")   # not a tensor/primitive
