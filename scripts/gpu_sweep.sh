@@ -5,6 +5,8 @@
 #   bash scripts/gpu_sweep.sh --prepare              # HERE, once: fill .data/ .weights/ .whl/ to carry
 #   bash scripts/gpu_sweep.sh NAME PROFILE JOBS [BUDGET_S]    # THERE, via the device tool:
 #       run(command="bash scripts/gpu_sweep.sh first_run gpu 8", carry=[".data", ".weights", ".whl"])
+#   NAME may be a plan file: `bash scripts/gpu_sweep.sh scripts/cpu_plan.json cpu 12` trains the
+#   plan's unstored runs in its order (a lease too short for a gpu-profile run still finishes cpu ones)
 #   bash scripts/gpu_sweep.sh --collect FILES_AT/results_NAME_PROFILE.tgz   # HERE: merge the records
 # The copy there may carry a stale .git: prefix the command with PAPER_REPRO_COMMIT=<git rev-parse HEAD here>
 # (from a clean, committed tree) and the records' provenance says "<sha>+copy" (it wins over git there).
@@ -39,6 +41,7 @@
 # SWEEP_DEVICE=cpu rehearses any of these modes on this machine (with profile ci).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$PWD
 
 if [[ "${1:-}" == "--prepare" ]]; then
   py=${PYTHON:-.venv/bin/python}
@@ -80,6 +83,8 @@ fi
 mode=sweep
 if [[ "${1:-}" == "--notebook" ]]; then mode=notebook; shift; fi
 name=${1:?usage: gpu_sweep.sh [--notebook] NAME PROFILE JOBS [BUDGET_S]}
+plan=""                           # NAME may be a plan file (scripts/cpu_plan.json): its grid slices, in order
+if [[ $name == *.json ]]; then plan=$name; name=$(basename "$name" .json); fi
 profile=${2:-gpu}
 jobs=${3:-8}
 budget=${4:-540}                  # whole command, seconds (device limit: 600)
@@ -136,34 +141,39 @@ if [[ $mode == notebook ]]; then
   exit 0
 fi
 
-# committed records -> device-side store, so finished runs are skipped
-if [[ -d "data/results/$name/$profile" ]]; then
-  mkdir -p "$PAPER_REPRO_RESULTS/$name/$profile"
-  cp -n data/results/"$name"/"$profile"/* "$PAPER_REPRO_RESULTS/$name/$profile/" 2>/dev/null || true
-fi
+# committed records -> device-side store, so finished runs are skipped (a plan: every grid's)
+for d in data/results/*/"$profile"; do
+  g=$(basename "$(dirname "$d")")
+  [[ -n $plan || $g == "$name" ]] || continue
+  mkdir -p "$PAPER_REPRO_RESULTS/$g/$profile"
+  cp -n "$d"/* "$PAPER_REPRO_RESULTS/$g/$profile/" 2>/dev/null || true
+done
+what=("$name"); [[ -n $plan ]] && what=(--plan "$plan")
 
 elapsed=$(( $(date +%s) - t0 ))
 train_budget=$(( budget - elapsed - 90 ))   # margin: final evaluation of running workers + tarball
 (( train_budget > 30 )) || { echo "not enough time left ($train_budget s)"; exit 1; }
 set +e
-$PY -m paper_repro sweep "$name" --profile "$profile" --device "$device" --jobs "$jobs" \
+$PY -m paper_repro sweep "${what[@]}" --profile "$profile" --device "$device" --jobs "$jobs" \
     --threads-per-job "$threads" --time-budget "$train_budget"
 rc=$?
 set -e
 
 # progress of every run (finished or checkpointed) and throughput
-$PY - "$name" "$profile" <<'EOF'
+$PY - "${plan:-$name}" "$profile" <<'EOF'
 import sys
 from pathlib import Path
 from paper_repro.experiments.grids import get_grid
-from paper_repro.experiments.runner import run_dir_for
+from paper_repro.experiments.runner import load_plan, plan_configs, run_dir_for
 from paper_repro.experiments.store import record_path
 from paper_repro.training import config_hash, load_checkpoint
 name, profile = sys.argv[1:3]
 tot_img = tot_s = 0.0
-for cfg in get_grid(name, profile):
+cfgs = ([c for _, cs in plan_configs(load_plan(name), profile) for c in cs] if name.endswith(".json")
+        else get_grid(name, profile))
+for cfg in cfgs:
     h = config_hash(cfg)
-    done = record_path(name, profile, h).exists()
+    done = record_path(cfg.experiment, profile, h).exists()
     ck = run_dir_for(cfg) / "checkpoint.pt"
     if ck.exists():
         st = load_checkpoint(ck)["state"]
@@ -176,9 +186,10 @@ for cfg in get_grid(name, profile):
 print(f"aggregate: {tot_img / tot_s if tot_s else 0:.0f} images/s over concurrent runs (approx.)")
 EOF
 
-if [[ -d "$PAPER_REPRO_RESULTS/$name/$profile" ]]; then
-  tar czf "$OUT/results_${name}_${profile}.tgz" -C "$PAPER_REPRO_RESULTS" "$name/$profile"
-  echo "records: $(ls "$PAPER_REPRO_RESULTS/$name/$profile"/*.json 2>/dev/null | wc -l) in $OUT/results_${name}_${profile}.tgz"
+new=$(cd "$PAPER_REPRO_RESULTS" 2>/dev/null && for f in */"$profile"/*; do [[ -e $root/data/results/$f ]] || echo "$f"; done)
+if [[ -n $new ]]; then            # the records (and sample images) this machine made, not the committed ones
+  (cd "$PAPER_REPRO_RESULTS" && tar czf "$OUT/results_${name}_${profile}.tgz" $new)
+  echo "records: $(grep -c '\.json$' <<< "$new") new in $OUT/results_${name}_${profile}.tgz"
 fi
 echo "== done in $(( $(date +%s) - t0 )) s (sweep exit $rc: 0 complete, 75 partial - rerun to continue, 1 failed)"
 exit 0
