@@ -5,6 +5,9 @@
 #   bash scripts/gpu_sweep.sh --prepare              # HERE, once: fill .data/ .weights/ .whl/ to carry
 #   bash scripts/gpu_sweep.sh NAME PROFILE JOBS [BUDGET_S]    # THERE, via the device tool:
 #       run(command="bash scripts/gpu_sweep.sh first_run gpu 8", carry=[".data", ".weights", ".whl"])
+#   bash scripts/gpu_sweep.sh --check     # THERE, first (carry .weights, .whl): the training tests on
+#       CUDA (PAPER_REPRO_TEST_DEVICE), ~30 s; BENCH=1 adds the quantizer benchmark. Then the sweep
+#       (carry .data) on the still-warm machine.
 #   NAME may be a plan file: `bash scripts/gpu_sweep.sh scripts/cpu_plan.json cpu 12` trains the
 #   plan's unstored runs in its order (a lease too short for a gpu-profile run still finishes cpu ones)
 #   bash scripts/gpu_sweep.sh --collect FILES_AT/results_NAME_PROFILE.tgz   # HERE: merge the records
@@ -68,6 +71,28 @@ from paper_repro.paths import RESULTS_DIR
 out = copy_results(sys.argv[1], RESULTS_DIR)
 print(f'merged {len(out)} record(s) into {RESULTS_DIR}')" "$tmp"
   rm -rf "$tmp"
+  exit 0
+fi
+
+if [[ "${1:-}" == "--check" ]]; then     # THERE, first call (carry .weights, .whl): the GPU code paths
+  # the CPU tests cannot reach: the training tests' tiny runs on CUDA (bit-exact resume and the rest,
+  # ~30 s; on 2026-12-04 they found two CUDA-only bugs), then the quantizer benchmark if asked (BENCH=1)
+  PY=${PYTHON:-python3}
+  OUT=${OUT:-$PWD/_build/gpu_out}; mkdir -p "$OUT"
+  if ls .whl/*.whl >/dev/null 2>&1; then
+    $PY -m pip install -q --upgrade --no-index --no-deps --no-compile --target .site $(ls .whl/*.whl | grep -v '/cuda_') 2>&1 | grep -v "^WARNING: Running pip as" || true
+  fi
+  export PYTHONPATH=$PWD:$PWD/.site PYTHONUNBUFFERED=1 PAPER_REPRO_TEST_DEVICE=${SWEEP_DEVICE:-cuda}
+  [[ -d .weights ]] && export PAPER_REPRO_WEIGHTS=$PWD/.weights
+  command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+  set +e
+  timeout "${CHECK_TIMEOUT:-150}" $PY -m pytest -q tests/training -p no:cacheprovider 2>&1 | tee "$OUT/check_training_tests.log" | tail -25
+  rc=${PIPESTATUS[0]}
+  if [[ ${BENCH:-0} == 1 ]]; then
+    timeout 200 $PY benchmarks/bench_quantizers.py 2>&1 | tee "$OUT/bench.log" | tail -4
+    cp data/results/bench_quantizers/*.csv data/results/bench_quantizers/*.provenance.json "$OUT"/ 2>/dev/null
+  fi
+  echo "== check done (training tests exit $rc)"
   exit 0
 fi
 
