@@ -168,6 +168,7 @@ fi
 
 # committed records -> device-side store, so finished runs are skipped (a plan: every grid's)
 for d in data/results/*/"$profile"; do
+  [[ -d $d ]] || continue
   g=$(basename "$(dirname "$d")")
   [[ -n $plan || $g == "$name" ]] || continue
   mkdir -p "$PAPER_REPRO_RESULTS/$g/$profile"
@@ -211,7 +212,7 @@ for cfg in cfgs:
 print(f"aggregate: {tot_img / tot_s if tot_s else 0:.0f} images/s over concurrent runs (approx.)")
 EOF
 
-new=$(cd "$PAPER_REPRO_RESULTS" 2>/dev/null && for f in */"$profile"/*; do [[ -e $root/data/results/$f ]] || echo "$f"; done)
+new=$(shopt -s nullglob; cd "$PAPER_REPRO_RESULTS" 2>/dev/null && for f in */"$profile"/*; do [[ -e $root/data/results/$f ]] || echo "$f"; done)
 if [[ -n $new ]]; then            # the records (and sample images) this machine made, not the committed ones
   (cd "$PAPER_REPRO_RESULTS" && tar czf "$OUT/results_${name}_${profile}.tgz" $new)
   echo "records: $(grep -c '\.json$' <<< "$new") new in $OUT/results_${name}_${profile}.tgz"
