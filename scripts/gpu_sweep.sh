@@ -133,7 +133,7 @@ fi
 if [[ $mode == notebook ]]; then   # the notebook trains its own runs, apart from the CLI's
   export PAPER_REPRO_RESULTS=$PWD/runs/_results_nb PAPER_REPRO_RUNS=$PWD/runs/nb
 else
-  export PAPER_REPRO_RESULTS=$PWD/runs/_results
+  export PAPER_REPRO_RESULTS=${SWEEP_STORE:-$PWD/runs/_results}   # SWEEP_STORE: a rehearsal's own store
 fi
 export PYTHONUNBUFFERED=1
 

@@ -1,0 +1,45 @@
+"""scripts/gpu_sweep.sh, the round trip a lent GPU machine runs, rehearsed on the CPU (SWEEP_DEVICE=cpu).
+
+A lease is short and rare: a script that breaks there wastes it (the first one lost minutes to bugs
+that only a GPU showed), so its CPU-reachable paths are checked here: a plan file as NAME, the
+device-side store seeded with every grid's committed records, and a clean end when nothing is new."""
+import json
+import os
+import subprocess
+import sys
+import tarfile
+
+import pytest
+
+from paper_repro.paths import REPO_ROOT
+
+SCRIPT = REPO_ROOT / "scripts" / "gpu_sweep.sh"
+
+
+def test_script_parses():
+    subprocess.run(["bash", "-n", str(SCRIPT)], check=True)
+
+
+@pytest.mark.slow
+def test_plan_rehearsal_skips_stored_runs_and_returns_only_new_records(tmp_path):
+    """Every run of a ci plan is committed: the sweep trains none, names each DONE, and returns no
+    tarball; a record the store holds beyond the committed ones comes back, alone."""
+    plan = tmp_path / "mini_plan.json"
+    plan.write_text(json.dumps({"steps": [{"grid": "first_run"},
+                                          {"grid": "codebook_size", "where": {"num_codes": 64, "code_dim": 3}}]}))
+    store, out = tmp_path / "store", tmp_path / "out"
+    extra = store / "first_run" / "ci" / "0123456789ab.json"     # as if this machine had made it
+    extra.parent.mkdir(parents=True)
+    extra.write_text("{}")
+    env = {**os.environ, "OUT": str(out), "SWEEP_DEVICE": "cpu", "SWEEP_STORE": str(store),
+           "PYTHON": sys.executable}
+    r = subprocess.run(["bash", str(SCRIPT), str(plan), "ci", "2", "300"], env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "0 to run" in r.stdout and "sweep exit 0" in r.stdout, r.stdout[-2000:]
+    n_plan = r.stdout.count(": DONE (stored)")
+    assert n_plan >= 2 and "not started" not in r.stdout
+    assert (store / "codebook_size" / "ci").is_dir()               # seeded with every grid's records
+    with tarfile.open(out / "results_mini_plan_ci.tgz") as t:
+        assert t.getnames() == ["first_run/ci/0123456789ab.json"]
+    assert (out / "sweep_mini_plan_ci.log").read_text().count("DONE") == n_plan
