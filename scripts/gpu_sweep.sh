@@ -45,6 +45,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+# carried wheels -> .site/ (git-ignored), the packages the GPU image lacks
+site_install() {
+  ${PYTHON:-python3} -m pip install -q --upgrade --no-index --no-deps --no-compile --target "$root/.site" "$@" 2>&1 \
+    | grep -v "^WARNING: Running pip as" || true
+}
 
 if [[ "${1:-}" == "--prepare" ]]; then
   py=${PYTHON:-.venv/bin/python}
@@ -80,7 +85,7 @@ if [[ "${1:-}" == "--check" ]]; then     # THERE, first call (carry .weights, .w
   PY=${PYTHON:-python3}
   OUT=${OUT:-$PWD/_build/gpu_out}; mkdir -p "$OUT"
   if ls .whl/*.whl >/dev/null 2>&1; then
-    $PY -m pip install -q --upgrade --no-index --no-deps --no-compile --target .site $(ls .whl/*.whl | grep -v '/cuda_') 2>&1 | grep -v "^WARNING: Running pip as" || true
+    site_install $(ls .whl/*.whl | grep -v '/cuda_')   # never shadow the image's CUDA Python bindings
   fi
   export PYTHONPATH=$PWD:$PWD/.site PYTHONUNBUFFERED=1 PAPER_REPRO_TEST_DEVICE=${SWEEP_DEVICE:-cuda}
   [[ -d .weights ]] && export PAPER_REPRO_WEIGHTS=$PWD/.weights
@@ -100,7 +105,7 @@ if [[ "${1:-}" == "--install" ]]; then   # THERE: every carried wheel into .site
   PY=${PYTHON:-python3}
   ls .whl/*.whl >/dev/null 2>&1 || { echo "no wheels in .whl/: run ../shared/tools/gpu-wheels.sh here and carry .whl" >&2; exit 1; }
   wheels=$(ls .whl/*.whl | grep -v '/cuda_')   # never shadow the image's CUDA Python bindings
-  $PY -m pip install -q --upgrade --no-index --no-deps --no-compile --target .site $wheels 2>&1 | grep -v "^WARNING: Running pip as" || true
+  site_install $wheels
   PYTHONPATH=$PWD/.site $PY -c "import papermill, ipykernel, lpips; print('installed in .site: papermill', papermill.__version__, '/ ipykernel', ipykernel.__version__)"
   exit 0
 fi
@@ -126,7 +131,7 @@ PY=${PYTHON:-python3}
 site=$PWD/.site                   # git-ignored; packages the GPU image lacks
 export PYTHONPATH=$PWD:$site PATH=$site/bin:$PATH
 if [[ ! -d $site/lpips ]] && ls .whl/lpips-*.whl >/dev/null 2>&1; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --target "$site" .whl/lpips-*.whl 2>&1 | grep -v "^WARNING: Running pip as" || true
+  site_install .whl/lpips-*.whl
 fi
 [[ -d .weights ]] && export PAPER_REPRO_WEIGHTS=$PWD/.weights
 [[ -d .data/fashion-mnist ]] && export FASHION_MNIST_DIR=$PWD/.data/fashion-mnist
