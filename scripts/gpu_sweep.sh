@@ -10,7 +10,7 @@
 #       (carry .data) on the still-warm machine.
 #   NAME may be a plan file: `bash scripts/gpu_sweep.sh scripts/cpu_plan.json cpu 12` trains the
 #   plan's unstored runs in its order (a lease too short for a gpu-profile run still finishes cpu ones)
-#   bash scripts/gpu_sweep.sh --collect FILES_AT/results_NAME_PROFILE.tgz   # HERE: merge the records
+#   bash scripts/gpu_sweep.sh --collect FILES_AT/results_NAME_PROFILE.tgz   # HERE: merge new records, refresh their pages
 # The copy there may carry a stale .git: prefix the command with PAPER_REPRO_COMMIT=<git rev-parse HEAD here>
 # (from a clean, committed tree) and the records' provenance says "<sha>+copy" (it wins over git there).
 # The tree, shared/ and the carried paths travel within 64 MiB together: with a ~12 MiB tree,
@@ -66,16 +66,16 @@ if [[ "${1:-}" == "--prepare" ]]; then
 fi
 
 if [[ "${1:-}" == "--collect" ]]; then
+  # the records the repo lacks -> data/results, then re-execute the pages that show them (and the
+  # verdict table), as `make collect` does for a background sweep; NO_REFRESH=1: copy only
   tgz=${2:?path of results_NAME_PROFILE.tgz}
   tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
   tar xzf "$tgz" -C "$tmp"
-  ${PYTHON:-.venv/bin/python} -c "
-import sys
-from paper_repro.experiments.store import copy_results
-from paper_repro.paths import RESULTS_DIR
-out = copy_results(sys.argv[1], RESULTS_DIR)
-print(f'merged {len(out)} record(s) into {RESULTS_DIR}')" "$tmp"
-  rm -rf "$tmp"
+  for profile in $(find "$tmp" -mindepth 2 -maxdepth 2 -type d -printf '%f\n' | sort -u); do
+    ${PYTHON:-.venv/bin/python} -m paper_repro.build.book collect "$tmp" --profile "$profile" \
+      ${NO_REFRESH:+--no-refresh}
+  done
   exit 0
 fi
 

@@ -43,3 +43,31 @@ def test_plan_rehearsal_skips_stored_runs_and_returns_only_new_records(tmp_path)
     with tarfile.open(out / "results_mini_plan_ci.tgz") as t:
         assert t.getnames() == ["first_run/ci/0123456789ab.json"]
     assert (out / "sweep_mini_plan_ci.log").read_text().count("DONE") == n_plan
+
+
+def test_collect_merges_only_new_records_and_names_the_pages(tmp_path):
+    """--collect unpacks a returned tarball into the results store: a record the store lacks is
+    copied (with its PNG), one it has is left as it is, and the pages showing the grid are named."""
+    src = sorted((REPO_ROOT / "data" / "results" / "first_run" / "ci").glob("*.json"))
+    src = [p for p in src if len(p.stem) == 12][:2]
+    assert len(src) == 2, "needs two committed ci records of first_run"
+    store = tmp_path / "store" / "first_run" / "ci"
+    store.mkdir(parents=True)
+    kept = store / src[0].name
+    kept.write_text(src[0].read_text())
+    tgz = tmp_path / "results_first_run_ci.tgz"
+    with tarfile.open(tgz, "w:gz") as t:
+        for p in src:
+            t.add(p, arcname=f"first_run/ci/{p.name}")
+            t.add(p.with_suffix(".png"), arcname=f"first_run/ci/{p.stem}.png")
+    before = kept.stat().st_mtime_ns
+    env = {**os.environ, "PAPER_REPRO_RESULTS": str(tmp_path / "store"), "NO_REFRESH": "1",
+           "PYTHON": sys.executable}
+    r = subprocess.run(["bash", str(SCRIPT), "--collect", str(tgz)], env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "collected 1 new ci record(s) of first_run" in r.stdout, r.stdout
+    assert "pages to refresh:" in r.stdout and "first_training_run" in r.stdout, r.stdout
+    assert (store / src[1].name).read_text() == src[1].read_text()
+    assert (store / f"{src[1].stem}.png").read_bytes() == src[1].with_suffix(".png").read_bytes()
+    assert kept.stat().st_mtime_ns == before
