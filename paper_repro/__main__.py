@@ -32,7 +32,7 @@ def json_object(s):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .experiments.runner import FIT_MARGIN
+    from .experiments.runner import FIT_MARGIN, ORDERS
 
     ap = argparse.ArgumentParser(
         prog="python -m paper_repro",
@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                     f"checkpointed run, the rest of it) x MARGIN ({FIT_MARGIN:g} when not given), so none is left "
                     "half-trained on a machine that will not be there for the next sweep; the others wait "
                     "for a later sweep")
+    sw.add_argument("--order", default="plan", choices=list(ORDERS), help="plan: the runs in the grid's "
+                    "or plan's order; costly: the ones stored similar runs say take longest first (for a "
+                    "lent GPU, where a small run's time hardly depends on its shape)")
     sw.add_argument("--results-root", help="results store root (default by profile)")
     sw.add_argument("--runs-root", help="checkpoint root (default runs/)")
     sw.add_argument("--where", action="append", default=[], metavar="FIELD=VALUE",
@@ -224,7 +227,8 @@ def cmd_sweep(args) -> int:
     if args.dry_run:
         return sweep_dry_run(args)
     kw = dict(jobs=args.jobs, resume=not args.fresh, root=args.results_root, runs_root=args.runs_root,
-              time_budget_s=args.time_budget, threads_per_job=args.threads_per_job, progress=False, fit=args.fit)
+              time_budget_s=args.time_budget, threads_per_job=args.threads_per_job, progress=False, fit=args.fit,
+              order=args.order)
     if args.plan is not None:
         summary = run_plan(load_plan(args.plan), args.profile, args.device, **kw)
     else:
@@ -252,13 +256,13 @@ def sweep_dry_run(args) -> int:
     estimate at --jobs runs at once."""
     import pandas as pd
 
-    from .experiments.runner import TO_TRAIN, _check_run_args, load_plan, plan_configs, plan_status
+    from .experiments.runner import TO_TRAIN, _check_run_args, device_kind, load_plan, plan_configs, plan_status
 
     _check_run_args(args.jobs, args.profile)
     plan = load_plan(args.plan) if args.plan is not None else [{"grid": args.name, "where": parse_where(args.where)}]
     steps = plan_configs(plan, args.profile, args.device)
     cfgs = [c for _, cs in steps for c in cs]
-    st = plan_status(cfgs, args.profile, root=args.results_root, runs_root=args.runs_root)
+    st = plan_status(cfgs, args.profile, root=args.results_root, runs_root=args.runs_root, device=args.device)
     st["step"] = [label for label, cs in steps for _ in cs]
     train = st["state"].isin(TO_TRAIN)
     table = st.assign(train=train).groupby("step", sort=False).agg(
@@ -271,7 +275,7 @@ def sweep_dry_run(args) -> int:
     hours = st.loc[train, "est_seconds"].sum() / 3600
     rough = st.loc[train, "est_from"].value_counts()
     print(f"total: {len(st)} runs, {int((st.state == 'stored').sum())} stored, {int(train.sum())} to train "
-          f"(~{hours:.1f} h of training as stored records of similar runs took; about {hours / args.jobs:.1f} h "
+          f"(~{hours:.1f} h of training as stored records of similar runs took on {device_kind(args.device)}; about {hours / args.jobs:.1f} h "
           f"of wall time at --jobs {args.jobs}, if the runs were timed that way too)"
           + (f"; {unknown} without an estimate (nothing stored at {args.profile!r})" if unknown else ""))
     for how, n in rough.items():

@@ -9,7 +9,8 @@
 #       CUDA (PAPER_REPRO_TEST_DEVICE), ~30 s; BENCH=1 adds the quantizer benchmark. Then the sweep
 #       (carry .data) on the still-warm machine.
 #   NAME may be a plan file: `bash scripts/gpu_sweep.sh scripts/cpu_plan.json cpu 12` trains the
-#   plan's unstored runs in its order (a lease too short for a gpu-profile run still finishes cpu ones)
+#   plan's unstored runs, costliest on the CPU first (ORDER=plan: in the plan's order); a lease too
+#   short for a gpu-profile run still finishes about 12 cpu ones
 #   bash scripts/gpu_sweep.sh --collect FILES_AT/results_NAME_PROFILE.tgz   # HERE: merge new records, refresh their pages
 # The copy there may carry a stale .git: prefix the command with PAPER_REPRO_COMMIT=<git rev-parse HEAD here>
 # (from a clean, committed tree) and the records' provenance says "<sha>+copy" (it wins over git there).
@@ -179,7 +180,9 @@ for d in data/results/*/"$profile"; do
   mkdir -p "$PAPER_REPRO_RESULTS/$g/$profile"
   cp -n "$d"/* "$PAPER_REPRO_RESULTS/$g/$profile/" 2>/dev/null || true
 done
-what=("$name"); [[ -n $plan ]] && what=(--plan "$plan")
+# a plan: the runs this CPU would take longest over first (ORDER=plan: the plan's order); on the GPU a
+# cpu-profile run takes about the same time whatever its shape, so these save the most CPU hours
+what=("$name"); [[ -n $plan ]] && what=(--plan "$plan" --order "${ORDER:-costly}")
 
 elapsed=$(( $(date +%s) - t0 ))
 train_budget=$(( budget - elapsed - 90 ))   # margin: final evaluation of running workers + tarball

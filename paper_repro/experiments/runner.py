@@ -14,6 +14,7 @@ own record. A ``time_budget_s`` makes workers checkpoint and stop before it runs
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -139,7 +140,8 @@ def _summary_row(cfg, status, seconds=None, record=None, error=None):
 def run_grid(name: str, profile: str, device: str = "cpu", jobs: int = 1, resume: bool = True,
              root=None, runs_root=None, time_budget_s: float | None = None,
              threads_per_job: int | None = None, progress: bool | None = None,
-             verbose: bool = True, where: dict | None = None, fit: float | None = None) -> pd.DataFrame:
+             verbose: bool = True, where: dict | None = None, fit: float | None = None,
+             order: str = "plan") -> pd.DataFrame:
     """Run every config of grid ``name`` at ``profile`` not already stored; return a summary table
     (one row per config: status ``stored`` / ``published`` / ``shared`` / ``done`` / ``interrupted``
     / ``failed``).
@@ -148,12 +150,13 @@ def run_grid(name: str, profile: str, device: str = "cpu", jobs: int = 1, resume
     where: only the configs whose fields equal these values (e.g. ``{"num_codes": 1024}``), so a
     long grid can be run a slice at a time, the most informative first.
     fit: with ``time_budget_s``, start only the runs expected to finish in it, with this margin
-    (:func:`run_configs`).
+    (:func:`run_configs`). order: ``"plan"`` or ``"costly"`` (:func:`run_configs`).
     """
     _check_run_args(jobs, profile)
     return run_configs(select(get_grid(name, profile, device), where), f"grid {name!r}", profile, device,
                        jobs=jobs, resume=resume, root=root, runs_root=runs_root, time_budget_s=time_budget_s,
-                       threads_per_job=threads_per_job, progress=progress, verbose=verbose, fit=fit)
+                       threads_per_job=threads_per_job, progress=progress, verbose=verbose, fit=fit,
+                       order=order)
 
 
 def load_plan(path) -> list[dict]:
@@ -205,17 +208,24 @@ COST_KEYS = (("quantizer", "num_codes", "code_dim", "width", "batch_size", "epoc
              ())
 
 
-def _stored_costs(profile: str, root) -> list[tuple[dict, float, int | None]]:
-    """(config, train_seconds, steps) of every complete record trained at ``profile`` (copies shared
-    from another grid left out: they would count one run twice). An unreadable record is skipped, as
-    the sweep would redo it."""
+def device_kind(device: str) -> str:
+    """``"cpu"`` / ``"cuda"`` of a device name (``cuda:1``) or a record's device (``cuda: NVIDIA H200``)."""
+    return str(device).split(":")[0].strip()
+
+
+def _stored_costs(profile: str, root, device: str = "cpu") -> list[tuple[dict, float, int | None]]:
+    """(config, train_seconds, steps) of every complete record trained at ``profile`` on a device of
+    ``device``'s kind (a GPU's times say nothing of the CPU's; copies shared from another grid left
+    out: they would count one run twice). An unreadable record is skipped, as the sweep would redo it."""
+    kind = device_kind(device)
     base = Path(root) if root is not None else store.results_root(profile)
     experiments = sorted(d.parent.name for d in base.glob(f"*/{profile}") if d.is_dir()) if base.is_dir() else []
     return [(rec["config"], float(rec["train_seconds"]),
              rec["steps"] if isinstance(rec.get("steps"), int) and rec["steps"] > 0 else None)
             for exp in experiments for rec in store.load_records(exp, profile, root=base, errors=[])
             if store.is_reusable(rec) and isinstance(rec.get("train_seconds"), (int, float))
-            and "shared_from" not in rec]
+            and "shared_from" not in rec
+            and device_kind((rec.get("provenance") or {}).get("device", kind)) == kind]
 
 
 def estimate_seconds(cfg: TrainConfig, costs: list[tuple], done_steps: int = 0) -> tuple[float | None, int]:
@@ -248,14 +258,15 @@ def checkpoint_steps(cfg: TrainConfig, runs_root=None) -> int:
 TO_TRAIN = ("checkpoint", "to run")      # the plan_status states that need training
 
 
-def plan_status(cfgs: list, profile: str, root=None, runs_root=None) -> pd.DataFrame:
+def plan_status(cfgs: list, profile: str, root=None, runs_root=None, device: str = "cpu") -> pd.DataFrame:
     """Where a queue of configs stands, without changing anything (the query behind ``sweep
     --dry-run``): one row per config with ``state`` ``stored`` / ``shareable`` (another grid holds
     its hash: no training) / ``queued twice`` (an earlier config of the queue has its hash) /
     ``checkpoint`` (a run folder to resume) / ``to run`` / ``data mismatch``, and for those that
     need training ``est_seconds`` from :func:`estimate_seconds` (for a checkpointed run the time
-    still to go, from the steps its checkpoint holds) with ``est_from`` naming the COST_KEYS level."""
-    costs = _stored_costs(profile, root)
+    still to go, from the steps its checkpoint holds) with ``est_from`` naming the COST_KEYS level;
+    estimates from records trained on ``device``'s kind only."""
+    costs = _stored_costs(profile, root, device)
     rows, seen = [], set()
     for c in cfgs:
         h = config_hash(c)
@@ -296,7 +307,7 @@ def _check_run_args(jobs, profile) -> None:
 def run_configs(cfgs: list, label: str, profile: str, device: str = "cpu", jobs: int = 1,
                 resume: bool = True, root=None, runs_root=None, time_budget_s: float | None = None,
                 threads_per_job: int | None = None, progress: bool | None = None,
-                verbose: bool = True, fit: float | None = None) -> pd.DataFrame:
+                verbose: bool = True, fit: float | None = None, order: str = "plan") -> pd.DataFrame:
     """The queue behind :func:`run_grid` and :func:`run_plan`: skip what is stored, train the rest
     (``jobs`` at a time), each config hash once; a later config of the same hash (another grid's)
     shares the first one's record when it is done.
@@ -305,7 +316,14 @@ def run_configs(cfgs: list, label: str, profile: str, device: str = "cpu", jobs:
     expected to finish before the budget ends: its :func:`estimate_seconds` (the time still to go for
     a checkpointed run) times ``fit``. A free worker takes the first run of the queue that fits; the
     rest stay "not started" for a later sweep. A run with no estimate (nothing stored at the profile)
-    is started. For a machine that will not be there for the next sweep: no run is left half-trained."""
+    is started. For a machine that will not be there for the next sweep: no run is left half-trained.
+
+    order: ``"plan"`` trains the runs in the order given; ``"costly"`` the ones expected to take
+    longest on the CPU first (:func:`estimate_seconds` from the stored CPU records at ``profile``; no
+    estimate counts as longest; ties keep the given order). A lent GPU trains a ``cpu``-profile run in about the same
+    time whatever its shape (launch-bound), so costliest-first there saves the most CPU time."""
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
     if progress is not None:
         cfgs = [c.replace(progress=progress) for c in cfgs]
     if fit is not None and not time_budget_s:
@@ -335,7 +353,12 @@ def run_configs(cfgs: list, label: str, profile: str, device: str = "cpu", jobs:
         print(f"{label} at profile {profile!r} on {device}: {len(cfgs)} runs, "
               f"{len(cfgs) - len(todo) - len(later)} already stored, {len(todo)} to run"
               + (f", {len(later)} to share" if later else "") + f" (jobs={jobs})", flush=True)
-    expected = _expected_seconds(todo, profile, root, runs_root) if fit is not None else {}
+    if order == "costly":            # by what the runs cost on the CPU, whatever trains them now
+        cost = _expected_seconds(todo, profile, root, runs_root, "cpu")
+        todo.sort(key=lambda c: -(math.inf if cost[config_hash(c)] is None else cost[config_hash(c)]))
+        if verbose:
+            print("  order: costliest first (stored similar runs' training time on the CPU)", flush=True)
+    expected = _expected_seconds(todo, profile, root, runs_root, device) if fit is not None else {}
     if jobs == 1:
         for c in todo:
             why = _wont_fit(c, expected, deadline, fit)
@@ -358,15 +381,18 @@ def run_configs(cfgs: list, label: str, profile: str, device: str = "cpu", jobs:
     return summary
 
 
+#: the orders :func:`run_configs` can train a queue in (``sweep --order``)
+ORDERS = ("plan", "costly")
+
 #: ``fit``'s default margin (``sweep --fit``): a run starts only if its estimated time times this fits in
 #: the time left. Stored times were measured beside other work (two 1-thread runs at once at cpu), so
 #: this covers a busier neighbour, not a different machine.
 FIT_MARGIN = 1.25
 
 
-def _expected_seconds(cfgs: list, profile: str, root, runs_root) -> dict:
-    """config hash -> estimated seconds still to train (None: no estimate), for ``fit``."""
-    costs = _stored_costs(profile, root)
+def _expected_seconds(cfgs: list, profile: str, root, runs_root, device: str = "cpu") -> dict:
+    """config hash -> estimated seconds still to train on ``device``'s kind (None: no estimate)."""
+    costs = _stored_costs(profile, root, device)
     return {config_hash(c): estimate_seconds(c, costs, checkpoint_steps(c, runs_root))[0] for c in cfgs}
 
 

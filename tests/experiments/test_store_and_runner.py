@@ -437,3 +437,53 @@ def test_fit_starts_only_runs_expected_to_finish_within_the_time_budget(tmp_path
     s = run_grid(GRID, "gpu", root=tmp_path / "empty", runs_root=tmp_path / "runs2", time_budget_s=3600,
                  fit=1.25, verbose=False)
     assert list(s["status"]) == ["done", "done"]
+
+
+def test_costly_order_trains_the_longest_expected_runs_first_and_keeps_plan_order_on_ties(tmp_path, test_grid,
+                                                                                           monkeypatch):
+    """order="costly" (sweep --order costly, used on a lent GPU): the queue sorted by the stored similar
+    runs' training time, longest first; no estimate counts as longest; "plan" keeps the given order."""
+    from paper_repro.experiments.runner import run_configs
+    root, runs = tmp_path / "results", tmp_path / "runs"
+    run_configs([c.replace(seed=4) for c in grids.get_grid(GRID, "gpu")], "costs", "gpu", root=root,
+                runs_root=runs, verbose=False)
+    for p in (root / GRID / "gpu").glob("*.json"):
+        rec = json.loads(p.read_text())
+        p.write_text(json.dumps(dict(rec, train_seconds={"vq": 1.0, "nsvq": 50.0}[rec["config"]["quantizer"]])))
+    trained = []
+    real = trainer_mod.train
+    monkeypatch.setattr("paper_repro.experiments.runner.train",
+                        lambda cfg, **kw: trained.append((cfg.quantizer, cfg.seed)) or real(cfg, **kw))
+    cfgs = [c.replace(seed=s) for s in (5, 6) for c in grids.get_grid(GRID, "gpu")]     # vq, nsvq, vq, nsvq
+    s = run_configs(cfgs, "q", "gpu", root=root, runs_root=runs, verbose=False, order="costly")
+    assert trained == [("nsvq", 5), ("nsvq", 6), ("vq", 5), ("vq", 6)]
+    assert set(s["status"]) == {"done"}
+    trained.clear()
+    run_configs([c.replace(seed=7) for c in grids.get_grid(GRID, "gpu")], "q", "gpu", root=root,
+                runs_root=runs, verbose=False)
+    assert trained == [("vq", 7), ("nsvq", 7)]                                          # plan order
+    trained.clear()
+    run_configs([c.replace(seed=8) for c in grids.get_grid(GRID, "gpu")], "q", "gpu", root=tmp_path / "empty",
+                runs_root=runs, verbose=False, order="costly")
+    assert trained == [("vq", 8), ("nsvq", 8)]                     # nothing stored: no estimates, a tie
+    # a GPU's time says nothing of the CPU's: a record trained on cuda is no CPU estimate (the nsvq run
+    # then falls back to the vq runs of its shape: a tie, plan order), but it is the estimate on cuda
+    from paper_repro.experiments.runner import plan_status
+    p = next(p for p in (root / GRID / "gpu").glob("*.json")
+             if json.loads(p.read_text())["config"]["quantizer"] == "nsvq" and json.loads(p.read_text())["config"]["seed"] == 4)
+    rec = json.loads(p.read_text())
+    for q in (root / GRID / "gpu").glob("*.json"):
+        r = json.loads(q.read_text())
+        if r["config"]["quantizer"] == "nsvq" and q != p:
+            q.unlink()
+            q.with_suffix(".png").unlink(missing_ok=True)
+    p.write_text(json.dumps(dict(rec, train_seconds=1e6, provenance=dict(rec["provenance"], device="cuda: Some GPU"))))
+    trained.clear()
+    nine = [c.replace(seed=9) for c in grids.get_grid(GRID, "gpu")]
+    on_cpu = plan_status(nine, "gpu", root=root, runs_root=runs)["est_seconds"].tolist()
+    assert on_cpu[0] == on_cpu[1] < 100                   # both from the vq runs of the same shape
+    assert plan_status(nine, "gpu", root=root, runs_root=runs, device="cuda")["est_seconds"].tolist() == [1e6, 1e6]
+    run_configs(nine, "q", "gpu", root=root, runs_root=runs, verbose=False, order="costly")
+    assert trained == [("vq", 9), ("nsvq", 9)]
+    with pytest.raises(ValueError, match="order must be one of"):
+        run_configs(cfgs, "q", "gpu", root=root, runs_root=runs, verbose=False, order="cheap")
