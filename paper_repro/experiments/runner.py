@@ -320,8 +320,9 @@ def run_configs(cfgs: list, label: str, profile: str, device: str = "cpu", jobs:
 
     order: ``"plan"`` trains the runs in the order given; ``"costly"`` the ones expected to take
     longest on the CPU first (:func:`estimate_seconds` from the stored CPU records at ``profile``; no
-    estimate counts as longest; ties keep the given order). A lent GPU trains a ``cpu``-profile run in about the same
-    time whatever its shape (launch-bound), so costliest-first there saves the most CPU time."""
+    estimate counts as longest; ties keep the given order). A lent GPU trains a ``cpu``-profile run
+    in about the same time whatever its shape (launch-bound), so costliest-first there saves the
+    most CPU time."""
     if order not in ORDERS:
         raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
     if progress is not None:
