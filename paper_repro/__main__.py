@@ -275,8 +275,8 @@ def sweep_dry_run(args) -> int:
     hours = st.loc[train, "est_seconds"].sum() / 3600
     rough = st.loc[train, "est_from"].value_counts()
     print(f"total: {len(st)} runs, {int((st.state == 'stored').sum())} stored, {int(train.sum())} to train "
-          f"(~{hours:.1f} h of training as stored records of similar runs took on {device_kind(args.device)}; about {hours / args.jobs:.1f} h "
-          f"of wall time at --jobs {args.jobs}, if the runs were timed that way too)"
+          f"(~{hours:.1f} h of training as stored records of similar runs took on {device_kind(args.device)}; "
+          f"about {hours / args.jobs:.1f} h of wall time at --jobs {args.jobs}, if the runs were timed that way too)"
           + (f"; {unknown} without an estimate (nothing stored at {args.profile!r})" if unknown else ""))
     for how, n in rough.items():
         print(f"  {n} estimated from stored runs with the {how}")
