@@ -31,6 +31,8 @@ EVAL_METRICS = ("usage", "psnr", "ssim", "lpips", "fd")
 FLOAT32_MAX = 3.4028234663852886e38
 AMP_MODES = (None, "bf16")
 AUGMENTS = ("none", "official")
+RECON_LOSSES = ("mse", "l1")                 # the paper's MSE; L1 is the authors' ImageNet code (Table 6)
+LPIPS_NETS = ("alex", "vgg")                 # the LPIPS loss term's network (refine stage)
 # names derived from their registries (one list each, kept where the things are defined)
 BACKBONES = _BACKBONES
 INPUT_MAPPINGS = _INPUT_MAPPINGS
@@ -59,6 +61,7 @@ class TrainConfig:
     num_codes: int = 1024
     code_dim: int = 64
     # optimisation (paper Sec. 4; authors' code for gamma / clipping)
+    recon_loss: str = "mse"                  # "mse" (paper Sec. 4, Supp. 12) | "l1" (authors' ImageNet code)
     batch_size: int = 16
     epochs: int = 2
     max_steps: int | None = None             # stop after this many optimiser steps (all epochs)
@@ -78,6 +81,7 @@ class TrainConfig:
     refine_from_epoch: int | None = None
     refine_gan_weight: float = 0.1
     refine_lpips_weight: float = 1.0
+    refine_lpips_net: str = "alex"           # LPIPS network of that term: "alex" | "vgg" (authors' ImageNet code)
     disc_channels: int = 64
     disc_layers: int = 3
     seed: int = 0
@@ -252,6 +256,10 @@ class TrainConfig:
         if not isinstance(self.backbone_options, dict):
             raise ValueError(f"backbone_options must be a JSON object, got {self.backbone_options!r}")
         _check_json(self.backbone_options, "backbone_options")
+        if self.recon_loss not in RECON_LOSSES:
+            raise ValueError(f"recon_loss must be one of {RECON_LOSSES}, got {self.recon_loss!r}")
+        if self.refine_lpips_net not in LPIPS_NETS:
+            raise ValueError(f"refine_lpips_net must be one of {LPIPS_NETS}, got {self.refine_lpips_net!r}")
         if self.augment not in AUGMENTS:
             raise ValueError(f"augment must be one of {AUGMENTS}, got {self.augment!r}")
         if self.input_mapping not in INPUT_MAPPINGS:
@@ -294,7 +302,8 @@ def _check_json(v: Any, where: str) -> None:
 #: while at the default, so adding a field never changes (orphans) the hash of an existing config.
 ADDED_FIELD_DEFAULTS = {"eval_every_epoch": False, "refine_from_epoch": None, "refine_gan_weight": 0.1,
                         "refine_lpips_weight": 1.0, "disc_channels": 64, "disc_layers": 3,
-                        "warmup_steps": 0, "probe_every": 0, "probe_images": 256}
+                        "warmup_steps": 0, "probe_every": 0, "probe_images": 256,
+                        "recon_loss": "mse", "refine_lpips_net": "alex"}
 
 
 def hashed_fields(cfg: TrainConfig) -> dict:

@@ -9,7 +9,8 @@ term from a small PatchGAN discriminator, trained alongside.
 - Hinge losses (VQGAN): discriminator ``0.5 * (mean(relu(1 - D(x))) + mean(relu(1 + D(x_hat))))``;
   generator ``-mean(D(x_hat))``.
 - Generator objective in the stage: ``MSE + quantizer loss + lpips_weight * LPIPS(x_hat, x)
-  + gan_weight * (-mean(D(x_hat)))``; LPIPS is the package's AlexNet LPIPS with frozen weights
+  + gan_weight * (-mean(D(x_hat)))``; LPIPS is the package's AlexNet LPIPS (``refine_lpips_net="vgg"``:
+  its VGG16 LPIPS, as the authors' ImageNet code) with frozen weights
   (gradients flow to the reconstruction only; images smaller than 32 x 32 are upsampled bilinearly
   for it, as AlexNet's pooling needs). The weights are fixed numbers (config fields); VQGAN's
   adaptive weight (a ratio of last-layer gradient norms) is not used: a named simplification.
@@ -67,6 +68,7 @@ class Refiner:
     def __init__(self, cfg, device):
         self.start = cfg.refine_from_epoch
         self.gan_weight, self.lpips_weight = cfg.refine_gan_weight, cfg.refine_lpips_weight
+        self.lpips_net = cfg.refine_lpips_net
         with torch.random.fork_rng(devices=[]):      # never moves the seeded stream of the run
             torch.manual_seed(cfg.seed + 7919)
             self.disc = PatchDiscriminator(channels=cfg.disc_channels, layers=cfg.disc_layers).to(device)
@@ -82,7 +84,7 @@ class Refiner:
 
         terms = {}
         if self.lpips_weight:
-            net = lpips_model("alex", self.device)
+            net = lpips_model(self.lpips_net, self.device)
             a, b = recon, x
             if min(x.shape[-2:]) < LPIPS_MIN_SIZE:     # AlexNet's pooling needs >= 32 x 32 inputs
                 a, b = (F.interpolate(t, size=(LPIPS_MIN_SIZE,) * 2, mode="bilinear", align_corners=False)

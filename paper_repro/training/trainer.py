@@ -2,7 +2,9 @@
 
 Objective (paper Sec. 4): ``loss = MSE(recon, x) + quantizer loss`` (the quantizer's own loss: the
 codebook / commitment terms of Eq. 3, the NS-VQ kernel term of Eq. 16-17, ... as built by
-``paper_repro.quantizers``). Optimiser: Adam (lr 5e-4, paper), ExponentialLR gamma 0.995 per epoch and
+``paper_repro.quantizers``); ``recon_loss="l1"`` swaps the MSE for the mean absolute error (the
+authors' ImageNet code, Table 6), and the refinement stage (``training/refine.py``) adds LPIPS and
+GAN terms. Optimiser: Adam (lr 5e-4, paper), ExponentialLR gamma 0.995 per epoch and
 gradient-norm clipping at 1.0 (authors' code; the paper does not state them).
 
 Per epoch: ``q.on_epoch_end(epoch)`` (NS-VQ's kernel width decay, 2 sigma^2 <- 0.9 * 2 sigma^2), the
@@ -154,6 +156,10 @@ def _check_images(t, what: str, cfg: TrainConfig):
     if len(t) == 0:
         raise ValueError(f"{what} split is empty")
     return t
+
+
+#: the reconstruction term by ``TrainConfig.recon_loss`` (recon, x in [0, 1], mean over all pixels)
+_RECON = {"mse": F.mse_loss, "l1": F.l1_loss}
 
 
 def _to_float(batch: torch.Tensor) -> torch.Tensor:
@@ -576,7 +582,8 @@ class _Run:
         cfg, model, opt = self.cfg, self.model, self.optimizer
         out = self._forward(x, epoch)
         qo = out["quantizer_output"]
-        recon_loss, q_loss = self.callbacks.loss_terms(self, F.mse_loss(out["recon"].float(), x), qo.loss.float())
+        recon_loss, q_loss = self.callbacks.loss_terms(self, _RECON[cfg.recon_loss](out["recon"].float(), x),
+                                                       qo.loss.float())
         loss = recon_loss + q_loss
         refining = self.refiner is not None and self.refiner.active(epoch)
         if refining:

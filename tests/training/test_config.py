@@ -18,7 +18,8 @@ def test_fields_added_later_leave_old_hashes_alone_at_their_default():
     from paper_repro.training.config import ADDED_FIELD_DEFAULTS
     other = {"eval_every_epoch": True, "refine_from_epoch": 2, "refine_gan_weight": 0.5,
              "refine_lpips_weight": 0.0, "disc_channels": 32, "disc_layers": 2,
-             "warmup_steps": 100, "probe_every": 50, "probe_images": 64}
+             "warmup_steps": 100, "probe_every": 50, "probe_images": 64, "recon_loss": "l1",
+             "refine_lpips_net": "vgg"}
     assert set(other) == set(ADDED_FIELD_DEFAULTS), "give each added field another valid value here"
     for k, default in ADDED_FIELD_DEFAULTS.items():
         assert getattr(TrainConfig(), k) == default
@@ -70,6 +71,8 @@ def test_json_round_trip(tmp_path):
     (dict(device="tpu"), "device"),
     (dict(betas=[0.9]), "betas"),
     (dict(backbone="resnet"), "backbone"),
+    (dict(recon_loss="huber"), "recon_loss"),
+    (dict(refine_lpips_net="squeeze"), "refine_lpips_net"),
 ])
 def test_bad_values_raise_named_errors(bad, match):
     with pytest.raises(ValueError, match=match):
