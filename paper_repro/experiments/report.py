@@ -56,22 +56,29 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["_o", "K", "D"]).drop(columns="_o").reset_index(drop=True)
 
 
-def caption(df: pd.DataFrame) -> str:
-    """A caption naming the data, scale and every proxy metric of the runs in ``df``."""
+#: the paper's name of each backbone (``paper_repro.backbones``) for captions
+BACKBONE_NAMES = {"table1": "Table-1 backbone", "taming": "Taming backbone (Table 5)"}
+
+
+def caption(df: pd.DataFrame, stand_in: str = "CelebA-HQ") -> str:
+    """A caption naming the data, scale and every proxy metric of the runs in ``df``. ``stand_in``:
+    the paper's data set that Fashion-MNIST stands in for on this page."""
     r = df.iloc[0]
     ds = DATASET_NAMES.get(r["dataset"], r["dataset"])
     size = int(r["image_size"])
     parts = [f"{ds} {size}\u00d7{size}"]
     if r["dataset"] == "fashion_mnist":
-        parts[0] += " (offline stand-in for CelebA-HQ)"
+        parts[0] += f" (offline stand-in for {stand_in})"
     prof = ", ".join(sorted(set(df["profile"])))
     n_train = "all" if pd.isna(r["train_images"]) else f"{int(r['train_images']):,}"
     epochs = sorted({int(e) for e in df["epochs"]})
     batches = sorted({int(b) for b in df["batch_size"]})
     batch = f"batch {batches[0]}" if len(batches) == 1 else f"batch sizes {', '.join(map(str, batches))}"
     widths = sorted({float(w) for w in df["width"]})
-    width = f"backbone width {widths[0]:g}" if len(widths) == 1 else \
-        f"backbone widths {', '.join(f'{w:g}' for w in widths)}"
+    backbones = sorted(set(df["backbone"])) if "backbone" in df else ["table1"]
+    name = "backbone" if backbones == ["table1"] else " and ".join(BACKBONE_NAMES.get(b, b) for b in backbones)
+    width = f"{name} width {widths[0]:g}" if len(widths) == 1 else \
+        f"{name} widths {', '.join(f'{w:g}' for w in widths)}"
     steps = sorted({int(m) for m in df["max_steps"].dropna()}) if "max_steps" in df else []
     length = (f"{steps[0]:,} optimiser steps for every run" if len(epochs) > 1 and len(steps) == 1 else
               f"{epochs[0]} epoch{'s' if epochs[0] != 1 else ''}" if len(epochs) == 1 else

@@ -88,6 +88,8 @@ def claim_rows(pages=None) -> pd.DataFrame:
             rows.append(_row(v, "first_training_run"))
     if want("codebook_size"):
         rows += _codebook_rows(cs, load_paper_tables)
+    if want("table6"):
+        rows += _table6_rows(load_paper_tables)
     if want("batch_size"):
         df, src = load_grid("batch_size")
         for v in bs.verdicts(df):
@@ -127,6 +129,22 @@ def _codebook_rows(cs, load_paper_tables) -> list[dict]:
                          "page": "codebook_size"})
             continue
         r = _row(vo, "codebook_size", f"{cs.printed_holds(vp)} as printed")
+        r["ours"] = _parts_stats(vo) + f"; profile {src.profile}"
+        rows.append(r)
+    return rows
+
+
+def _table6_rows(load_paper_tables) -> list[dict]:
+    from . import table6 as t6
+    try:
+        df, src = load_grid("table6")
+    except FileNotFoundError:
+        return []
+    rows = []
+    for c, recipe, vo, printed in t6.claim_verdicts(df, load_paper_tables()):
+        if vo is None:
+            continue
+        r = _row(vo, "table6", f"{'holds' if printed else 'does not hold'} as printed")
         r["ours"] = _parts_stats(vo) + f"; profile {src.profile}"
         rows.append(r)
     return rows
@@ -207,6 +225,7 @@ PAGE_MAP = (
     ("notebooks/first_training_run", "Sec. 4: VQ-VAE training, vanilla VQ vs NS-VQ", "first_run"),
     ("notebooks/codebook_size", "Tables 2–4, Figures 3 and 5: usage, distance, best configurations and reconstructions against K and D", "codebook_size"),
     ("notebooks/batch_size", "Sec. 3.2.2, Figure 4: batch size against collapse", "batch_size"),
+    ("notebooks/table6", "Table 6 (Supp. 12): the six methods on the Taming backbone with the ImageNet recipe", "table6"),
     ("notebooks/nsvq_ablation", "Sec. 3.3: NS-VQ's kernel and modified STE switch by switch, and the kernel's reach", "nsvq_ablation"),
     ("notebooks/transvq_diagnosis", "Sec. 3.4: TransVQ's map, when it collapses and why; its variants against SimVQ", "transvq_diagnosis"),
     ("notebooks/batch_steps", "Figure 4 without the step-count confound: fixed steps, and fixed epochs with the learning rate scaled", "batch_steps"),

@@ -12,7 +12,7 @@ def test_claim_rows_come_from_each_committed_page_with_verdicts_of_the_one_rule(
     rows = vv.claim_rows()
     from paper_repro.experiments.mechanisms import MECHANISM_PAGES
     from paper_repro.experiments.runner import grid_results
-    with_runs = {p for p in MECHANISM_PAGES if any(len(grid_results(p, prof)[0]) for prof in ("ci", "cpu"))}
+    with_runs = {p for p in (*MECHANISM_PAGES, "table6") if any(len(grid_results(p, prof)[0]) for prof in ("ci", "cpu"))}
     from paper_repro.experiments.runner import load_grid
     first = set(load_grid("first_run")[0]["quantizer"])
     base = {"codebook_size", "batch_size", *vv.STUDY_PAGES} | ({"first_training_run"} if {"vq", "nsvq"} <= first else set())
