@@ -357,9 +357,9 @@ TABLE6_OPTIMISER = {"batch_size": 12, "lr": 4.5e-6 * 12, "betas": [0.5, 0.9], "l
                     "warmup_steps": 0}
 # Scale per profile. ``paper``: ImageNet-1K 256 x 256 (needs the images: README), full width, 4 epochs.
 # ``gpu``: Fashion-MNIST 32 x 32 (60k), full width, 4 epochs. ``ci``: the profile's 2,048 images, one
-# epoch, 1/4 width (a pipeline check). Not defined at ``cpu``: one run at 1/4 width costs about an hour
-# of one core per epoch of Fashion-MNIST (0.24 s per step of 12 images; Table 1's 1/4-width backbone
-# takes ~0.06 s per 16), more than the cpu grids' whole remaining budget for 12 runs x 3 seeds.
+# epoch, 1/4 width (a pipeline check). Not defined at ``cpu``: the ci records train at ~50 images/s on
+# one core with the paper's loss and ~22 with the code's (TransVQ: 18 / 12), against ~330 for a cpu-profile
+# Table-1 run; 4 epochs of Fashion-MNIST would take 1.3-5.5 h a run, ~90 CPU-hours for the 36 runs.
 TABLE6_SCALE = {"ci": {"epochs": 1}, "gpu": {"epochs": 4},
                 "paper": {"dataset": "imagenet", "image_size": 256, "epochs": 4}}
 

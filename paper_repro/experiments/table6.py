@@ -9,7 +9,7 @@ page, the paper's rFID and our Frechet distance are never put in one column: our
 metric computed (``FD-VGG16``) and, below the ``paper`` profile, measured on other data.
 
 The paper's claims about Table 6 are :data:`CLAIMS`, judged per recipe on our runs by the one rule
-(``paper_repro.verdict``) and on the printed numbers by :func:`printed_verdicts`.
+(``paper_repro.verdict``) and on the printed numbers by :func:`printed_holds`.
 """
 from __future__ import annotations
 
