@@ -240,6 +240,13 @@ class TrainConfig:
         if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
         self.betas = tuple(float(b) for b in betas)
+        if self.refine_from_epoch is not None and self.refine_gan_weight > 0:
+            # the PatchGAN halves the image disc_layers times, then two 4x4 convolutions need >= 3 pixels
+            least = 3 * 2 ** self.disc_layers
+            if self.image_size < least:
+                raise ValueError(f"the refinement stage's discriminator (disc_layers={self.disc_layers}) needs images "
+                                 f"of at least {least}x{least} (3 * 2**disc_layers), got image_size={self.image_size}; "
+                                 f"use fewer disc_layers or refine_gan_weight=0")
 
     def _validate_names(self) -> None:
         if self.amp not in AMP_MODES:

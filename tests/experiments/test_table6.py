@@ -109,3 +109,24 @@ def test_side_by_side_and_bad_tags():
         t6.split_tags(df.assign(tag="VQGAN | mine"))
     with pytest.raises(ValueError, match="tag"):
         t6.split_tags(df.drop(columns="tag"))
+
+
+@pytest.mark.parametrize("recipe", list(TABLE6_RECIPES))
+def test_the_paper_profiles_imagenet_config_trains_end_to_end_when_shrunk(tmp_path, recipe):
+    """The paper-profile config (ImageNet folder, Taming backbone, the recipe's loss terms from the first
+    step) on a tiny fake ImageNet, shrunk to seconds: the stage is on in epoch 0 and only the code's
+    recipe trains a discriminator."""
+    from paper_repro.data.synthetic import make_image_folder
+    from paper_repro.training import train
+
+    root = make_image_folder(tmp_path / "imagenet", n=12, size=36, layout="imagefolder", classes=2, ext="JPEG")
+    cfg = next(c for c in get_grid("table6", "paper") if c.tag == f"TransVQ | {recipe}")
+    assert cfg.dataset == "imagenet"
+    small = cfg.replace(image_size=32, width=1 / 16, train_images=8, eval_images=6, batch_size=4, epochs=1,
+                        num_codes=32, eval_metrics=["usage", "psnr"], data_root=str(root), num_threads=1,
+                        checkpoint_every=None, progress=False, num_samples=2)
+    rec = train(small, run_dir=tmp_path / "run")
+    e = rec["epochs"][0]
+    assert e["refining"] and e["refine_lpips"] > 0
+    assert (e.get("refine_gan_g", 0.0) != 0.0) == (recipe != "paper")
+    assert 0 < rec["final"]["eval_usage"] <= 1 and rec["train_images_seen"] == 8

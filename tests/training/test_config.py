@@ -73,6 +73,7 @@ def test_json_round_trip(tmp_path):
     (dict(backbone="resnet"), "backbone"),
     (dict(recon_loss="huber"), "recon_loss"),
     (dict(refine_lpips_net="squeeze"), "refine_lpips_net"),
+    (dict(image_size=16, refine_from_epoch=0), "at least 24x24"),
 ])
 def test_bad_values_raise_named_errors(bad, match):
     with pytest.raises(ValueError, match=match):

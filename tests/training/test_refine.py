@@ -18,6 +18,20 @@ def test_patch_discriminator_gives_one_logit_per_patch(layers, size, out):
     assert y.shape == (2, 1, out, out)
 
 
+@pytest.mark.parametrize("layers", [1, 2, 3])
+def test_the_configs_least_image_size_is_the_discriminators(layers):
+    # 3 * 2**layers is the smallest image the discriminator maps to a logit; one less is refused early
+    from paper_repro.training import TrainConfig
+    least = 3 * 2 ** layers
+    assert PatchDiscriminator(channels=8, layers=layers)(torch.randn(2, 3, least, least)).shape[-1] == 1
+    with pytest.raises(RuntimeError):
+        PatchDiscriminator(channels=8, layers=layers)(torch.randn(2, 3, least - 2 ** layers, least - 2 ** layers))
+    TrainConfig(image_size=least, refine_from_epoch=0, disc_layers=layers)
+    with pytest.raises(ValueError, match="at least"):
+        TrainConfig(image_size=least - 4, refine_from_epoch=0, disc_layers=layers)
+    TrainConfig(image_size=least - 4, refine_from_epoch=0, disc_layers=layers, refine_gan_weight=0.0)  # no GAN
+
+
 def test_hinge_losses_on_known_logits():
     real, fake = torch.tensor([2.0, 0.5, -1.0]), torch.tensor([-2.0, 0.0, 1.0])
     # relu(1 - real) = 0, 0.5, 2 -> mean 0.8333; relu(1 + fake) = 0, 1, 2 -> mean 1
@@ -39,10 +53,10 @@ def test_lpips_as_a_loss_has_gradients_to_the_reconstruction_only():
 
 def test_stage_fields_are_hashed_but_absent_ones_keep_old_hashes():
     base = tiny_config()
-    staged = tiny_config(refine_from_epoch=1)
+    staged = tiny_config(refine_from_epoch=1, disc_layers=2)      # 16 x 16 images: 2 layers at most
     assert config_hash(base) != config_hash(staged)
     assert config_hash(tiny_config(refine_gan_weight=0.1)) == config_hash(base)     # the default
-    assert config_hash(tiny_config(refine_from_epoch=1, refine_gan_weight=0.5)) != config_hash(staged)
+    assert config_hash(tiny_config(refine_from_epoch=1, disc_layers=2, refine_gan_weight=0.5)) != config_hash(staged)
     for bad in ({"refine_from_epoch": -1}, {"refine_gan_weight": float("inf")}, {"disc_layers": 0}):
         with pytest.raises(ValueError):
             tiny_config(**bad)
