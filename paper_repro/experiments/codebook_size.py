@@ -22,7 +22,7 @@ import pandas as pd
 
 from .. import verdict as V
 from .grids import CODE_DIMS, PAPER_METHODS
-from .report import NOT_RUN, fd_name, mean_sd, trace_frame
+from .report import NOT_RUN, fd_name, mean_sd, one_profile, trace_frame
 
 METHODS = list(PAPER_METHODS)
 OURS_METHODS = ("NS-VQ", "TransVQ")
@@ -205,7 +205,7 @@ def claim_verdicts(df: pd.DataFrame, paper: pd.DataFrame) -> list:
     same cells; a verdict is None where no shared cell serves the claim. ``df``: our runs (one row
     per run); ``paper``: :func:`paper_long`."""
     ours = ours_seeds(df)
-    profile = _one_profile(df)
+    profile = one_profile(df)
     cells = ours[["method", "D", "K"]].drop_duplicates().merge(paper[["method", "D", "K"]])
     o = ours.merge(cells)
     p = paper.merge(cells).assign(seed=0)
@@ -231,20 +231,13 @@ def cells_needed(c: Claim, profile: str) -> int:
 def claim_table(df: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
     """:func:`claim_verdicts` as a table: verdict, seeds and how many of the claim's cells our runs
     cover (a partial grid judges fewer cells than the claim names), and the paper as printed."""
-    profile = _one_profile(df)
+    profile = one_profile(df)
     return pd.DataFrame([{"": vo.mark if vo else "", "claim": c.text,
                           "ours": vo.verdict if vo else "no shared cells",
                           "ours (seeds)": vo.n if vo else 0,
                           "cells judged": f"{len(vo.parts) if vo else 0} of {cells_needed(c, profile)}",
                           "paper, as printed": printed_holds(vp)}
                          for c, vo, vp in claim_verdicts(df, paper)])
-
-
-def _one_profile(df: pd.DataFrame) -> str:
-    profs = sorted(set(df["profile"]))
-    if len(profs) != 1:
-        raise ValueError(f"runs of several profiles {profs}; judge one profile at a time")
-    return profs[0]
 
 
 def plot_usage_and_fd(ours: pd.DataFrame, paper: pd.DataFrame):

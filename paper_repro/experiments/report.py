@@ -121,6 +121,14 @@ def single_profile(df: pd.DataFrame) -> str | None:
     return profs[0] if len(profs) == 1 else None
 
 
+def one_profile(df: pd.DataFrame) -> str:
+    """:func:`single_profile`, for a verdict that must be judged at one profile: mixed profiles raise."""
+    profs = sorted(set(df["profile"]))
+    if len(profs) != 1:
+        raise ValueError(f"runs of several profiles {profs}; judge one profile at a time")
+    return profs[0]
+
+
 def mean_sd(mean, sd, n, mean_fmt: str = ".3f", sd_fmt: str = ".3f") -> str:
     """A table cell: ``"mean ± sd (n seeds)"``, ``"mean (1 seed)"``, or ``"not run"`` (no mean)."""
     if pd.isna(mean):

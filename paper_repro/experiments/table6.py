@@ -19,7 +19,7 @@ import pandas as pd
 
 from .. import verdict as V
 from .grids import TABLE6_METHODS, TABLE6_RECIPES
-from .report import NOT_RUN, fd_name, mean_sd
+from .report import NOT_RUN, fd_name, mean_sd, one_profile
 
 METHODS = list(TABLE6_METHODS)
 RECIPES = list(TABLE6_RECIPES)
@@ -121,9 +121,9 @@ def judge_claim(c: Claim, runs: pd.DataFrame, recipe: str):
     a cell); None while the method or every rival has no run."""
     d = split_tags(runs)
     d = d[d["recipe"] == recipe]
-    profiles = sorted(set(d["profile"]))
-    if len(profiles) > 1:
-        raise ValueError(f"runs of several profiles {profiles}; judge one profile at a time")
+    if d.empty:
+        return None
+    profile = one_profile(d)
     mine = d[d["method"] == c.method]
     parts = []
     for r in _rivals(c):
@@ -132,7 +132,7 @@ def judge_claim(c: Claim, runs: pd.DataFrame, recipe: str):
             continue
         parts.append(V.judge_difference(f"{r} {c.metric} - {c.method} {c.metric} > 0",
                                         V.per_seed(theirs, c.metric), V.per_seed(mine, c.metric), ">", 0.0,
-                                        profiles[0]))
+                                        profile))
     if not parts:
         return None
     return V.judge_all(f"Table 6: {c.text} [{recipe}'s loss]" if recipe == "paper" else

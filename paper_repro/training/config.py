@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..backbones import BACKBONES as _BACKBONES, INPUT_MAPPINGS as _INPUT_MAPPINGS
+from ..metrics.weights import NETS as _LPIPS_NETS
 from ..quantizers import registered_quantizers
 
 #: Fields that never change a result and are left out of ``config_hash``.
@@ -32,7 +33,7 @@ FLOAT32_MAX = 3.4028234663852886e38
 AMP_MODES = (None, "bf16")
 AUGMENTS = ("none", "official")
 RECON_LOSSES = ("mse", "l1")                 # the paper's MSE; L1 is the authors' ImageNet code (Table 6)
-LPIPS_NETS = ("alex", "vgg")                 # the LPIPS loss term's network (refine stage)
+LPIPS_NETS = tuple(_LPIPS_NETS)               # the LPIPS loss term's network (refine stage)
 # names derived from their registries (one list each, kept where the things are defined)
 BACKBONES = _BACKBONES
 INPUT_MAPPINGS = _INPUT_MAPPINGS
