@@ -48,8 +48,31 @@ def fingerprint(name: str, root=None) -> dict:
     return {"dataset": name, "root": str(base), "files": len(paths), "fingerprint": h.hexdigest()[:16]}
 
 
+def check_available(name: str, root=None, splits=("train",)) -> None:
+    """Raise :class:`DatasetNotFoundError` (the loaders' own message) unless data set ``name`` can be
+    read from ``root`` (or its environment variable) for ``splits``, without reading the images: a
+    sweep checks this once before starting any run, instead of each run failing on its own.
+    Fashion-MNIST is downloaded when absent and allowed, as training would."""
+    if name == "fashion_mnist":
+        for split in splits:
+            if split not in _fm.SPLIT_FILE:
+                raise ValueError(f"unknown fashion_mnist split {split!r}; expected one of {sorted(_fm.SPLIT_FILE)}")
+            if _fm.find_file(_fm.FILES[_fm.SPLIT_FILE[split]], root) is None:
+                _fm.raw_images(_fm.SPLIT_FILE[split], root)      # downloads or raises the clear error
+    elif name == "celeba_hq":
+        files = _folders.celeba_files(root)
+        for split in splits:
+            if not _folders.celeba_split(files, split):
+                raise DatasetNotFoundError(f"celeba_hq: split {split!r} is empty (too few images under the root)")
+    elif name == "imagenet":
+        for split in splits:
+            _folders.imagenet_nonempty(split, root)
+    else:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
+
+
 __all__ = [
-    "fingerprint", "DATASETS", "DEFAULT_SIZE", "DatasetNotFoundError", "build_dataset", "load_tensor_dataset",
+    "check_available", "fingerprint", "DATASETS", "DEFAULT_SIZE", "DatasetNotFoundError", "build_dataset", "load_tensor_dataset",
     "to_float", "subset_indices", "parse_idx", "read_idx", "make_image_folder",
 ]
 

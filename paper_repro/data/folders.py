@@ -77,6 +77,10 @@ def _resolve_root(root, env: str, what: str, how: str) -> Path:
     return r
 
 
+def _is_image(p: Path) -> bool:
+    return p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+
+
 def _load_rgb(path: Path) -> Image.Image:
     try:
         with Image.open(path) as im:
@@ -94,7 +98,7 @@ IMAGENET_HOW = ("Expected the ImageFolder layout root/train/<class>/*.JPEG and r
 def celeba_files(root=None) -> list[Path]:
     """Sorted image files of the CelebA-HQ flat folder (``root`` or ``$CELEBA_HQ_DIR``)."""
     r = _resolve_root(root, CELEBA_ENV, "celeba_hq", CELEBA_HOW)
-    files = sorted(p for p in r.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    files = sorted(p for p in r.iterdir() if _is_image(p))
     if not files:
         raise DatasetNotFoundError(f"celeba_hq: no image files in {r}. {CELEBA_HOW}")
     return files
@@ -123,16 +127,27 @@ class ImageFileDataset(Dataset):
         return self.transform(_load_rgb(self.files[i]))
 
 
-def imagenet_files(split: str, root=None) -> list[Path]:
+def _imagenet_split_dir(split: str, root) -> Path:
     if split not in ("train", "val"):
         raise ValueError(f"unknown imagenet split {split!r}; expected 'train' or 'val' (no labelled test set)")
     r = _resolve_root(root, IMAGENET_ENV, "imagenet", IMAGENET_HOW)
     d = r / split
     if not d.is_dir():
         raise DatasetNotFoundError(f"imagenet: {d} does not exist. {IMAGENET_HOW}")
+    return d
+
+
+def imagenet_nonempty(split: str, root=None) -> None:
+    """:func:`imagenet_files`'s checks, stopping at the first image instead of listing 1.28 M files."""
+    d = _imagenet_split_dir(split, root)
+    if not any(_is_image(p) for c in d.iterdir() if c.is_dir() for p in c.iterdir()):
+        raise DatasetNotFoundError(f"imagenet: no images in class folders under {d}. {IMAGENET_HOW}")
+
+
+def imagenet_files(split: str, root=None) -> list[Path]:
+    d = _imagenet_split_dir(split, root)
     classes = sorted(c for c in d.iterdir() if c.is_dir())
-    files = [p for c in classes for p in sorted(c.iterdir())
-             if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+    files = [p for c in classes for p in sorted(c.iterdir()) if _is_image(p)]
     if not files:
         raise DatasetNotFoundError(f"imagenet: no images in class folders under {d}. {IMAGENET_HOW}")
     return files

@@ -350,6 +350,7 @@ def run_configs(cfgs: list, label: str, profile: str, device: str = "cpu", jobs:
             todo.append(c)
             if not resume:
                 shutil.rmtree(run_dir_for(c, runs_root), ignore_errors=True)
+    _check_data(todo, label, profile)
     if verbose:
         print(f"{label} at profile {profile!r} on {device}: {len(cfgs)} runs, "
               f"{len(cfgs) - len(todo) - len(later)} already stored, {len(todo)} to run"
@@ -389,6 +390,29 @@ ORDERS = ("plan", "costly")
 #: the time left. Stored times were measured beside other work (two 1-thread runs at once at cpu), so
 #: this covers a busier neighbour, not a different machine.
 FIT_MARGIN = 1.25
+
+
+def _check_data(cfgs: list, label: str, profile: str) -> None:
+    """Before anything starts: every data set the runs still to train read is there (each (dataset,
+    data_root) checked once, cheaply). Raises one DatasetNotFoundError naming how many runs need each
+    missing data set, instead of every run failing with the same message after its start-up."""
+    from ..data import DatasetNotFoundError, check_available
+
+    splits: dict = {}
+    runs: dict = {}
+    for c in cfgs:
+        key = (c.dataset, c.data_root)
+        splits.setdefault(key, {"train"}).add(c.eval_split)
+        runs[key] = runs.get(key, 0) + 1
+    missing = []
+    for (dataset, data_root), wanted in splits.items():
+        try:
+            check_available(dataset, data_root, tuple(sorted(wanted)))
+        except DatasetNotFoundError as e:
+            missing.append(f"{runs[dataset, data_root]} run(s) need {dataset}: {e}")
+    if missing:
+        raise DatasetNotFoundError(f"{label} at profile {profile!r}: nothing was started, data are missing.\n  "
+                                   + "\n  ".join(missing))
 
 
 def _expected_seconds(cfgs: list, profile: str, root, runs_root, device: str = "cpu") -> dict:

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from paper_repro.data import (
-    DatasetNotFoundError, build_dataset, load_tensor_dataset, make_image_folder, parse_idx, read_idx,
+    DatasetNotFoundError, build_dataset, check_available, load_tensor_dataset, make_image_folder, parse_idx, read_idx,
     subset_indices, to_float,
 )
 from paper_repro.data import fashion_mnist as fm
@@ -155,6 +155,42 @@ def test_imagenet_layout(tmp_path, monkeypatch):
     (tmp_path / "in2").mkdir()
     with pytest.raises(DatasetNotFoundError, match="ImageFolder layout"):
         build_dataset("imagenet", "train", root=tmp_path / "in2")
+
+
+def test_check_available_refuses_what_the_loaders_refuse_without_reading_images(tmp_path, tiny_fmnist, monkeypatch):
+    """The cheap check a sweep makes before starting any run raises the loaders' own error for each
+    way the data can be missing, and passes where the loaders would load."""
+    root, _, _ = tiny_fmnist
+    check_available("fashion_mnist", root, ("train", "val"))
+    (root / "t10k-images-idx3-ubyte").unlink()
+    check_available("fashion_mnist", root, ("train",))                 # the test file is not needed
+    with pytest.raises(DatasetNotFoundError, match="t10k"):
+        check_available("fashion_mnist", root, ("train", "val"))
+    with pytest.raises(DatasetNotFoundError, match="not a folder"):
+        check_available("fashion_mnist", tmp_path / "nowhere")
+    # ImageNet: a good layout passes; an empty class folder tree, a missing split, no root all raise
+    inet = make_image_folder(tmp_path / "in", n=4, size=24, layout="imagefolder", classes=2, ext="JPEG")
+    check_available("imagenet", inet, ("train", "val"))
+    empty = tmp_path / "empty"
+    (empty / "train" / "n01").mkdir(parents=True)
+    (empty / "train" / "n01" / "notes.txt").write_text("no image")
+    with pytest.raises(DatasetNotFoundError, match="no images in class folders"):
+        check_available("imagenet", empty)
+    with pytest.raises(DatasetNotFoundError, match="val does not exist"):
+        check_available("imagenet", empty, ("val",))
+    with pytest.raises(DatasetNotFoundError, match="does not exist"):
+        check_available("imagenet", tmp_path / "nowhere")
+    for name, env in (("imagenet", "IMAGENET_DIR"), ("celeba_hq", "CELEBA_HQ_DIR")):
+        monkeypatch.delenv(env, raising=False)
+        with pytest.raises(DatasetNotFoundError, match=f"no root given. Pass root=... or set \\${env}"):
+            check_available(name)
+    celeba = make_image_folder(tmp_path / "celeba", n=20, size=24)
+    check_available("celeba_hq", celeba, ("train", "val", "test"))
+    two = make_image_folder(tmp_path / "celeba2", n=2, size=24)       # 2 images: the val split is empty
+    with pytest.raises(DatasetNotFoundError, match="split 'val' is empty"):
+        check_available("celeba_hq", two, ("train", "val"))
+    with pytest.raises(ValueError, match="unknown dataset"):
+        check_available("cifar10")
 
 
 def test_bad_names():

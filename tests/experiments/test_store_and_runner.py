@@ -190,6 +190,31 @@ def test_cli_dry_run_and_errors(capsys):
     assert "a number >= 1; got 0.5" in capsys.readouterr().err
 
 
+def test_a_sweep_whose_data_are_missing_starts_nothing_and_says_so_once(tmp_path, monkeypatch, capsys):
+    """A grid on absent data fails before its first run, with one message naming how many runs need
+    which data set, instead of each run starting up and failing the same way."""
+    from paper_repro.__main__ import main
+    from paper_repro.data import DatasetNotFoundError
+    from paper_repro.experiments.runner import run_configs
+    monkeypatch.delenv("CELEBA_HQ_DIR", raising=False)
+    monkeypatch.setattr("paper_repro.experiments.runner.train", _no_training)
+    root, runs = tmp_path / "results", tmp_path / "runs"
+    n = len(grids.get_grid("first_run", "paper"))
+    assert main(["sweep", "first_run", "--profile", "paper", "--results-root", str(root),
+                 "--runs-root", str(runs), "--jobs", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "nothing was started" in err and err.count("no root given") == 1
+    assert f"{n} run(s) need celeba_hq" in err
+    assert not runs.exists() and not root.exists()
+    # two data sets, one missing: one line for the missing one; the present one is not named
+    fm = tiny_config(experiment="mixed", profile="ci")
+    inet = [fm.replace(seed=s, dataset="imagenet", data_root=str(tmp_path / "no_imagenet")) for s in (0, 1)]
+    with pytest.raises(DatasetNotFoundError, match=r"(?s)nothing was started.*2 run\(s\) need imagenet: "
+                                                   r"imagenet: directory .*no_imagenet does not exist") as e:
+        run_configs([fm] + inet, "mixed", "ci", root=root, runs_root=runs, verbose=False)
+    assert "fashion_mnist" not in str(e.value) and not runs.exists()
+
+
 def test_cli_train_deadline_exits_75_then_resume_publishes(tmp_path, monkeypatch, capsys):
     from paper_repro.__main__ import main
     monkeypatch.setattr(trainer_mod, "load_data", lambda cfg: tiny_data())
