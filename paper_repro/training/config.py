@@ -18,6 +18,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch.nn.functional as _F
+
 from ..backbones import BACKBONES as _BACKBONES, INPUT_MAPPINGS as _INPUT_MAPPINGS
 from ..metrics.weights import NETS as _LPIPS_NETS
 from ..quantizers import registered_quantizers
@@ -32,7 +34,9 @@ EVAL_METRICS = ("usage", "psnr", "ssim", "lpips", "fd")
 FLOAT32_MAX = 3.4028234663852886e38
 AMP_MODES = (None, "bf16")
 AUGMENTS = ("none", "official")
-RECON_LOSSES = ("mse", "l1")                 # the paper's MSE; L1 is the authors' ImageNet code (Table 6)
+#: the reconstruction term by ``recon_loss`` (recon, x in [0, 1]; mean over all pixels): the paper's MSE;
+#: L1 is the authors' ImageNet code (Table 6). The trainer reads the loss from here: one list.
+RECON_LOSSES = {"mse": _F.mse_loss, "l1": _F.l1_loss}
 LPIPS_NETS = tuple(_LPIPS_NETS)               # the LPIPS loss term's network (refine stage)
 # names derived from their registries (one list each, kept where the things are defined)
 BACKBONES = _BACKBONES
@@ -265,7 +269,7 @@ class TrainConfig:
             raise ValueError(f"backbone_options must be a JSON object, got {self.backbone_options!r}")
         _check_json(self.backbone_options, "backbone_options")
         if self.recon_loss not in RECON_LOSSES:
-            raise ValueError(f"recon_loss must be one of {RECON_LOSSES}, got {self.recon_loss!r}")
+            raise ValueError(f"recon_loss must be one of {tuple(RECON_LOSSES)}, got {self.recon_loss!r}")
         if self.refine_lpips_net not in LPIPS_NETS:
             raise ValueError(f"refine_lpips_net must be one of {LPIPS_NETS}, got {self.refine_lpips_net!r}")
         if self.augment not in AUGMENTS:

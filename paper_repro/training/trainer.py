@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from . import ddp
 from .checkpoint import atomic_torch_save, atomic_write_bytes, atomic_write_json, load_checkpoint, \
     rng_state, set_rng_state
-from .config import TrainConfig, config_hash
+from .config import RECON_LOSSES, TrainConfig, config_hash
 from .sampler import EpochSampler
 from ..quantizers.stats import usage_summary
 
@@ -156,10 +156,6 @@ def _check_images(t, what: str, cfg: TrainConfig):
     if len(t) == 0:
         raise ValueError(f"{what} split is empty")
     return t
-
-
-#: the reconstruction term by ``TrainConfig.recon_loss`` (recon, x in [0, 1], mean over all pixels)
-_RECON = {"mse": F.mse_loss, "l1": F.l1_loss}
 
 
 def _to_float(batch: torch.Tensor) -> torch.Tensor:
@@ -582,7 +578,7 @@ class _Run:
         cfg, model, opt = self.cfg, self.model, self.optimizer
         out = self._forward(x, epoch)
         qo = out["quantizer_output"]
-        recon_loss, q_loss = self.callbacks.loss_terms(self, _RECON[cfg.recon_loss](out["recon"].float(), x),
+        recon_loss, q_loss = self.callbacks.loss_terms(self, RECON_LOSSES[cfg.recon_loss](out["recon"].float(), x),
                                                        qo.loss.float())
         loss = recon_loss + q_loss
         refining = self.refiner is not None and self.refiner.active(epoch)
