@@ -65,7 +65,7 @@ def verdicts(df: pd.DataFrame, arm: str | None = None) -> list:
     from .grids import BATCH_SIZES
     pairs = len(BATCH_SIZES[profile]) - 1 if profile in BATCH_SIZES else None   # on the whole grid
     at = f" ({arm})" if arm else ""
-    return [V.judge_all(f"Fig. 4: the final {name} falls with every larger batch size{at}", fd, pairs),
+    return [V.judge_all(f"Paper's Fig. 4: the final {name} falls with every larger batch size{at}", fd, pairs),
             V.judge_all(f"Sec. 3.2.2: the final eval usage rises with every larger batch size{at}", us, pairs)]
 
 

@@ -80,17 +80,42 @@ def caption(df: pd.DataFrame, stand_in: str = "CelebA-HQ") -> str:
     width = f"{name} width {widths[0]:g}" if len(widths) == 1 else \
         f"{name} widths {', '.join(f'{w:g}' for w in widths)}"
     steps = sorted({int(m) for m in df["max_steps"].dropna()}) if "max_steps" in df else []
-    length = (f"{steps[0]:,} optimiser steps for every run" if len(epochs) > 1 and len(steps) == 1 else
-              f"{epochs[0]} epoch{'s' if epochs[0] != 1 else ''}" if len(epochs) == 1 else
+    capped_all = bool(steps) and not df["max_steps"].isna().any()
+    length = (f"{steps[0]:,} optimiser steps for every run" if len(epochs) > 1 and len(steps) == 1 and capped_all
+              else f"{epochs[0]} epoch{'s' if epochs[0] != 1 else ''}" if len(epochs) == 1 else
               f"{epochs[0]}-{epochs[-1]} epochs")
-    parts.append(f"profile {prof}: {length}, {batch}, {width}, {n_train} training / {int(r['eval_images']):,} "
-                 f"evaluation images, {df['seed'].nunique()} seed(s)")
+    if steps and not (len(epochs) > 1 and len(steps) == 1 and capped_all):
+        length += (f" (at most {'/'.join(f'{s:,}' for s in steps)} optimiser steps"
+                   + ("" if capped_all else " where capped") + ")")
+    warm = sorted({int(w) for w in df["warmup_steps"].fillna(0)}) if "warmup_steps" in df else [0]
+    on = "/".join(str(w) for w in warm if w > 0)
+    warmup = ("" if not on else f", a {on}-step learning-rate warm-up (not in the paper)" if 0 not in warm
+              else f", with and without a {on}-step learning-rate warm-up (not in the paper)")
+    parts.append(f"profile {prof}: {length}, {batch}, {width}{warmup}, {n_train} training / "
+                 f"{int(r['eval_images']):,} evaluation images, {seeds_per_cell(df)}")
     fd = fd_name(df)
     if fd.startswith("FD-VGG16"):
         at = "at native resolution" if fd.endswith("@native") else "resized to 224\u00d7224"
         parts.append(f"{fd} = Fr\u00e9chet distance on VGG16 features {at}, not rFID")
     parts.append("usage = fraction of the K codes selected on the evaluation split")
     return "; ".join(parts) + "."
+
+
+#: config columns that tell one cell of a grid from another (with every ``quantizer_options.*``)
+CELL_COLUMNS = ("tag", "quantizer", "num_codes", "code_dim", "dataset", "image_size", "backbone", "width",
+                "batch_size", "epochs", "max_steps", "lr", "warmup_steps", "freeze_encoder_at_epoch",
+                "refine_from_epoch", "train_images")
+
+
+def seeds_per_cell(df: pd.DataFrame) -> str:
+    """"3 seeds", or "2-3 seeds per cell" when the grid's cells have different numbers of seeds."""
+    cols = [c for c in CELL_COLUMNS if c in df] + sorted(c for c in df if c.startswith("quantizer_options."))
+    n = (df.astype({c: str for c in cols}).groupby(cols, dropna=False)["seed"].nunique() if cols
+         else pd.Series([df["seed"].nunique()]))
+    lo, hi = int(n.min()), int(n.max())
+    if lo == hi:
+        return f"{lo} seed{'s' if lo != 1 else ''}"
+    return f"{lo}-{hi} seeds per cell"
 
 
 def styled_table(df: pd.DataFrame, digits: int = 3):

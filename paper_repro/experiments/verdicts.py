@@ -61,7 +61,7 @@ _COLUMNS = ["", "claim", "paper", "ours", "verdict", "page"]
 #: what the paper (or the companion paper) says on each mechanism page's claims
 MECHANISM_PAPER_SIDE = {
     "nsvq_ablation": "Sec. 3.3 (mechanism, no ablation printed)",
-    "transvq_diagnosis": "Table 2: TransVQ usage near 100 %",
+    "transvq_diagnosis": "Table 3 (K = 1024, D = 64): TransVQ usage 1.00",
     "batch_steps": "Figure 4 (curves at fixed epochs)",
     "replacement": "seed 001 (follow-up paper)",
     "causes": "seed 003 (Early Quantization Shrinks Codebook)",
@@ -112,7 +112,7 @@ def claim_rows(pages=None) -> pd.DataFrame:
         if not want(page):
             continue
         for v in study_verdicts(page):
-            r = _row(v, page, side)
+            r = _row(v, page, v.side or side)
             if v.parts:
                 r["ours"] = _parts_stats(v)
             rows.append(r)
@@ -163,9 +163,14 @@ def finding(page: str, rows: pd.DataFrame | None = None, verdicts: list | None =
     n = {v: marks.count(v) for v in V.VERDICTS if marks.count(v)}
     parts = ", ".join(f"{V.MARKS[v]} {k} {v}" for v, k in n.items())
     only_pipeline = set(n) == {V.PIPELINE}
+    where = (f" Each claim's line is below ({OFF_TABLE_PAGES[page]}, so *Verdicts at a glance* leaves them out)."
+             if page in OFF_TABLE_PAGES else " Each claim's line is below; all of them: *Verdicts at a glance*.")
     return (f"{len(marks)} claim{'s' if len(marks) > 1 else ''} on this page: {parts}"
-            + (" (this profile checks the pipeline, not the paper)." if only_pipeline else ".")
-            + " Each claim's line is below; all of them: *Verdicts at a glance*.")
+            + (" (this profile checks the pipeline, not the paper)." if only_pipeline else ".") + where)
+
+
+#: pages whose claims are not the paper's and stay out of the verdict table: page -> why
+OFF_TABLE_PAGES = {"pilot": "they choose the book's scale and are not claims of the paper"}
 
 
 def mechanism_summary(rows: pd.DataFrame | None = None, link_prefix: str = "../notebooks/") -> str:
@@ -258,8 +263,20 @@ _STATIC_STATUS = {
     "book/paper_vs_code": "prose, with the option that selects each rule",
     "book/verification": "prose; the rule is checked against the code",
     "notebooks/reproduction": "measured on the ci sample (committed)",
-    "notebooks/performance": "CPU tables committed; GPU not yet measured",
 }
+
+
+def _performance_status() -> str:
+    """Which machines the committed benchmark tables were measured on."""
+    from .benchmarks import load_benchmarks
+
+    try:
+        devices = sorted(set(load_benchmarks()["device_name"]))
+    except FileNotFoundError:
+        return "no benchmark table committed yet"
+    gpu = [d for d in devices if not d.lower().startswith("cpu")]
+    return (f"benchmark tables committed for {len(devices)} machine(s): "
+            f"{'CPU and GPU' if gpu and len(gpu) < len(devices) else 'GPU only' if gpu else 'CPU only, GPU not yet measured'}")
 
 
 def _study_status(page: str) -> str:
@@ -286,6 +303,8 @@ def page_map(rows: pd.DataFrame | None = None) -> pd.DataFrame:
                 status = "defined, no runs committed yet"
         elif name in STUDY_PAGES:
             status = _study_status(page)
+        elif page == "notebooks/performance":
+            status = _performance_status()
         else:
             status = _STATIC_STATUS.get(page, "computed on every build (ci scale)")
         marks = rows.loc[rows["page"] == name, "verdict"] if name in set(rows["page"]) else []

@@ -258,11 +258,21 @@ def load(path=None):
     return STUDY.load(path)
 
 
+#: the paper side of the claims that read Fig. 4's caption ("larger batches provide more stable
+#: codebook updates") as "less drift per step": ours, not a statement of the paper's
+OUR_READING = "none: our reading of Fig. 4's caption (\"more stable codebook updates\")"
+
+
 def claim_verdicts(df, same_seen=None) -> list:
     """Sec. 3.2 / 3.2.2's statements on the study (:func:`study`: one row per design, setting, batch
     size and seed), each judged by the one rule over the seeds (``paper_repro.verdict``), per
     setting. The two designs may also be passed as two raw tables of :func:`settings_sweep`."""
+    import dataclasses
+
     from .. import verdict as V
+
+    def ours(v):
+        return dataclasses.replace(v, side=OUR_READING)
 
     if same_seen is not None:
         one_step = df
@@ -281,16 +291,17 @@ def claim_verdicts(df, same_seen=None) -> list:
                            col(one_step, s, lo, "moved_other"), ">", 0.01))
         out.append(V.judge_difference(f"[{s}] the batch hits more codes at B={hi} than at B={lo}",
                                       col(one_step, s, hi, "codes_hit"), col(one_step, s, lo, "codes_hit")))
-        out.append(V.judge_all(f"[{s}] one-step drift (moved_other) falls with every larger batch", [
+        out.append(ours(V.judge_all(f"[{s}] one-step drift (moved_other) falls with every larger batch", [
             V.judge_difference(f"moved_other(B={a}) - moved_other(B={b}) > 0", col(one_step, s, a, "moved_other"),
-                               col(one_step, s, b, "moved_other")) for a, b in zip(sizes, sizes[1:])]))
+                               col(one_step, s, b, "moved_other")) for a, b in zip(sizes, sizes[1:])])))
         out.append(V.judge(f"[{s}] some code loses all its latents after one step (B={lo})",
                            col(one_step, s, lo, "codes_emptied"), ">", 0.0))
     for s in dict.fromkeys(same_seen["setting"]):
         sizes = sorted(same_seen.loc[same_seen.setting == s, "batch_size"].unique())
         lo, hi = sizes[0], sizes[-1]
-        out.append(V.judge_difference(f"[{s}, same images seen] fewer other latents change cell at B={hi} than at B={lo}",
-                                      col(same_seen, s, lo, "moved_other"), col(same_seen, s, hi, "moved_other")))
+        out.append(ours(V.judge_difference(
+            f"[{s}, same images seen] fewer other latents change cell at B={hi} than at B={lo}",
+            col(same_seen, s, lo, "moved_other"), col(same_seen, s, hi, "moved_other"))))
         out.append(V.judge_difference(f"[{s}, same images seen] fewer cells emptied at B={hi} than at B={lo}",
                                       col(same_seen, s, lo, "codes_emptied"), col(same_seen, s, hi, "codes_emptied")))
     return out

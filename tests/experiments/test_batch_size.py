@@ -31,7 +31,7 @@ def _final(fd, usage, seeds=(0,), jitter=0.0, profile="cpu"):     # cpu: batch s
 def test_claims_are_judged_on_every_consecutive_pair_over_seeds():
     ok = bs.verdicts(_final([30.0, 20.0, 10.0], [0.2, 0.5, 0.9], seeds=(0, 1, 2)))
     assert [v.verdict for v in ok] == ["supported", "supported"]
-    assert ok[0].claim == "Fig. 4: the final FD-VGG16 falls with every larger batch size"
+    assert ok[0].claim == "Paper's Fig. 4: the final FD-VGG16 falls with every larger batch size"
     assert len(ok[0].parts) == 2 and ok[0].parts[0].n == 3
     bad = bs.verdicts(_final([30.0, 35.0, 10.0], [0.2, 0.2, 0.9], seeds=(0, 1, 2)))
     assert [v.verdict for v in bad] == ["contradicted", "contradicted"]     # a rise, and a tie
@@ -87,7 +87,7 @@ def test_arm_verdicts_name_each_arm_and_skip_the_missing_ones():
     frames = {"fixed epochs": _final([30.0, 20.0, 10.0], [0.2, 0.5, 0.9], seeds=(0, 1, 2)),
               "fixed steps": _final([30.0, 20.0, 10.0], [0.2, 0.5, 0.9], seeds=(0, 1, 2))}
     vs = bs.arm_verdicts(frames)
-    assert [v.claim for v in vs] == ["Fig. 4: the final FD-VGG16 falls with every larger batch size (fixed steps)",
+    assert [v.claim for v in vs] == ["Paper's Fig. 4: the final FD-VGG16 falls with every larger batch size (fixed steps)",
                                      "Sec. 3.2.2: the final eval usage rises with every larger batch size (fixed steps)"]
     frames[bs.ARMS["batch_lr"]] = _final([30.0, 35.0, 10.0], [0.2, 0.5, 0.9], seeds=(0, 1, 2))
     vs = bs.arm_verdicts(frames)

@@ -112,6 +112,9 @@ def test_best_configs_pick_the_lowest_mean_distance_per_method():
     assert list(best.index) == list(PAPER_METHODS)
     assert best.loc["NS-VQ", "K"] == 64 and best.loc["NS-VQ", "FD-VGG16"] == pytest.approx(10.0)
     assert (best.drop(index="NS-VQ")["K"] == 1024).all()
+    assert (best["cells"] == 2).all()                  # the choice was among each method's 2 cells run
+    fewer = [r for r in rows if not (r["tag"] == "SimVQ" and r["num_codes"] == 1024)]
+    assert cs.best_configs(pd.DataFrame(fewer)).loc["SimVQ", "cells"] == 1
     runs = cs.best_runs(pd.DataFrame(rows))
     assert len(runs) == 12 and set(runs[runs.tag == "NS-VQ"].num_codes) == {64}
     p4 = cs.paper_table4(load_paper_tables())

@@ -124,21 +124,28 @@ def test_mechanism_grids_hold_what_their_pages_compare():
 
 
 def test_transvq_verdicts_judge_the_paper_claim_and_the_audits_prediction():
+    """The paper's claim at this cell is Table 3's usage of 1.00 (judged against the full-usage bound);
+    TransVQ against SimVQ and the audit's prediction are ours, and say so."""
+    from paper_repro.experiments.codebook_size import FULL_USAGE
     rows = []
     for s in (0, 1, 2):
         rows += [{"tag": "TransVQ (paper)", "quantizer": "transvq", "seed": s, "eval_usage": 0.003},
                  {"tag": "TransVQ, codebook x 1/8 (ours)", "quantizer": "transvq", "seed": s, "eval_usage": 0.4 + 0.02 * s},
                  {"tag": "SimVQ", "quantizer": "simvq", "seed": s, "eval_usage": 0.5 + 0.01 * s}]
-    paper, audit = mech.transvq_verdicts(_runs(rows))
-    assert paper.verdict == V.CONTRADICTED and audit.verdict == V.SUPPORTED
-    assert audit.claim.startswith("Audit (ours)") and audit.side == mech.OURS_SIDE and paper.side == ""
+    paper, vs_simvq, audit = mech.transvq_verdicts(_runs(rows))
+    assert paper.claim.startswith("Table 3: TransVQ") and paper.side == "" and paper.verdict == V.CONTRADICTED
+    assert vs_simvq.verdict == V.CONTRADICTED and vs_simvq.side == mech.OURS_SIDE
+    assert audit.verdict == V.SUPPORTED and audit.claim.startswith("Audit (ours)") and audit.side == mech.OURS_SIDE
     rows += [{"tag": "TransVQ + position embedding (authors' code)", "quantizer": "transvq", "seed": s,
               "eval_usage": 0.003 + 0.001 * s} for s in (0, 1, 2)]
-    paper, code, audit = mech.transvq_verdicts(_runs(rows))
+    paper, vs_simvq, code, audit = mech.transvq_verdicts(_runs(rows))
     assert code.claim.startswith("Paper vs code") and code.verdict == V.INCONCLUSIVE   # 0.003 vs 0.003-0.005
     assert code.side == mech.PAPER_VS_CODE_SIDE
-    rows = [dict(r, eval_usage=0.9 + 0.01 * r["seed"]) if r["tag"] == "TransVQ (paper)" else r for r in rows]
-    assert mech.transvq_verdicts(_runs(rows))[1].verdict == V.SUPPORTED
+    # the bound decides the paper's claim: just above it supported, just below it (by seeds) contradicted
+    for u, want in ((FULL_USAGE + 0.02, V.SUPPORTED), (FULL_USAGE - 0.02, V.CONTRADICTED)):
+        rows = [dict(r, eval_usage=u + 0.001 * r["seed"]) if r["tag"] == "TransVQ (paper)" else r for r in rows]
+        paper, vs_simvq = mech.transvq_verdicts(_runs(rows))[:2]
+        assert paper.verdict == want and vs_simvq.verdict == V.SUPPORTED
 
 
 def test_probe_plot_draws_a_line_per_arm_with_its_mean_over_seeds():

@@ -32,6 +32,24 @@ def test_caption_names_every_proxy_and_mixed_fd_is_refused():
     assert "Fashion-MNIST 32\u00d732" in cap and "not rFID" in cap and "VGG16 features" in cap
     assert "CelebA-HQ" in cap and "evaluation split" in cap
     assert "native resolution" in report.caption(_df("FD-VGG16@native"))
+    assert "2 seeds" in cap and "warm-up" not in cap          # no warm-up column: none named
+    # a warm-up is a departure from the paper: named, with its length; mixed arms say so
+    warm = _df().assign(warmup_steps=500)
+    assert "a 500-step learning-rate warm-up (not in the paper)" in report.caption(warm)
+    warm.loc[warm.quantizer == "vq", "warmup_steps"] = 0
+    assert "with and without a 500-step learning-rate warm-up" in report.caption(warm)
+    assert "warm-up" not in report.caption(_df().assign(warmup_steps=0))
+    # a cell with fewer seeds than the others is not hidden behind the largest count
+    assert "1-2 seeds per cell" in report.caption(_df().drop(index=3))
+    assert report.seeds_per_cell(_df()[_df().seed == 0]) == "1 seed"
+    # training length: a step cap shared by runs of different epochs is the length; a cap on some runs
+    # only is named as such, never as "for every run"
+    steps = _df().assign(max_steps=1000.0)
+    steps.loc[steps.quantizer == "vq", "epochs"] = 40
+    assert "1,000 optimiser steps for every run" in report.caption(steps)
+    steps.loc[steps.quantizer == "vq", "max_steps"] = float("nan")
+    assert "10-40 epochs (at most 1,000 optimiser steps where capped)" in report.caption(steps)
+    assert "10 epochs (at most 1,000 optimiser steps)" in report.caption(_df().assign(max_steps=1000.0))
     mixed = _df()
     mixed.loc[0, "fd_metric"] = "rFID"
     with pytest.raises(ValueError, match="not comparable"):

@@ -79,3 +79,29 @@ def test_the_verdict_table_survives_partial_grids(monkeypatch, keep):
     assert set(rows["verdict"]) <= set(V.VERDICTS)
     assert len(vv.page_map(rows)) == len(vv.PAGE_MAP)
     assert "<ul" in vv.mechanism_summary(rows)
+
+
+def test_the_performance_status_names_the_machines_of_the_committed_tables(monkeypatch):
+    import pandas as pd
+    from paper_repro.experiments import benchmarks
+    for devices, want in ((["cpu: X (2 threads)"], "CPU only, GPU not yet measured"),
+                          (["cpu: X (2 threads)", "cuda: NVIDIA H200"], "CPU and GPU"),
+                          (["cuda: NVIDIA H200"], "GPU only")):
+        monkeypatch.setattr(benchmarks, "load_benchmarks", lambda d=devices: pd.DataFrame({"device_name": d}))
+        assert vv._performance_status() == f"benchmark tables committed for {len(devices)} machine(s): {want}"
+
+    def none():
+        raise FileNotFoundError("no benchmark tables")
+    monkeypatch.setattr(benchmarks, "load_benchmarks", none)
+    assert vv._performance_status() == "no benchmark table committed yet"
+
+
+def test_the_finding_points_to_the_verdict_table_only_for_claims_that_are_in_it():
+    vs = [V.judge("a", [0.5, 0.6], ">", 0.1), V.judge("b", [0.5, 0.6], "<", 0.1)]
+    on_table = vv.finding(None, verdicts=vs)
+    assert on_table.startswith("2 claims on this page: ✓ 1 supported, ✗ 1 contradicted.")
+    assert on_table.endswith("all of them: *Verdicts at a glance*.")
+    pilot = vv.finding("pilot", verdicts=vs)
+    assert "leaves them out" in pilot and "all of them" not in pilot
+    # and the verdict table indeed holds no pilot row
+    assert "pilot" not in set(vv.claim_rows()["page"])

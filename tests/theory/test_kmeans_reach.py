@@ -20,14 +20,21 @@ def test_lloyds_solution_is_a_fixed_point_and_data_as_codes_has_zero_distortion(
 
 
 def test_claim_rule_on_made_up_ratios():
+    """TransVQ is judged in the paper's form (no position embedding) first and, named, as the
+    authors' code has it; each claim reads its own variant's ratios."""
+    assert set(kr.TRANSVQ_JUDGED) <= set(kr.VARIANTS) and next(iter(kr.TRANSVQ_JUDGED)) == "TransVQ (no position embedding)"
     rows = [dict(dim=1, variant=v, seed=s, distortion_ratio=r + 0.01 * s, fixed_point_gap=0.0, usage=1.0)
-            for v, r in (("free codes (VQ)", 1.0), ("SimVQ (W C, paper)", 5.0), ("TransVQ (authors' code)", 1.02))
+            for v, r in (("free codes (VQ)", 1.0), ("SimVQ (W C, paper)", 5.0), ("TransVQ (authors' code)", 1.02),
+                         ("TransVQ (no position embedding)", 1.03))
             for s in range(3)]
     v = {x.claim.split(": ", 1)[1]: x.verdict for x in kr.claim_verdicts(pd.DataFrame(rows))}
-    assert set(v.values()) == {"supported"}
-    rows = [dict(r, distortion_ratio=6.0 + 0.01 * r["seed"]) if r["variant"].startswith("TransVQ") else r for r in rows]
-    v = [x.verdict for x in kr.claim_verdicts(pd.DataFrame(rows))]
-    assert v == ["supported", "supported", "contradicted", "contradicted"]
+    assert len(v) == 6 and set(v.values()) == {"supported"}
+    # the paper's map far from Lloyd's, the authors' code at it: only the paper-form claims fail
+    rows = [dict(r, distortion_ratio=6.0 + 0.01 * r["seed"]) if r["variant"] == "TransVQ (no position embedding)"
+            else r for r in rows]
+    got = [(x.claim.split(": ", 1)[1], x.verdict) for x in kr.claim_verdicts(pd.DataFrame(rows))]
+    assert [g[1] for g in got] == ["supported", "supported", "contradicted", "contradicted", "supported", "supported"]
+    assert "paper's map" in got[2][0] and "authors' code" in got[4][0]
 
 
 def test_committed_study_reproduces():

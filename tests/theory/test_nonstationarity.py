@@ -78,3 +78,12 @@ def test_claim_verdicts_read_both_designs_of_the_study():
     # the same verdicts from the two raw tables of settings_sweep
     one, same = study[study.design == "one step"], study[study.design == "same images seen"]
     assert [v.verdict for v in ns.claim_verdicts(one, same)] == [v.verdict for v in vs]
+    # claims that read "more stable updates" (Fig. 4's caption) as less drift are labelled ours; the
+    # paper's own statements (more codes hit, dead codes appear, fewer emptied cells) are not
+    ours = {v.claim for v in vs if v.side == ns.OUR_READING}
+    assert len(ours) == n_one + len(ns.DESIGNS[1][1])
+    assert all("drift" in c or "latents change cell" in c for c in ours)
+    assert not any(v.side for v in vs if "hits more codes" in v.claim or "emptied" in v.claim or "loses" in v.claim)
+    from paper_repro.experiments import verdicts as vv
+    rows = vv.claim_rows(pages={"nonstationarity"})
+    assert (rows["paper"] == ns.OUR_READING).sum() == len(ours)
