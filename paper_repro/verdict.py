@@ -40,6 +40,10 @@ RULE = ("A claim says that the mean over seeds of a quantity lies above (or belo
 
 _OPS = {">": 1, ">=": 1, "<": -1, "<=": -1}
 
+#: ``Verdict.side`` of a claim that is the book's own (a hypothesis, a control or a check of the set-up),
+#: not a statement of the paper: the verdict table's "paper" column shows it instead of the page's source
+OURS = "none: ours (a check or hypothesis of this book)"
+
 
 @dataclass(frozen=True)
 class Verdict:

@@ -375,7 +375,7 @@ def replacement_verdicts(rf: pd.DataFrame) -> list:
 
     parts = _paired_cells(rf, "usage(replacement on) - usage(off)", "eval_usage", {"replacement": "on"},
                           {"replacement": "off"}, "method", REPLACEMENT_METHODS)
-    v = _all("Seed 001: dead-code replacement raises eval usage for every method", parts, len(REPLACEMENT_METHODS))
+    v = _all("Dead-code replacement raises eval usage for every method", parts, len(REPLACEMENT_METHODS), side=V.OURS)
     return [v] if v is not None else []
 
 
@@ -397,12 +397,12 @@ def causes_verdicts(df: pd.DataFrame, pf_last: pd.DataFrame) -> list:
     for q in ("vq", "nsvq"):
         parts += _paired_cells(d[d.quantizer == q], f"usage(k-means init) - usage(uniform), {q}", "eval_usage",
                                {"init": "kmeans"}, {"init": "uniform"}, "width", widths)
-    out.append(_all("Seed 003: k-means initialisation raises eval usage over the uniform init (vq, nsvq)",
+    out.append(_all("Early-quantization study: k-means initialisation raises eval usage over the uniform init (vq, nsvq)",
                     parts, 2 * len(widths)))
     if len(widths) > 1:
         arms = sorted({f"{q} {i} init" if i else q for q, i in CAUSE_ARMS})
-        for col, claim in (("eval_usage", "Seed 003: a wider encoder raises eval usage"),
-                           ("latent_rank", "Seed 003: a wider encoder's latents have a higher participation ratio")):
+        for col, claim in (("eval_usage", "Early-quantization study: a wider encoder raises eval usage"),
+                           ("latent_rank", "Early-quantization study: a wider encoder's latents have a higher participation ratio")):
             parts = _paired_cells(d, f"{col}(w {widths[1]:g}) - {col}(w {widths[0]:g})", col,
                                   {"width": widths[1]}, {"width": widths[0]}, "arm", arms)
             out.append(_all(claim, parts, len(arms)))
@@ -423,13 +423,13 @@ def staged_verdicts(df: pd.DataFrame) -> list:
     usage = {k: _series(df, "eval_usage", tag="NS-VQ +a+b+c", num_codes=k) for k in sizes}
     full = [V.judge(f"eval usage of NS-VQ +a+b+c > 0.9 (num_codes {k})", u, ">", 0.9, prof)
             for k, u in usage.items() if len(u)]
-    out = [_all("Seed 001: the staged schedule reaches near-full codebook utilisation (eval usage > 0.9)",
+    out = [_all("NSVQ follow-up: the staged schedule reaches near-full codebook utilisation (eval usage > 0.9)",
                 full, len(sizes)),
-           _all("Seed 001: the staged schedule reconstructs better than SimVQ (PSNR)",
+           _all("NSVQ follow-up: the staged schedule reconstructs better than SimVQ (PSNR)",
                 _paired_cells(df, "PSNR(+a+b+c) - PSNR(SimVQ)", "psnr", {"tag": "NS-VQ +a+b+c"},
                               {"tag": "SimVQ"}, "num_codes", sizes), len(sizes))]
     if "lpips" in df:
-        out.append(_all("Seed 001: the staged schedule reconstructs better than SimVQ (LPIPS, lower is better)",
+        out.append(_all("NSVQ follow-up: the staged schedule reconstructs better than SimVQ (LPIPS, lower is better)",
                         _paired_cells(df, "LPIPS(SimVQ) - LPIPS(+a+b+c)", "lpips", {"tag": "SimVQ"},
                                       {"tag": "NS-VQ +a+b+c"}, "num_codes", sizes), len(sizes)))
     return [v for v in out if v is not None]

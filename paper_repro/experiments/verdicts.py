@@ -63,9 +63,9 @@ MECHANISM_PAPER_SIDE = {
     "nsvq_ablation": "Sec. 3.3 (mechanism, no ablation printed)",
     "transvq_diagnosis": "Table 3 (K = 1024, D = 64): TransVQ usage 1.00",
     "batch_steps": "Figure 4 (curves at fixed epochs)",
-    "replacement": "seed 001 (follow-up paper)",
-    "causes": "seed 003 (Early Quantization Shrinks Codebook)",
-    "staged": "seed 001: full utilisation, better than SimVQ",
+    "replacement": "NSVQ follow-up paper (abstract): uses codebook replacement",
+    "causes": "\"Early Quantization Shrinks Codebook\" (follow-up study)",
+    "staged": "NSVQ follow-up paper (abstract): full utilisation, better than SimVQ",
 }
 
 
@@ -85,7 +85,7 @@ def claim_rows(pages=None) -> pd.DataFrame:
         df, src = load_grid("first_run")
         v = report.usage_verdict(df)
         if v is not None:
-            rows.append(_row(v, "first_training_run"))
+            rows.append(_row(v, "first_training_run", "Sec. 3.2-3.3 (argument; no vanilla-VQ usage printed)"))
     if want("codebook_size"):
         rows += _codebook_rows(cs, load_paper_tables)
     if want("table6"):
@@ -93,7 +93,7 @@ def claim_rows(pages=None) -> pd.DataFrame:
     if want("batch_size"):
         df, src = load_grid("batch_size")
         for v in bs.verdicts(df):
-            r = _row(v, "batch_size", "Figure 4 (curves, no numbers printed)")
+            r = _row(v, "batch_size", _batch_side(v.claim, "Figure 4 (rFID curves, no numbers printed)"))
             r["ours"] = _parts_stats(v) + f"; profile {src.profile}"
             rows.append(r)
     from . import mechanisms as mech
@@ -105,7 +105,8 @@ def claim_rows(pages=None) -> pd.DataFrame:
         except FileNotFoundError:
             continue
         for v in vs:
-            r = _row(v, page, v.side or MECHANISM_PAPER_SIDE[page])
+            r = _row(v, page, v.side or (_batch_side(v.claim, MECHANISM_PAPER_SIDE[page]) if page == "batch_steps"
+                                         else MECHANISM_PAPER_SIDE[page]))
             r["ours"] = (_parts_stats(v) if v.parts else v.stats(3)) + f"; profile {src.profile}"
             rows.append(r)
     for page, (_, side, _) in STUDY_PAGES.items():
@@ -117,6 +118,12 @@ def claim_rows(pages=None) -> pd.DataFrame:
                 r["ours"] = _parts_stats(v)
             rows.append(r)
     return pd.DataFrame(rows, columns=_COLUMNS)
+
+
+def _batch_side(claim: str, rfid_side: str) -> str:
+    """The paper side of a batch-size claim: Figure 4 plots rFID only; the usage claims are Sec. 3.2.2's
+    argument."""
+    return "Sec. 3.2.2 (argument, no numbers)" if claim.startswith("Sec. 3.2.2") else rfid_side
 
 
 def _codebook_rows(cs, load_paper_tables) -> list[dict]:
@@ -235,8 +242,8 @@ PAGE_MAP = (
     ("notebooks/transvq_diagnosis", "Sec. 3.4: TransVQ's map, when it collapses and why; its variants against SimVQ", "transvq_diagnosis"),
     ("notebooks/batch_steps", "Figure 4 without the step-count confound: fixed steps, and fixed epochs with the learning rate scaled", "batch_steps"),
     ("notebooks/replacement", "Dead-code replacement across methods: how much of the usage is its own", "replacement"),
-    ("notebooks/causes", "Seed 003 vs Sec. 3.2: initialisation, encoder capacity and drift on the same runs", "causes"),
-    ("notebooks/staged", "Seed 001: NSVQ's staged training (replacement, encoder freezing, adversarial stage)", "staged"),
+    ("notebooks/causes", "\"Early Quantization Shrinks Codebook\" vs Sec. 3.2: initialisation, encoder capacity and drift on the same runs", "causes"),
+    ("notebooks/staged", "NSVQ follow-up paper: staged training (replacement, encoder freezing, adversarial stage)", "staged"),
     ("notebooks/performance", "Speed and memory of every quantizer (Sec. 3.3's kernel term at scale)", None),
 )
 

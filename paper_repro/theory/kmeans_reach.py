@@ -20,6 +20,7 @@ with the MLP mapper.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pandas as pd
@@ -142,11 +143,11 @@ def claim_verdicts(df: pd.DataFrame) -> list:
             s = df[(df.dim == d) & (df.variant == v)]
             return V.per_seed(s, "distortion_ratio")
 
-        out += [V.judge(f"{d}-D: free codes reach a k-means solution (distortion ratio < {REACH})",
-                        r("free codes (VQ)"), "<", REACH),
-                V.judge(f"{d}-D: SimVQ's W C does not reach one (ratio > {REACH})", r("SimVQ (W C, paper)"), ">", REACH)]
+        out += [dataclasses.replace(V.judge(f"{d}-D: control: free codes reach Lloyd's best (distortion ratio < {REACH})",
+                                            r("free codes (VQ)"), "<", REACH), side=V.OURS),
+                V.judge(f"{d}-D: SimVQ's W C does not reach Lloyd's best (ratio > {REACH})", r("SimVQ (W C, paper)"), ">", REACH)]
         for variant, name in TRANSVQ_JUDGED.items():
-            out += [V.judge(f"{d}-D: TransVQ ({name}) reaches one (ratio < {REACH})", r(variant), "<", REACH),
+            out += [V.judge(f"{d}-D: TransVQ ({name}) reaches Lloyd's best (ratio < {REACH})", r(variant), "<", REACH),
                     V.judge_difference(f"{d}-D: TransVQ ({name}) ends closer to Lloyd's best than SimVQ (W C)",
                                        r(variant), r("SimVQ (W C, paper)"), "<")]
     return out

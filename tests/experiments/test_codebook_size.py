@@ -57,7 +57,7 @@ def test_claims_hold_on_the_papers_numbers_as_printed_and_as_three_seeds():
 
 def test_claims_fail_where_the_numbers_say_so_and_use_only_shared_cells():
     p = cs.paper_long(load_paper_tables())
-    # everything at full usage: no collapse, so the two "falls as K grows" claims are contradicted
+    # everything at full usage: no collapse, so the two "lower at the largest K" claims are contradicted
     t = cs.claim_table(_runs(lambda m, d, k, s: 1.0), p).set_index("claim")["ours"]
     assert t[cs.CLAIMS[0].text] == "supported"
     assert t[cs.CLAIMS[3].text] == "contradicted" and t[cs.CLAIMS[4].text] == "contradicted"
