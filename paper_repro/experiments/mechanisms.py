@@ -20,8 +20,8 @@ import pandas as pd
 from .. import verdict as V
 from .report import _records, mean_sd, single_profile
 
-#: the paper side of a claim that is not the paper's (see ``Verdict.side``)
-OURS_SIDE = "none: our hypothesis"
+#: the paper side of a claim that is not the paper's (see ``Verdict.side``): the one label of verdict.OURS
+OURS_SIDE = V.OURS
 PAPER_VS_CODE_SIDE = "the paper's Eq. 21-23 against the authors' released code"
 
 #: probe columns, with the label a figure or table prints
@@ -375,7 +375,7 @@ def replacement_verdicts(rf: pd.DataFrame) -> list:
 
     parts = _paired_cells(rf, "usage(replacement on) - usage(off)", "eval_usage", {"replacement": "on"},
                           {"replacement": "off"}, "method", REPLACEMENT_METHODS)
-    v = _all("Dead-code replacement raises eval usage for every method", parts, len(REPLACEMENT_METHODS), side=V.OURS)
+    v = _all("Dead-code replacement raises eval usage for every method", parts, len(REPLACEMENT_METHODS), side=OURS_SIDE)
     return [v] if v is not None else []
 
 
