@@ -128,12 +128,13 @@ def _evidence(profile: str | None) -> bool:
 
 
 def judge(claim: str, values: Iterable[float], op: str = ">", threshold: float = 0.0,
-          profile: str | None = None, exact: bool = False) -> Verdict:
+          profile: str | None = None, exact: bool = False, side: str = "") -> Verdict:
     """Apply :data:`RULE` to per-seed ``values`` of a quantity claimed to be ``op threshold``.
 
     profile: the profile the values come from; at one that is not evidence (``ci``) the verdict is
     ``pipeline check``. exact: the value is an exact computation (no seed noise; one value): the
-    comparison decides.
+    comparison decides. side: whose claim it is, where not the page's source (``Verdict.side``, e.g.
+    :data:`OURS`).
     """
     if op not in _OPS:
         raise ValueError(f"op must be one of {sorted(_OPS)}, got {op!r}")
@@ -155,11 +156,11 @@ def judge(claim: str, values: Iterable[float], op: str = ">", threshold: float =
         d = _OPS[op] * (m - threshold)
         se = sd / math.sqrt(n)
         v = SUPPORTED if d > N_SE * se else CONTRADICTED if d < -N_SE * se else INCONCLUSIVE
-    return Verdict(claim, v, n, m, sd, op, float(threshold), profile, exact)
+    return Verdict(claim, v, n, m, sd, op, float(threshold), profile, exact, side=side)
 
 
 def judge_difference(claim: str, a, b, op: str = ">", threshold: float = 0.0,
-                     profile: str | None = None) -> Verdict:
+                     profile: str | None = None, side: str = "") -> Verdict:
     """Claim ``mean(a - b) op threshold``. ``a`` and ``b`` are per-seed values: two
     ``pandas.Series`` indexed by seed are paired on their common seeds (each seed's difference is
     one value); plain sequences must have the same length and are paired in order."""
@@ -173,13 +174,13 @@ def judge_difference(claim: str, a, b, op: str = ">", threshold: float = 0.0,
         if a.size != b.size:
             raise ValueError(f"{claim}: {a.size} values against {b.size}; pair them by seed")
         diff = a - b
-    return judge(claim, diff, op, threshold, profile)
+    return judge(claim, diff, op, threshold, profile, side=side)
 
 
 _WEAKNESS = (PIPELINE, NOT_JUDGED, INCONCLUSIVE, SUPPORTED)
 
 
-def judge_all(claim: str, parts: Sequence[Verdict], cells: int | None = None) -> Verdict:
+def judge_all(claim: str, parts: Sequence[Verdict], cells: int | None = None, side: str = "") -> Verdict:
     """A claim about several cells: supported when every part is, contradicted when any part is,
     else the weakest verdict among the parts (pipeline check < not judged < inconclusive).
     ``cells``: how many cells the claim names; with fewer parts (a partial grid) a claim every judged
@@ -198,7 +199,7 @@ def judge_all(claim: str, parts: Sequence[Verdict], cells: int | None = None) ->
             v = INCONCLUSIVE
     profiles = {p.profile for p in parts}
     return Verdict(claim, v, min(p.n for p in parts), float("nan"), None, "all", float("nan"),
-                   profiles.pop() if len(profiles) == 1 else None, all(p.exact for p in parts), parts)
+                   profiles.pop() if len(profiles) == 1 else None, all(p.exact for p in parts), parts, side)
 
 
 def verdict_table(verdicts: Sequence[Verdict], digits: int = 3) -> pd.DataFrame:

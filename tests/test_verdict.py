@@ -4,7 +4,7 @@ import math
 import pandas as pd
 import pytest
 
-from paper_repro.verdict import (CONTRADICTED, INCONCLUSIVE, NOT_JUDGED, PIPELINE, RULE, SUPPORTED,
+from paper_repro.verdict import (CONTRADICTED, INCONCLUSIVE, NOT_JUDGED, OURS, PIPELINE, RULE, SUPPORTED,
                                  judge, judge_all, judge_difference, verdict_table)
 
 
@@ -79,3 +79,14 @@ def test_a_partial_grid_supports_nothing_but_can_contradict():
     assert partial.verdict == INCONCLUSIVE and "[2 of its 6 cells run]" in partial.claim
     assert judge_all("every cell", ok + [bad], cells=6).verdict == CONTRADICTED
     assert judge_all("every cell", ok, cells=2).verdict == SUPPORTED
+
+
+def test_whose_claim_is_carried_by_every_judge():
+    """``side`` (whose claim, where not the page's source) passes through judge, judge_difference and
+    judge_all unchanged, and changes no verdict."""
+    a = judge("a", [0.5, 0.6], ">", 0.1, side=OURS)
+    d = judge_difference("d", [0.5, 0.6], [0.1, 0.2], side=OURS)
+    both = judge_all("both", [a, d], side=OURS)
+    assert a.side == d.side == both.side == OURS
+    assert (a.verdict, d.verdict, both.verdict) == (judge("a", [0.5, 0.6], ">", 0.1).verdict, SUPPORTED, SUPPORTED)
+    assert judge("plain", [0.5, 0.6]).side == "" and judge_all("plain", [a]).side == ""

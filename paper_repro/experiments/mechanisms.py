@@ -12,7 +12,6 @@ inconclusive (``cells``).
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import pandas as pd
@@ -285,7 +284,7 @@ def _paired_cells(df, claim, column, a: dict, b: dict, over: str, values, op=">"
 def _all(claim, parts, cells, side=""):
     if not parts:
         return None
-    return dataclasses.replace(V.judge_all(claim, parts, cells), side=side)
+    return V.judge_all(claim, parts, cells, side=side)
 
 
 def ablation_verdicts(df: pd.DataFrame) -> list:

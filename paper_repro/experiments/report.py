@@ -81,10 +81,11 @@ def caption(df: pd.DataFrame, stand_in: str = "CelebA-HQ") -> str:
         f"{name} widths {', '.join(f'{w:g}' for w in widths)}"
     steps = sorted({int(m) for m in df["max_steps"].dropna()}) if "max_steps" in df else []
     capped_all = bool(steps) and not df["max_steps"].isna().any()
-    length = (f"{steps[0]:,} optimiser steps for every run" if len(epochs) > 1 and len(steps) == 1 and capped_all
+    one_cap = len(epochs) > 1 and len(steps) == 1 and capped_all    # the cap, not the epochs, sets the length
+    length = (f"{steps[0]:,} optimiser steps for every run" if one_cap
               else f"{epochs[0]} epoch{'s' if epochs[0] != 1 else ''}" if len(epochs) == 1 else
               f"{epochs[0]}-{epochs[-1]} epochs")
-    if steps and not (len(epochs) > 1 and len(steps) == 1 and capped_all):
+    if steps and not one_cap:
         length += (f" (at most {'/'.join(f'{s:,}' for s in steps)} optimiser steps"
                    + ("" if capped_all else " where capped") + ")")
     warm = sorted({int(w) for w in df["warmup_steps"].fillna(0)}) if "warmup_steps" in df else [0]

@@ -157,6 +157,10 @@ def _table6_rows(load_paper_tables) -> list[dict]:
     return rows
 
 
+#: pages whose claims are not the paper's and stay out of the verdict table: page -> why
+OFF_TABLE_PAGES = {"pilot": "they choose the book's scale and are not claims of the paper"}
+
+
 def finding(page: str, rows: pd.DataFrame | None = None, verdicts: list | None = None) -> str:
     """One sentence for the top of an experiment page: how many claims the page judges and how
     they came out (from ``claim_rows()``, or from the page's own ``verdicts``)."""
@@ -175,9 +179,6 @@ def finding(page: str, rows: pd.DataFrame | None = None, verdicts: list | None =
     return (f"{len(marks)} claim{'s' if len(marks) > 1 else ''} on this page: {parts}"
             + (" (this profile checks the pipeline, not the paper)." if only_pipeline else ".") + where)
 
-
-#: pages whose claims are not the paper's and stay out of the verdict table: page -> why
-OFF_TABLE_PAGES = {"pilot": "they choose the book's scale and are not claims of the paper"}
 
 
 def mechanism_summary(rows: pd.DataFrame | None = None, link_prefix: str = "../notebooks/") -> str:

@@ -20,7 +20,6 @@ with the MLP mapper.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import pandas as pd
@@ -143,8 +142,8 @@ def claim_verdicts(df: pd.DataFrame) -> list:
             s = df[(df.dim == d) & (df.variant == v)]
             return V.per_seed(s, "distortion_ratio")
 
-        out += [dataclasses.replace(V.judge(f"{d}-D: control: free codes reach Lloyd's best (distortion ratio < {REACH})",
-                                            r("free codes (VQ)"), "<", REACH), side=V.OURS),
+        out += [V.judge(f"{d}-D: control: free codes reach Lloyd's best (distortion ratio < {REACH})",
+                        r("free codes (VQ)"), "<", REACH, side=V.OURS),
                 V.judge(f"{d}-D: SimVQ's W C does not reach Lloyd's best (ratio > {REACH})", r("SimVQ (W C, paper)"), ">", REACH)]
         for variant, name in TRANSVQ_JUDGED.items():
             out += [V.judge(f"{d}-D: TransVQ ({name}) reaches Lloyd's best (ratio < {REACH})", r(variant), "<", REACH),

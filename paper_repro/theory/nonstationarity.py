@@ -269,12 +269,7 @@ def claim_verdicts(df, same_seen=None) -> list:
     setting. The two designs may also be passed as two raw tables of :func:`settings_sweep`. "Fewer
     cells emptied at the larger batch" is judged only for a setting where some seed empties a cell at
     the smallest batch (with none emptied at either, the claim has nothing to test)."""
-    import dataclasses
-
     from .. import verdict as V
-
-    def ours(v):
-        return dataclasses.replace(v, side=OUR_READING)
 
     if same_seen is not None:
         one_step = df
@@ -293,17 +288,18 @@ def claim_verdicts(df, same_seen=None) -> list:
                            col(one_step, s, lo, "moved_other"), ">", 0.01))
         out.append(V.judge_difference(f"[{s}] the batch hits more codes at B={hi} than at B={lo}",
                                       col(one_step, s, hi, "codes_hit"), col(one_step, s, lo, "codes_hit")))
-        out.append(ours(V.judge_all(f"[{s}] one-step drift (moved_other) falls with every larger batch", [
+        out.append(V.judge_all(f"[{s}] one-step drift (moved_other) falls with every larger batch", [
             V.judge_difference(f"moved_other(B={a}) - moved_other(B={b}) > 0", col(one_step, s, a, "moved_other"),
-                               col(one_step, s, b, "moved_other")) for a, b in zip(sizes, sizes[1:])])))
+                               col(one_step, s, b, "moved_other")) for a, b in zip(sizes, sizes[1:])],
+            side=OUR_READING))
         out.append(V.judge(f"[{s}] some code loses all its latents after one step (B={lo})",
                            col(one_step, s, lo, "codes_emptied"), ">", 0.0))
     for s in dict.fromkeys(same_seen["setting"]):
         sizes = sorted(same_seen.loc[same_seen.setting == s, "batch_size"].unique())
         lo, hi = sizes[0], sizes[-1]
-        out.append(ours(V.judge_difference(
+        out.append(V.judge_difference(
             f"[{s}, same images seen] fewer other latents change cell at B={hi} than at B={lo}",
-            col(same_seen, s, lo, "moved_other"), col(same_seen, s, hi, "moved_other"))))
+            col(same_seen, s, lo, "moved_other"), col(same_seen, s, hi, "moved_other"), side=OUR_READING))
         emptied_lo = col(same_seen, s, lo, "codes_emptied")
         if (emptied_lo > 0).any():   # where no cell ever empties at B=lo there is no collapse to alleviate
             out.append(V.judge_difference(f"[{s}, same images seen] fewer cells emptied at B={hi} than at B={lo}",

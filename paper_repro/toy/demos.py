@@ -423,8 +423,8 @@ def claim_verdicts(raw) -> list:
                 V.judge(f"{s}: NS-VQ usage >= 0.9", ns, ">=", 0.9),
                 V.judge_difference(f"{s}: TransVQ-style map usage > EMA usage", tv, ema),
                 V.judge_difference(f"{s}: TransVQ-style map usage < NS-VQ usage", tv, ns, "<")]
-    out.append(replace(V.judge("expansion: EMA already keeps every code (usage >= 1)",
-                               _by_seed(raw, "expansion", "ema"), ">=", 1.0), side=V.OURS))
+    out.append(V.judge("expansion: EMA already keeps every code (usage >= 1)", _by_seed(raw, "expansion", "ema"),
+                       ">=", 1.0, side=V.OURS))
     return out
 
 
