@@ -100,6 +100,11 @@ def compare_predictions(n: int = 48, anchors=(0, 1, 2, 3), code_dim: int = 8, wi
 
     rows, pair_rows = [], []
     ntk_corr = []
+    alone = [i for i in anchors if int((q == q[i]).sum()) == 1]
+    if alone:
+        raise ValueError(f"anchor(s) {alone} are the only member of their k-means cell: the code sits on the "
+                         "latent, the commitment loss and its gradient are 0 and there is no step to predict; "
+                         "choose other anchors, more images (n) or fewer codes (num_codes)")
     for i in anchors:
         gi = 2.0 * (e[i] - codebook[q[i]])                            # dL/dE(x_i), L = ||E_i - sg(c)||^2
         # true step
@@ -117,17 +122,26 @@ def compare_predictions(n: int = 48, anchors=(0, 1, 2, 3), code_dim: int = 8, wi
         pred = {"Eq.11 NTK linear (-eta K_ji g_i)": -lr * k_ji @ gi,
                 "Eq.12 K_ji K_ii^-1 dE_i": k_ji @ torch.linalg.solve(k_ii, true[i])}
         d2 = ((e[others] - e[i]) ** 2).sum(1)
+        # Eq. 14-15 are a positive weight exp(-d / 2s^2) times a vector. Kept apart (log-weight,
+        # vector) so that a weight below float64's range (exp(-d) for d > ~745: far latents at
+        # 2s^2 = 1) does not turn the prediction into a zero vector with no direction: the cosine
+        # is the vector's, whatever the width, and the norms are ranked by their logarithms.
+        log_w = {name: torch.zeros(len(others), dtype=e.dtype) for name in pred}
         for s2 in two_sigma2:
             s2v = float(d2.median()) if s2 == "median" else float(s2)
             tag = f"2s^2={'median' if s2 == 'median' else s2}"
-            pred[f"Eq.14 RBF ({tag}) x dE_i"] = torch.exp(-d2 / s2v)[:, None] * true[i]
+            pred[f"Eq.14 RBF ({tag}) x dE_i"] = true[i].expand(len(others), -1)
+            log_w[f"Eq.14 RBF ({tag}) x dE_i"] = -d2 / s2v
             dq = e[i] - codebook[q[others]]
-            pred[f"Eq.15 practical ({tag})"] = torch.exp(-(dq ** 2).sum(1) / s2v)[:, None] * dq
+            pred[f"Eq.15 practical ({tag})"] = dq
+            log_w[f"Eq.15 practical ({tag})"] = -(dq ** 2).sum(1) / s2v
         t = true[others]
-        for name, p in pred.items():
-            cos = _cos(p, t)
+        for name, v in pred.items():
+            cos = _cos(v, t)
+            p = torch.exp(log_w[name])[:, None] * v
             rel = ((p - t).norm(dim=1) / t.norm(dim=1).clamp_min(1e-30))
-            norm_corr = float(spearmanr(p.norm(dim=1).numpy(), t.norm(dim=1).numpy())[0])
+            log_norm = log_w[name] + torch.log(v.norm(dim=1).clamp_min(1e-300))
+            norm_corr = float(spearmanr(log_norm.numpy(), t.norm(dim=1).numpy())[0])
             rows.append({"anchor": i, "method": name, "mean_cosine": float(cos.mean()),
                          "median_rel_error": float(rel.median()), "spearman_norms": norm_corr,
                          "scale_free": name.startswith("Eq.15")})
@@ -155,10 +169,10 @@ STEPS = (("small", 1e-4), ("large", 1e-2))
 #: (means over the anchors); ``ntk_vs_distance`` is the result's own field
 _TABLE_STATS = {
     "cos_eq11": (E11, "mean_cosine"), "cos_eq12": (E12, "mean_cosine"),
-    "cos_eq14_1": ("Eq.14 RBF (2s^2=1.0) x dE_i", "mean_cosine"),
-    "cos_eq14_median": ("Eq.14 RBF (2s^2=median) x dE_i", "mean_cosine"),
-    "cos_eq15_1": ("Eq.15 practical (2s^2=1.0)", "mean_cosine"),
-    "cos_eq15_median": ("Eq.15 practical (2s^2=median)", "mean_cosine"),
+    # Eq. 14-15: a positive weight per sample times a direction, so their cosines do not depend on
+    # the kernel width (one statistic each); their magnitudes do
+    "cos_eq14": ("Eq.14 RBF (2s^2=median) x dE_i", "mean_cosine"),
+    "cos_eq15": ("Eq.15 practical (2s^2=median)", "mean_cosine"),
     "relerr_eq11": (E11, "median_rel_error"), "relerr_eq12": (E12, "median_rel_error"),
     "relerr_eq14_1": ("Eq.14 RBF (2s^2=1.0) x dE_i", "median_rel_error"),
     "relerr_eq14_median": ("Eq.14 RBF (2s^2=median) x dE_i", "median_rel_error"),
@@ -215,12 +229,12 @@ def claim_verdicts(df) -> list:
                 (small["cos_eq12"] - small["cos_eq11"]).abs(), "<", 0.05),
         V.judge("the NTK similarity falls with latent distance (Spearman < -0.5)",
                 small["ntk_vs_distance"], "<", -0.5),
-        V.judge("Eq. 14 with 2s^2 = median distance: direction mostly right (cosine > 0.7)",
-                small["cos_eq14_median"], ">", 0.7),
+        V.judge("Eq. 14's direction (the anchor's own dE_i, at any kernel width) is mostly right (cosine > 0.7)",
+                small["cos_eq14"], ">", 0.7),
         V.judge("Eq. 14 with 2s^2 = 1 (the paper's start): magnitudes ~0 here (median rel. error > 0.95)",
                 small["relerr_eq14_1"], ">", 0.95, side=V.OURS),
         V.judge("Eq. 15's vector (E_i - c_qj) points along the true dE_j (cosine > 0.5)",
-                small["cos_eq15_median"], ">", 0.5),
+                small["cos_eq15"], ">", 0.5),
         V.judge("large step: the linearisation has broken down (Eq. 11 cosine < 0.9)", big["cos_eq11"], "<", 0.9,
                 side=V.OURS),
     ]

@@ -71,9 +71,25 @@ def test_linearised_step_matches_true_change_for_tiny_lr():
     assert (-0.5 * torch.einsum("jde,e->jd", k[:, i], g_i) - true_big).norm() / true_big.norm() > 1e-2
 
 
-@pytest.mark.filterwarnings("ignore::scipy.stats.ConstantInputWarning")   # Eq. 14 at 2s^2 = 1: all zero
+def test_rbf_predictions_keep_their_direction_where_the_weight_underflows():
+    # Eq. 14-15 = positive weight x vector: the cosine and the ranking of the norms cannot depend on
+    # the width. 2s^2 = 1e-6 puts exp(-d / 2s^2) below float64's range for every pair, so the
+    # predicted vectors themselves are all zero; the relative error is then exactly 1.
+    res = ntk.compare_predictions(n=12, anchors=(0, 2), pretrain_steps=5, seed=0, two_sigma2=(1e-6, "median"))
+    t = res.table.set_index("method")
+    for eq in ("Eq.14 RBF ({}) x dE_i", "Eq.15 practical ({})"):
+        tiny, med = t.loc[eq.format("2s^2=1e-06")], t.loc[eq.format("2s^2=median")]
+        assert tiny.mean_cosine == pytest.approx(med.mean_cosine, abs=1e-12) and abs(med.mean_cosine) > 1e-3
+    assert t.loc["Eq.14 RBF (2s^2=1e-06) x dE_i", "spearman_norms"] == pytest.approx(
+        t.loc["Eq.14 RBF (2s^2=median) x dE_i", "spearman_norms"], abs=1e-12)
+    assert t.loc["Eq.14 RBF (2s^2=1e-06) x dE_i", "median_rel_error"] == 1.0
+    assert t.loc["Eq.14 RBF (2s^2=median) x dE_i", "median_rel_error"] < 1.0
+
+
 def test_seed_rows_carry_the_table_and_the_committed_study_judges_every_seed():
-    res = ntk.compare_predictions(n=12, anchors=(0, 1), pretrain_steps=5, seed=0)
+    with pytest.raises(ValueError, match=r"anchor\(s\) \[1\] are the only member"):   # its gradient is 0
+        ntk.compare_predictions(n=12, anchors=(0, 1), pretrain_steps=5, seed=0)
+    res = ntk.compare_predictions(n=12, anchors=(0, 2), pretrain_steps=5, seed=0)
     row = ntk.seed_row(res, "small", 0)
     t = res.table.set_index("method")
     assert row["cos_eq11"] == t.loc[ntk.E11, "mean_cosine"] and row["relerr_eq12"] == t.loc[ntk.E12, "median_rel_error"]
