@@ -150,6 +150,25 @@ def onset_table(pf: pd.DataFrame, order, column: str = "probe_usage", levels=(0.
     return pd.DataFrame(rows)
 
 
+def probe_course(pf: pd.DataFrame, column: str, order, fractions=(0.0, 0.25, 0.5, 0.75, 1.0)) -> pd.DataFrame:
+    """``column`` over training, one row per arm in ``order``: at each fraction of a run's probed steps,
+    the probe nearest that step (per run), as "mean ± sd (n seeds)" over the arm's runs ("not run" for
+    an arm without probes)."""
+    rows = []
+    for arm in order:
+        s = pf[(pf["tag"] == arm) & pf[column].notna()]
+        row = {"tag": arm}
+        for f in fractions:
+            vals = []
+            for _, run in s.groupby("config_hash", sort=False):
+                target = f * run["step"].max()
+                vals.append(float(run.loc[(run["step"] - target).abs().idxmin(), column]))
+            label = {0.0: "start", 1.0: "end"}.get(f, f"{f:.0%} of training")
+            row[label] = mean_sd_text(vals) if vals else "not run"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def arm_table(df: pd.DataFrame, order, by: str = "tag", columns: dict | None = None,
               split: str | None = "num_codes", extra: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per arm in ``order`` (values of ``by``) and value of ``split`` (e.g. K); columns:
@@ -331,6 +350,74 @@ def transvq_verdicts(df: pd.DataFrame) -> list:
                               {"tag": "TransVQ, codebook x 1/8 (ours)"}, {"tag": "TransVQ (paper)"},
                               "num_codes", (1024,)), 1, side=OURS_SIDE)]
     return [v for v in out if v is not None]
+
+
+#: the two maps :func:`transvq_init_pull` compares: label -> ``position_embedding``
+TRANSVQ_INIT_MAPS = {"paper's map": False, "authors' map (+ position embedding)": True}
+
+
+def transvq_init_pull(seeds=range(10), num_codes: int = 1024, code_dim: int = 64, latent_spread: float = 0.1,
+                      n_latents: int = 1024, lr: float = 1e-3) -> pd.DataFrame:
+    """At initialisation, what one step of TransVQ's loss does to the codes no latent selects, with the
+    paper's map and with the authors' (which adds a learned per-code position embedding, N(0, 1)).
+
+    Eq. 22's promise is that a shared map moves every code with every update. Per seed (the map's
+    initialisation and the latents): ``n_latents`` Gaussian latents whose RMS distance from their mean
+    is ``latent_spread`` (a fresh encoder's scale; the transvq_diagnosis page passes its step-0 probe),
+    the quantizer's loss (Eq. 25 + commitment) on them, one plain SGD step of ``lr`` on the map. One row
+    per (seed, map): the RMS of the block's input made of the projected base codes and of the position
+    embedding; how many codes the latents select; how far the selected and the unselected codes move;
+    and the unselected codes' mean relative change of distance to the latents' mean (< 0: pulled in).
+    """
+    import torch
+
+    from ..quantizers import build_quantizer
+
+    rows = []
+    for seed in seeds:
+        g = torch.Generator().manual_seed(10_000 + seed)
+        z = torch.randn(n_latents, code_dim, generator=g) * (latent_spread / code_dim ** 0.5)
+        for label, pe in TRANSVQ_INIT_MAPS.items():
+            torch.manual_seed(seed)
+            q = build_quantizer("transvq", num_codes=num_codes, code_dim=code_dim, position_embedding=pe)
+            m = q.mapper
+            with torch.no_grad():
+                base_rms = float(m.inp(q.base).pow(2).mean().sqrt())
+                pos_rms = float(m.pos.weight.pow(2).mean().sqrt()) if pe else float("nan")
+            out = q(z.reshape(n_latents, code_dim, 1, 1))
+            out.loss.backward()
+            selected = torch.zeros(num_codes, dtype=torch.bool)
+            selected[out.indices.reshape(-1).unique()] = True
+            with torch.no_grad():
+                c0 = q.codebook.clone()
+                for p in q.parameters():
+                    if p.grad is not None:
+                        p -= lr * p.grad
+                c1 = q.codebook
+                move = (c1 - c0).norm(dim=1)
+                centre = z.mean(0)
+                d0, d1 = (c0[~selected] - centre).norm(dim=1), (c1[~selected] - centre).norm(dim=1)
+            rows.append({"seed": seed, "map": label, "input_rms_base": base_rms, "input_rms_embedding": pos_rms,
+                         "codes_selected": int(selected.sum()),
+                         "move_selected": float(move[selected].mean()),
+                         "move_unselected": float(move[~selected].mean()),
+                         "pull_unselected": float(((d1 - d0) / d0).mean())})
+    return pd.DataFrame(rows)
+
+
+def transvq_init_table(pull: pd.DataFrame) -> pd.DataFrame:
+    """:func:`transvq_init_pull`'s rows as mean ± sd over seeds, one row per map."""
+    cols = {"input_rms_base": "block input RMS: projected base codes",
+            "input_rms_embedding": "block input RMS: position embedding",
+            "codes_selected": "codes selected", "move_selected": "move of a selected code",
+            "move_unselected": "move of an unselected code",
+            "pull_unselected": "unselected codes' relative change of distance to the latents"}
+    out = []
+    for label in TRANSVQ_INIT_MAPS:
+        sub = pull[pull["map"] == label]
+        out.append({"map": label, **{name: (mean_sd_text(sub[c]) if sub[c].notna().any() else "-")
+                                     for c, name in cols.items()}})
+    return pd.DataFrame(out).set_index("map").T
 
 
 def replacement_frame(df: pd.DataFrame, off: pd.DataFrame) -> pd.DataFrame:

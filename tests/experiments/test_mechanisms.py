@@ -108,6 +108,35 @@ def test_onset_is_the_first_probe_at_the_level_and_never_when_missed():
     assert t.loc["c"].tolist() == ["not run", "0 of 0", "not run", "0 of 0"]
 
 
+def test_probe_course_takes_each_runs_probe_nearest_the_fraction_of_training():
+    pf = pd.DataFrame([{"config_hash": h, "tag": "a", "step": st, "code_rank": v}
+                       for h, vals in (("r0", (40.0, 20.0, 10.0, 4.0, 2.0)), ("r1", (44.0, 30.0, 6.0, 3.0, 2.0)))
+                       for st, v in zip((0, 100, 200, 300, 400), vals)]
+                      + [{"config_hash": "r2", "tag": "b", "step": st, "code_rank": v}     # a shorter run
+                         for st, v in ((0, 9.0), (50, 5.0), (100, 1.0))])
+    t = mech.probe_course(pf, "code_rank", ["a", "b", "c"], fractions=(0.0, 0.5, 1.0)).set_index("tag")
+    assert t.loc["a"].tolist() == ["42 ± 2.8 (2 seeds)", "8 ± 2.8 (2 seeds)", "2 ± 0 (2 seeds)"]
+    assert t.loc["b"].tolist() == ["9 (1 seed)", "5 (1 seed)", "1 (1 seed)"]     # its own half-way step
+    assert t.loc["c"].tolist() == ["not run"] * 3
+
+
+def test_transvq_init_pull_measures_the_maps_and_the_embedding_weakens_the_pull():
+    pull = mech.transvq_init_pull(seeds=(0, 1))          # the page's K = 1024, D = 64
+    assert len(pull) == 4 and set(pull["map"]) == set(mech.TRANSVQ_INIT_MAPS)
+    paper, authors = (pull[pull["map"] == m].set_index("seed") for m in mech.TRANSVQ_INIT_MAPS)
+    # the same base codes and input projection (one seed) in both maps; the embedding is N(0, 1)
+    assert (paper.input_rms_base == authors.input_rms_base).all() and paper.input_rms_embedding.isna().all()
+    assert authors.input_rms_embedding.between(0.9, 1.1).all()
+    assert (pull.codes_selected >= 1).all() and (pull.codes_selected < 1024).all()
+    # one SGD step of the paper's map pulls the codes no latent selects toward the latents; with the
+    # embedding they move less and are pulled in less (at K = 128, D = 16 one seed even pushed them out)
+    assert (paper.pull_unselected < 0).all() and (pull.move_unselected > 0).all()
+    assert (paper.move_unselected > authors.move_unselected).all()
+    assert (paper.pull_unselected < authors.pull_unselected).all()
+    t = mech.transvq_init_table(pull)
+    assert list(t.columns) == list(mech.TRANSVQ_INIT_MAPS) and t.loc["block input RMS: position embedding"].iloc[0] == "-"
+
+
 def test_mechanism_grids_hold_what_their_pages_compare():
     abl = get_grid("nsvq_ablation", "cpu")
     assert {c.tag for c in abl} == set(grids.NSVQ_ARMS) and {c.num_codes for c in abl} == {1024, 8192}
