@@ -123,9 +123,10 @@ def compare_predictions(n: int = 48, anchors=(0, 1, 2, 3), code_dim: int = 8, wi
                 "Eq.12 K_ji K_ii^-1 dE_i": k_ji @ torch.linalg.solve(k_ii, true[i])}
         d2 = ((e[others] - e[i]) ** 2).sum(1)
         # Eq. 14-15 are a positive weight exp(-d / 2s^2) times a vector. Kept apart (log-weight,
-        # vector) so that a weight below float64's range (exp(-d) for d > ~745: far latents at
-        # 2s^2 = 1) does not turn the prediction into a zero vector with no direction: the cosine
-        # is the vector's, whatever the width, and the norms are ranked by their logarithms.
+        # vector): at 2s^2 = 1 the weights here are ~exp(-120) at the median distance (seed 0), so a product
+        # vector's norm is too small for a cosine (a floor on the denominator zeroed it) and, past
+        # d ~ 745, below float64's range. The cosine is the vector's, whatever the width, and the
+        # norms are ranked by their logarithms.
         log_w = {name: torch.zeros(len(others), dtype=e.dtype) for name in pred}
         for s2 in two_sigma2:
             s2v = float(d2.median()) if s2 == "median" else float(s2)
