@@ -356,62 +356,71 @@ def transvq_verdicts(df: pd.DataFrame) -> list:
 TRANSVQ_INIT_MAPS = {"paper's map": False, "authors' map (+ position embedding)": True}
 
 
-def transvq_init_pull(seeds=range(10), num_codes: int = 1024, code_dim: int = 64, latent_spread: float = 0.1,
-                      n_latents: int = 1024, lr: float = 1e-3) -> pd.DataFrame:
-    """At initialisation, what one step of TransVQ's loss does to the codes no latent selects, with the
+def transvq_init_pull(seeds=range(5), num_codes: int = 1024, code_dim: int = 64, width: float = 0.25,
+                      n_images: int = 256, batch_size: int = 16, steps: int = 20, lr: float = 5e-4) -> pd.DataFrame:
+    """At the start of training, how strongly TransVQ's map moves the codes no latent selects, with the
     paper's map and with the authors' (which adds a learned per-code position embedding, N(0, 1)).
 
     Eq. 22's promise is that a shared map moves every code with every update. Per seed (the map's
-    initialisation and the latents): ``n_latents`` Gaussian latents whose RMS distance from their mean
-    is ``latent_spread`` (a fresh encoder's scale; the transvq_diagnosis page passes its step-0 probe),
-    the quantizer's loss (Eq. 25 + commitment) on them, one plain SGD step of ``lr`` on the map. One row
-    per (seed, map): the RMS of the block's input made of the projected base codes and of the position
-    embedding; how many codes the latents select; how far the selected and the unselected codes move;
-    and the unselected codes' mean relative change of distance to the latents' mean (< 0: pulled in).
+    initialisation and the batches): the latents of a fresh Table-1 encoder (``width``, seed 0, frozen:
+    only the map trains here) on ``n_images`` Fashion-MNIST 32x32 images; ``steps`` Adam steps of the
+    quantizer's loss (Eq. 25 + commitment) at training's learning rate on batches of ``batch_size``
+    images; the last step measured. One row per (seed, map): the RMS and the participation ratio of the
+    transformer block's input tokens (the projected base codes span at most D of the block's m
+    dimensions; the embedding spans all m); the RMS of the projected base codes and of the embedding;
+    how many codes the last batch selects; how far one step moves a selected and an unselected code;
+    and their ratio (``coupling``: how much of a step reaches the codes no latent selected).
     """
     import torch
 
+    from ..metrics.latent import participation_ratio
     from ..quantizers import build_quantizer
+    from ..theory._common import flat_latents, load_images, make_encoder
 
+    enc = make_encoder(code_dim, width, seed=0)
+    with torch.no_grad():
+        z = enc(load_images(n_images, 32, seed=0))
     rows = []
     for seed in seeds:
-        g = torch.Generator().manual_seed(10_000 + seed)
-        z = torch.randn(n_latents, code_dim, generator=g) * (latent_spread / code_dim ** 0.5)
         for label, pe in TRANSVQ_INIT_MAPS.items():
             torch.manual_seed(seed)
             q = build_quantizer("transvq", num_codes=num_codes, code_dim=code_dim, position_embedding=pe)
             m = q.mapper
             with torch.no_grad():
-                base_rms = float(m.inp(q.base).pow(2).mean().sqrt())
-                pos_rms = float(m.pos.weight.pow(2).mean().sqrt()) if pe else float("nan")
-            out = q(z.reshape(n_latents, code_dim, 1, 1))
-            out.loss.backward()
+                base = m.inp(q.base)
+                tokens = m.tokens(q.base)
+                row = {"seed": seed, "map": label, "token_rms": float(tokens.pow(2).mean().sqrt()),
+                       "token_dims": participation_ratio(tokens),
+                       "input_rms_base": float(base.pow(2).mean().sqrt()),
+                       "input_rms_embedding": float(m.pos.weight.pow(2).mean().sqrt()) if pe else float("nan")}
+            opt = torch.optim.Adam([p for p in q.parameters() if p.requires_grad], lr=lr)
+            g = torch.Generator().manual_seed(20_000 + seed)
+            for _ in range(steps):
+                out = q(z[torch.randint(0, n_images, (batch_size,), generator=g)])
+                with torch.no_grad():
+                    c0 = q.codebook.clone()
+                opt.zero_grad()
+                out.loss.backward()
+                opt.step()
             selected = torch.zeros(num_codes, dtype=torch.bool)
             selected[out.indices.reshape(-1).unique()] = True
             with torch.no_grad():
-                c0 = q.codebook.clone()
-                for p in q.parameters():
-                    if p.grad is not None:
-                        p -= lr * p.grad
-                c1 = q.codebook
-                move = (c1 - c0).norm(dim=1)
-                centre = z.mean(0)
-                d0, d1 = (c0[~selected] - centre).norm(dim=1), (c1[~selected] - centre).norm(dim=1)
-            rows.append({"seed": seed, "map": label, "input_rms_base": base_rms, "input_rms_embedding": pos_rms,
-                         "codes_selected": int(selected.sum()),
-                         "move_selected": float(move[selected].mean()),
-                         "move_unselected": float(move[~selected].mean()),
-                         "pull_unselected": float(((d1 - d0) / d0).mean())})
+                move = (q.codebook - c0).norm(dim=1)
+            row.update(codes_selected=int(selected.sum()), move_selected=float(move[selected].mean()),
+                       move_unselected=float(move[~selected].mean()))
+            row["coupling"] = row["move_unselected"] / row["move_selected"]
+            rows.append(row)
     return pd.DataFrame(rows)
 
 
 def transvq_init_table(pull: pd.DataFrame) -> pd.DataFrame:
-    """:func:`transvq_init_pull`'s rows as mean ± sd over seeds, one row per map."""
-    cols = {"input_rms_base": "block input RMS: projected base codes",
-            "input_rms_embedding": "block input RMS: position embedding",
-            "codes_selected": "codes selected", "move_selected": "move of a selected code",
-            "move_unselected": "move of an unselected code",
-            "pull_unselected": "unselected codes' relative change of distance to the latents"}
+    """:func:`transvq_init_pull`'s rows as mean ± sd over seeds, one column per map."""
+    cols = {"token_rms": "block input tokens: RMS", "token_dims": "block input tokens: participation ratio",
+            "input_rms_base": "  of which projected base codes: RMS",
+            "input_rms_embedding": "  of which position embedding: RMS",
+            "codes_selected": "codes selected by the last batch", "move_selected": "one step: move of a selected code",
+            "move_unselected": "one step: move of an unselected code",
+            "coupling": "coupling (unselected move / selected move)"}
     out = []
     for label in TRANSVQ_INIT_MAPS:
         sub = pull[pull["map"] == label]

@@ -120,21 +120,22 @@ def test_probe_course_takes_each_runs_probe_nearest_the_fraction_of_training():
     assert t.loc["c"].tolist() == ["not run"] * 3
 
 
-def test_transvq_init_pull_measures_the_maps_and_the_embedding_weakens_the_pull():
-    pull = mech.transvq_init_pull(seeds=(0, 1))          # the page's K = 1024, D = 64
+def test_transvq_init_pull_measures_the_maps_and_the_embedding_weakens_the_coupling():
+    pull = mech.transvq_init_pull(seeds=(0, 1), steps=3)        # the page's K = 1024, D = 64
     assert len(pull) == 4 and set(pull["map"]) == set(mech.TRANSVQ_INIT_MAPS)
     paper, authors = (pull[pull["map"] == m].set_index("seed") for m in mech.TRANSVQ_INIT_MAPS)
     # the same base codes and input projection (one seed) in both maps; the embedding is N(0, 1)
     assert (paper.input_rms_base == authors.input_rms_base).all() and paper.input_rms_embedding.isna().all()
     assert authors.input_rms_embedding.between(0.9, 1.1).all()
+    assert (paper.token_rms == paper.input_rms_base).all()
+    # the paper's tokens lie in the D = 64 dimensional image of the input projection; the embedding's fill m = 256
+    assert (paper.token_dims <= 64).all() and (authors.token_dims > 150).all()
     assert (pull.codes_selected >= 1).all() and (pull.codes_selected < 1024).all()
-    # one SGD step of the paper's map pulls the codes no latent selects toward the latents; with the
-    # embedding they move less and are pulled in less (at K = 128, D = 16 one seed even pushed them out)
-    assert (paper.pull_unselected < 0).all() and (pull.move_unselected > 0).all()
-    assert (paper.move_unselected > authors.move_unselected).all()
-    assert (paper.pull_unselected < authors.pull_unselected).all()
+    assert (pull.coupling == pull.move_unselected / pull.move_selected).all() and (pull.move_unselected > 0).all()
+    # a step of the paper's map reaches the codes no latent selected more than one of the authors' map
+    assert (paper.coupling > authors.coupling).all()
     t = mech.transvq_init_table(pull)
-    assert list(t.columns) == list(mech.TRANSVQ_INIT_MAPS) and t.loc["block input RMS: position embedding"].iloc[0] == "-"
+    assert list(t.columns) == list(mech.TRANSVQ_INIT_MAPS) and t.loc["  of which position embedding: RMS"].iloc[0] == "-"
 
 
 def test_mechanism_grids_hold_what_their_pages_compare():
