@@ -100,4 +100,4 @@ def test_seed_rows_carry_the_table_and_the_committed_study_judges_every_seed():
     assert set(study.step) == {s for s, _ in ntk.STEPS}
     assert study[[c for c in study if c.startswith("cos_")]].abs().max().max() <= 1 + 1e-9
     vs = ntk.claim_verdicts(study)
-    assert len(vs) == 7 and all(v.n == study.seed.nunique() for v in vs)
+    assert len(vs) == 8 and all(v.n == study.seed.nunique() for v in vs)
