@@ -86,6 +86,13 @@ def test_rbf_predictions_keep_their_direction_where_the_weight_underflows():
     assert t.loc["Eq.14 RBF (2s^2=median) x dE_i", "median_rel_error"] < 1.0
 
 
+def test_eq12_input_error_vanishes_in_the_linear_regime_and_grows_with_the_step():
+    # K_ii^-1 dE_i = -eta g_i exactly for a linear step; the non-linear part grows like eta^2
+    errs = {lr: max(ntk.compare_predictions(n=12, anchors=(0, 2), pretrain_steps=5, seed=0, lr=lr).eq12_input_error)
+            for lr in (1e-6, 1e-2)}
+    assert errs[1e-6] < 1e-4 and errs[1e-2] > 100 * errs[1e-6]
+
+
 def test_seed_rows_carry_the_table_and_the_committed_study_judges_every_seed():
     with pytest.raises(ValueError, match=r"anchor\(s\) \[1\] are the only member"):   # its gradient is 0
         ntk.compare_predictions(n=12, anchors=(0, 1), pretrain_steps=5, seed=0)
