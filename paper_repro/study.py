@@ -26,6 +26,10 @@ import pandas as pd
 RECHECK_K = 5.0
 
 
+def _interval(lo: float, hi: float) -> str:
+    return f"[{lo:g}, {'inf' if math.isinf(hi) else f'{hi:g}'}]".replace("inf]", "inf)")
+
+
 @dataclass(frozen=True)
 class Study:
     """A committed study: where it lives, how its rows are keyed, what its statistics are."""
@@ -43,6 +47,9 @@ class Study:
     k: float = RECHECK_K
     #: why a recomputation is not compared digit by digit (a sentence for the page)
     why: str = field(default="", compare=False)
+    #: statistic -> (lowest, highest) value it can take (a cosine: (-1, 1)); a check whose tolerance
+    #: spans the whole range cannot fail, and the report says how many could
+    bounds: Mapping[str, tuple[float, float]] = field(default_factory=dict, compare=False)
 
     @property
     def statistics(self) -> tuple[str, ...]:
@@ -111,11 +118,16 @@ class Study:
                 + ", ".join(self.keys) + " and statistic) must lie within "
                 f"{self.k:g} s sqrt(1/n + 1/N) + r of the committed study's mean, where s is the committed "
                 "study's standard deviation over its N seeds, n the number of seeds recomputed and r the "
-                f"statistic's resolution ({res}). " + self.why).strip()
+                f"statistic's resolution ({res}). "
+                + (f"A check whose tolerance covers every value its statistic can take ({rng}) cannot fail, and "
+                   "the report counts the checks that could. " if (rng := ", ".join(
+                       f"{st} {_interval(lo, hi)}" for st, (lo, hi) in self.bounds.items())) else "")
+                + self.why).strip()
 
     def recheck(self, live: pd.DataFrame, ref: pd.DataFrame) -> pd.DataFrame:
         """One row per (cell, statistic) that ``live`` (a recomputation, same columns) measured:
-        both means, the tolerance of :attr:`rule` and whether the recomputed mean is within it.
+        both means, the tolerance of :attr:`rule`, whether the recomputed mean is within it (``ok``) and
+        whether any value the statistic can take (:attr:`bounds`) would have been outside (``can_fail``).
         Raises ``KeyError`` for a cell the committed study lacks (it must be regenerated)."""
         self._check_columns(live, "the recomputation")
         keys = list(self.keys)
@@ -134,16 +146,21 @@ class Study:
                 s = float(rv[stat].std(ddof=1)) if big_n > 1 else 0.0
                 tol = self.k * s * math.sqrt(1 / n + 1 / big_n) + floor
                 m_l, m_r = float(lv[stat].mean()), float(rv[stat].mean())
+                lo, hi = self.bounds.get(stat, (-math.inf, math.inf))
                 rows.append(dict(zip(keys, cell), statistic=stat, committed=m_r, recomputed=m_l,
-                                 tolerance=tol, ok=bool(abs(m_l - m_r) <= tol)))
+                                 tolerance=tol, ok=bool(abs(m_l - m_r) <= tol),
+                                 can_fail=bool(m_r - tol > lo or m_r + tol < hi)))
         return pd.DataFrame(rows)
 
     def report(self, check: pd.DataFrame) -> str:
         """One CPU-independent line (plus one per failing cell) for a checked notebook output."""
         bad = check[~check["ok"]]
         head = (f"recomputed on this machine: {int(check['ok'].sum())} of {len(check)} means within "
-                "tolerance of the committed study")
-        lines = [head + (" \u2713" if bad.empty else " \u2717")]
+                "tolerance of the committed study" + (" \u2713" if bad.empty else " \u2717"))
+        if "can_fail" in check and not check["can_fail"].all():
+            head += (f" ({int(check['can_fail'].sum())} of the {len(check)} checks could fail; the others' "
+                     "tolerance spans every value the statistic can take)")
+        lines = [head]
         for _, b in bad.iterrows():
             cell = " / ".join(str(b[k]) for k in self.keys)
             lines.append(f"  outside: {cell} / {b.statistic}: committed {b.committed:.4g}, "

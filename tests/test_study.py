@@ -36,6 +36,22 @@ def test_recheck_tolerance_is_the_declared_rule():
     assert S.report(S.recheck(ref, ref)).endswith("2 of 2 means within tolerance of the committed study \u2713")
 
 
+def test_a_check_whose_tolerance_spans_the_statistics_range_is_counted_as_one_that_cannot_fail():
+    bounded = Study("unit", keys=("arm", "size"), floor={"frac": 0.01, "count": 1.0}, command="python -m nothing",
+                    bounds={"frac": (0.0, 1.0)})
+    wide, narrow = _table([0.0, 1.0, 0.0, 1.0]), _table([0.5, 0.51, 0.49, 0.5])   # sd 0.58 vs 0.008
+    c = bounded.recheck(_table([0.5, 0.5]), wide).set_index("statistic")
+    assert c.loc["frac", "tolerance"] > 1 and not c.loc["frac", "can_fail"]    # 0.5 +- >1 covers [0, 1]
+    assert c.loc["count", "can_fail"]                                         # unbounded: always can
+    assert bounded.recheck(_table([0.5, 0.5]), narrow).set_index("statistic").loc["frac", "can_fail"]
+    rep = bounded.report(bounded.recheck(_table([0.5, 0.5]), wide))
+    assert rep == ("recomputed on this machine: 2 of 2 means within tolerance of the committed study \u2713 "
+                   "(1 of the 2 checks could fail; the others' tolerance spans every value the statistic can take)")
+    assert "frac [0, 1]" in bounded.rule and "cannot fail" in bounded.rule and "cannot fail" not in S.rule
+    # one bound is enough: a tolerance that reaches below 0 but not up to 1 can still fail
+    assert bounded.recheck(_table([0.2, 0.2]), _table([0.0, 0.2, 0.1, 0.1])).set_index("statistic").loc["frac", "can_fail"]
+
+
 def test_recheck_refuses_a_cell_the_study_lacks_and_a_table_without_its_columns():
     with pytest.raises(KeyError, match="regenerate"):
         S.recheck(_table([0.1, 0.2], size=4), _table([0.1, 0.2]))

@@ -163,6 +163,7 @@ TRANSVQ_JUDGED = {"TransVQ (no position embedding)": "paper's map, Eq. 21-23",
 #: a gap of 1e-3, one code of 16
 STUDY = Study("kmeans_reach", keys=("dim", "variant"),
               floor={"distortion_ratio": 0.01, "fixed_point_gap": 1e-3, "usage": 1 / 16},
+              bounds={"distortion_ratio": (0.0, math.inf), "fixed_point_gap": (0.0, math.inf), "usage": (0.0, 1.0)},
               command="python -m paper_repro.theory.kmeans_reach")
 
 

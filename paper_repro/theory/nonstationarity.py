@@ -246,6 +246,8 @@ def study(seeds=STUDY_SEEDS, batch_sizes=BATCH_SIZES, n_images: int = N_IMAGES, 
 STUDY = Study(
     "nonstationarity", keys=("design", "setting", "batch_size"),
     floor={"moved_other": 0.01, "codes_emptied": 1.0, "codes_hit": 1.0, "rel_drift": 0.01},
+    bounds={"moved_other": (0.0, 1.0), "codes_emptied": (0.0, math.inf), "codes_hit": (0.0, math.inf),
+            "rel_drift": (0.0, math.inf)},
     command="python -m paper_repro.theory.nonstationarity",
     why=("The measurement is chaotic in the float kernels (200 Adam steps of pre-training and Lloyd's "
          "k-means amplify rounding), so another CPU draws other values from the same distribution: the "

@@ -18,6 +18,7 @@ autoencoder (a freshly initialised one has all latents within ~0.01 of each othe
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -203,6 +204,8 @@ N_IMAGES = 48
 STUDY = Study(
     "ntk_rbf", keys=("step",), floor={**{k: 0.01 for k in _TABLE_STATS}, "ntk_vs_distance": 0.01,
                         "log10_eq12_input_error": 0.1},
+    bounds={**{k: (-1.0, 1.0) for k in _TABLE_STATS if k.startswith(("cos_", "spearman_"))},
+            "ntk_vs_distance": (-1.0, 1.0), **{k: (0.0, math.inf) for k in _TABLE_STATS if k.startswith("relerr_")}},
     command="python -m paper_repro.theory.ntk",
     why=("The measurement runs 100 Adam steps of pre-training in float32 and Lloyd's k-means before its "
          "float64 part, so the float kernels of another CPU give another network: the check is "

@@ -535,12 +535,14 @@ _WHY = ("The toy is float64 numpy, but the BLAS kernels differ between CPUs and 
 _CMD = "python -m paper_repro.toy"
 #: the seed table: one row per (scenario, rule, seed)
 SEEDS_STUDY = Study("toy", keys=("scenario", "rule"), floor={"usage": _CODE, "distortion": 1e-3},
-                    command=_CMD, file="seeds", why=_WHY)
+                    command=_CMD, file="seeds", why=_WHY, bounds={"usage": (0.0, 1.0), "distortion": (0.0, math.inf)})
 #: the sensitivity table: one row per (setting, scenario, seed)
 SENSITIVITY_STUDY = Study("toy", keys=("setting", "scenario"),
                           floor={"ema_usage": _CODE, "nsvq_usage": _CODE, "ema_distortion": 1e-3,
                                  "nsvq_distortion": 1e-3},
-                          command=_CMD, file="sensitivity", why=_WHY)
+                          command=_CMD, file="sensitivity", why=_WHY,
+                          bounds={"ema_usage": (0.0, 1.0), "nsvq_usage": (0.0, 1.0),
+                                  "ema_distortion": (0.0, math.inf), "nsvq_distortion": (0.0, math.inf)})
 
 
 def load(path=None):
