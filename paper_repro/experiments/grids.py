@@ -160,19 +160,23 @@ def pilot(profile: str) -> list[TrainConfig]:
             for w in PILOT_WIDTHS for wu in PILOT_WARMUPS for s in (0, 1) for q, opts in PILOT_METHODS]
 
 
-# The follow-up paper's staged training (seeds/001): NS-VQ, then + (a) dead-code replacement from a
-# reservoir, + (b) the encoder frozen for the last epoch (the codebook consolidates under a fixed
-# latent geometry), + (c) the adversarial refinement stage (PatchGAN hinge + LPIPS) in that last
-# epoch; SimVQ beside them (the follow-up's comparison). Stages are relative to the profile's epochs.
+# The follow-up paper's staged training (seeds/001): it "first helps the codebook track encoder drift
+# during early training, then freezes the encoder to consolidate the codebook under a fixed latent
+# geometry, and finally reintroduces adversarial refinement". Here: NS-VQ, then + (a) dead-code
+# replacement from a reservoir, + (b) the encoder frozen from the second-to-last epoch on, + (c) the
+# adversarial refinement (PatchGAN hinge + LPIPS) in the last epoch, the encoder still frozen; SimVQ
+# beside them (the follow-up's comparison). Stages are relative to the profile's epochs (3 at cpu:
+# epoch 0 trains everything, 1 consolidates, 2 refines); with 2 epochs (ci) the two stages share the last.
 def _staged_arms(epochs: int) -> dict[str, tuple[str, dict, dict]]:
     last = max(epochs - 1, 0)
+    freeze = max(epochs - 2, min(1, last))
     repl = {"replacement": {"threshold": 1.0, "reservoir_size": 16384, "every": "epoch"}}
     return {
         "SimVQ": ("simvq", {}, {}),
         "NS-VQ": ("nsvq", {}, {}),
         "NS-VQ +a": ("nsvq", repl, {}),
-        "NS-VQ +a+b": ("nsvq", repl, {"freeze_encoder_at_epoch": last}),
-        "NS-VQ +a+b+c": ("nsvq", repl, {"freeze_encoder_at_epoch": last, "refine_from_epoch": last}),
+        "NS-VQ +a+b": ("nsvq", repl, {"freeze_encoder_at_epoch": freeze}),
+        "NS-VQ +a+b+c": ("nsvq", repl, {"freeze_encoder_at_epoch": freeze, "refine_from_epoch": last}),
     }
 
 

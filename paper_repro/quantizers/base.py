@@ -230,9 +230,12 @@ class BaseQuantizer(nn.Module):
         return {"code_spread": rms_spread(cb), "code_rank": participation_ratio(cb),
                 "quantization_rms": float(err)}
 
-    def on_epoch_end(self, epoch: int) -> None:
-        """Per-epoch hook called by the trainer after epoch ``epoch`` (0-based) finished."""
-        if self.replacer is not None and self.replacer.every == "epoch":
+    def on_epoch_end(self, epoch: int, final: bool = False) -> None:
+        """Per-epoch hook called by the trainer after epoch ``epoch`` (0-based) finished; ``final``: no
+        training step follows. A replacement then would only move dead codes onto latents for the final
+        evaluation to select, without a step of training on them (it raised the replacement runs' eval
+        usage above what the trained codebook uses), so the epoch-end replacement is skipped."""
+        if self.replacer is not None and self.replacer.every == "epoch" and not final:
             self.replace_dead_codes()
 
     @torch.no_grad()

@@ -226,10 +226,10 @@ class NSVQ(VQ):
             return self.kernel_width * ref * self.kernel_decay ** e
         return max(0.5 ** e, self.official_tau_floor)
 
-    def on_epoch_end(self, epoch: int) -> None:
+    def on_epoch_end(self, epoch: int, final: bool = False) -> None:
         """After epoch ``epoch`` (0-based): 2 sigma^2 <- width * decay^(epoch+1); tau <- 0.5^(epoch+1)."""
         self.epochs_done.fill_(int(epoch) + 1)
-        super().on_epoch_end(epoch)
+        super().on_epoch_end(epoch, final)
 
     @torch.no_grad()
     def _set_width_ref(self, z_flat: torch.Tensor) -> None:

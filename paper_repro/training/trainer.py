@@ -7,7 +7,8 @@ authors' ImageNet code, Table 6), and the refinement stage (``training/refine.py
 GAN terms. Optimiser: Adam (lr 5e-4, paper), ExponentialLR gamma 0.995 per epoch and
 gradient-norm clipping at 1.0 (authors' code; the paper does not state them).
 
-Per epoch: ``q.on_epoch_end(epoch)`` (NS-VQ's kernel width decay, 2 sigma^2 <- 0.9 * 2 sigma^2), the
+Per epoch: ``q.on_epoch_end(epoch, final)`` (NS-VQ's kernel width decay, 2 sigma^2 <- 0.9 * 2 sigma^2; an
+epoch-end dead-code replacement, except after the last epoch, where no training step would follow), the
 learning-rate step, and, with ``freeze_encoder_at_epoch``, the follow-up paper's stage-wise encoder
 freezing (encoder parameters stop receiving gradients from that epoch on).
 
@@ -674,7 +675,7 @@ class _Run:
         if full_epoch and self.probe is not None:
             self.take_probe(epoch)                     # before the epoch hook (the scale just used)
         if full_epoch:
-            self.q.on_epoch_end(epoch)
+            self.q.on_epoch_end(epoch, final=st.epoch + 1 >= cfg.epochs or st.global_step >= self.total_steps)
             self.scheduler.step()
             st.epoch += 1
             st.step_in_epoch = 0

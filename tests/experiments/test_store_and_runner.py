@@ -262,9 +262,14 @@ def test_staged_grid_adds_one_stage_per_arm():
     arms = {c.tag: c for c in cfgs if c.num_codes == 1024 and c.seed == 0}
     assert list(arms) == ["SimVQ", "NS-VQ", "NS-VQ +a", "NS-VQ +a+b", "NS-VQ +a+b+c"]
     last = arms["NS-VQ"].epochs - 1
+    assert last == 2     # cpu: epoch 0 trains everything, epoch 1 consolidates (b), epoch 2 refines (c)
     assert "replacement" not in arms["NS-VQ"].quantizer_options and "replacement" in arms["NS-VQ +a"].quantizer_options
-    assert arms["NS-VQ +a"].freeze_encoder_at_epoch is None and arms["NS-VQ +a+b"].freeze_encoder_at_epoch == last
+    assert arms["NS-VQ +a"].freeze_encoder_at_epoch is None and arms["NS-VQ +a+b"].freeze_encoder_at_epoch == last - 1
+    assert arms["NS-VQ +a+b+c"].freeze_encoder_at_epoch == last - 1
     assert arms["NS-VQ +a+b"].refine_from_epoch is None and arms["NS-VQ +a+b+c"].refine_from_epoch == last
+    # with two epochs (ci) the two stages share the last one
+    ci = {c.tag: c for c in grids.get_grid("staged", "ci") if c.num_codes == 1024}
+    assert ci["NS-VQ +a+b+c"].freeze_encoder_at_epoch == ci["NS-VQ +a+b+c"].refine_from_epoch == 1
     assert {c.num_codes for c in cfgs} == {1024, 8192} and len(cfgs) == 5 * 2 * 3
 
 

@@ -258,6 +258,25 @@ def _compare_checkpoints(a_path, b_path):
 REPLACEMENT = {"replacement": {"every": 3, "reservoir_size": 40, "threshold": 1.0}}
 
 
+@pytest.mark.parametrize("epochs, max_steps, expected", [(3, None, 2), (3, 16, 1), (1, None, 0)])
+def test_epoch_end_replacement_is_skipped_after_the_last_epoch(tmp_path, monkeypatch, epochs, max_steps, expected):
+    """No training step follows the last epoch (or the step cap at an epoch's end: 16 steps = 2 epochs
+    of 8 here), so a replacement there would only place codes for the final evaluation to select."""
+    from paper_repro.quantizers.base import BaseQuantizer
+    calls = []
+    original = BaseQuantizer.replace_dead_codes
+
+    def spy(self):
+        calls.append(self.replacer.every)
+        return original(self)
+
+    monkeypatch.setattr(BaseQuantizer, "replace_dead_codes", spy)
+    cfg = tiny_config(quantizer_options={"replacement": {"every": "epoch", "reservoir_size": 40, "threshold": 1.0}},
+                      epochs=epochs, max_steps=max_steps)
+    rec = train(cfg, run_dir=tmp_path, data=tiny_data())
+    assert len(calls) == expected and len(rec["epochs"]) == (2 if max_steps else epochs)
+
+
 @pytest.mark.parametrize("kill_at", [4, 11])
 @pytest.mark.parametrize("quantizer", ["vq", "ema", "fc", "simvq", "nsvq", "transvq"])
 def test_resume_with_dead_code_replacement_is_bit_exact(tmp_path, quantizer, kill_at):
