@@ -146,13 +146,28 @@ def refresh_notebooks(names: list[str] | None = None) -> None:
         print(f"refreshed {p.relative_to(REPO_ROOT)} in {secs:.1f} s")
 
 
+def _tracked_files(root: Path) -> list[Path]:
+    """The files under ``root`` that its git checkout tracks (none outside a checkout)."""
+    if not root.is_dir():
+        return []
+    try:
+        out = subprocess.run(["git", "ls-files", "-z", "--", "."], cwd=root, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return []
+    return [root / f for f in out.decode().split("\0") if f]
+
+
 def collect(src_root: Path, profile: str = "cpu", refresh: bool = True) -> list[str]:
     """Copy the records of ``profile`` that a background sweep's results tree (``src_root``, e.g.
     ``../run/data/results``) has and ``data/results/`` lacks, then re-execute the pages that show
-    them (and the verdict table). Never replaces a stored record. Returns the pages refreshed."""
+    them (and the verdict table). Never replaces a stored record. Where ``src_root`` is in a git
+    checkout, the records committed there (what the sweep's checkout started from) are not copied:
+    only what the sweep trained, so a record removed here since (e.g. superseded by a fix) stays
+    removed. Returns the pages refreshed."""
     from ..experiments.store import copy_results
     from ..experiments.verdicts import pages_reading
-    written = copy_results(src_root, profile=profile, skip_existing=True)
+    tracked = _tracked_files(Path(src_root))
+    written = copy_results(src_root, profile=profile, skip_existing=True, skip=tracked)
     grids = sorted({p.parent.parent.name for p in written})
     for g in grids:
         n = sum(p.parent.parent.name == g for p in written)

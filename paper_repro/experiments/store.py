@@ -239,17 +239,21 @@ def load_results(experiment: str, profile: str, root=None) -> pd.DataFrame:
 
 
 def copy_results(src_root, dst_root=None, experiment: str | None = None, profile: str | None = None,
-                 skip_existing: bool = False) -> list[Path]:
+                 skip_existing: bool = False, skip=()) -> list[Path]:
     """Merge records from another results tree (e.g. an unpacked GPU tarball, or a background sweep's
     worktree) into ``dst_root``: plain file copies, validated first; returns the files written.
     ``experiment`` / ``profile``: only those records; ``skip_existing``: never replace a stored record
-    (a sweep's tree also holds every record that was committed when it started)."""
+    (a sweep's tree also holds every record that was committed when it started); ``skip``: source
+    files not to copy (resolved paths)."""
     src_root = Path(src_root)
     if not src_root.is_dir():
         raise FileNotFoundError(f"no results tree at {src_root}")
+    skip = {Path(x).resolve() for x in skip}
     out = []
     for p in sorted(src_root.rglob("*.json")):
         if not RECORD_FILE.fullmatch(p.name):      # a study's or benchmark's provenance, not a run record
+            continue
+        if p.resolve() in skip:
             continue
         rec = load_record(p)
         if (experiment and rec["experiment"] != experiment) or (profile and rec["profile"] != profile):

@@ -394,6 +394,28 @@ def test_collect_copies_only_new_records_of_the_profile_and_names_the_pages_they
         book.collect(tmp_path / "nowhere", "cpu")
 
 
+def test_collect_skips_the_records_the_sweeps_checkout_had_committed(tmp_path, monkeypatch):
+    """A record removed here (superseded by a fix) is still in the sweep's checkout, committed at the
+    commit it started from: collect must not bring it back; what the sweep trained (untracked) it copies."""
+    import subprocess
+    from paper_repro.build import book
+    from paper_repro.paths import RESULTS_DIR
+    repo = tmp_path / "sweep"
+    src, dst = repo / "data" / "results", tmp_path / "main"
+    old, new = sorted((RESULTS_DIR / "pilot" / "cpu").glob("*.json"))[:2]
+    (src / "pilot" / "cpu").mkdir(parents=True)
+    for p in (old, new):
+        shutil.copy(p, src / "pilot" / "cpu" / p.name)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run(git + ["-C", str(repo), "add", f"data/results/pilot/cpu/{old.name}"], check=True)
+    subprocess.run(git + ["-C", str(repo), "commit", "-q", "-m", "committed record"], check=True)
+    monkeypatch.setenv(store.ENV_VAR, str(dst))
+    monkeypatch.setattr(book, "refresh_notebooks", lambda names: None)
+    assert book.collect(src, "cpu") == ["pilot", "verdicts"]
+    assert [p.name for p in (dst / "pilot" / "cpu").glob("*.json")] == [new.name]
+
+
 def test_plan_status_is_a_query_with_states_and_estimates_from_similar_stored_runs(tmp_path, test_grid,
                                                                                     monkeypatch, capsys):
     """`sweep --dry-run`: stored / shareable / queued twice / checkpoint / to run, estimates from the
