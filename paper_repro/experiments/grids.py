@@ -314,19 +314,31 @@ def replacement(profile: str) -> list[TrainConfig]:
             for q, opts in arms for s in p.seeds]
 
 
-# Causes of collapse (seed 003 vs the main paper): initialisation (uniform +-1/K, the VQ-VAE default,
-# vs k-means on the first batch's latents) x encoder width x method, with the probes measuring token
-# collapse (usage), embedding collapse (latent participation ratio) and drift (churn) on the same runs.
+# Causes of collapse (Zhao et al., seed 003, vs the main paper): initialisation (uniform +-1/K, the
+# VQ-VAE default, vs k-means on the untrained encoder's latents of the first training images) x backbone
+# width x method, with the probes measuring token collapse (usage), the latents' spread over directions
+# (participation ratio; seed 003's "embedding collapse" is a collapse of the latents) and drift (churn)
+# on the same runs.
 # SimVQ has no k-means init (its codebook is a frozen random base under a learned map): uniform only.
 CAUSE_WIDTHS = {"ci": (0.25,), "cpu": (0.25, 0.5), "gpu": (0.25, 0.5, 1.0), "paper": (0.25, 0.5, 1.0)}
 CAUSE_ARMS = (("vq", "uniform"), ("vq", "kmeans"), ("nsvq", "uniform"), ("nsvq", "kmeans"), ("simvq", None))
+#: the k-means arms' data: the untrained encoder's latents of the first 256 training images (16,384
+#: latents at 32x32 for K = 1024; the first batch alone would give exactly K, and Lloyd's algorithm
+#: would only copy them)
+CAUSE_KMEANS_IMAGES = 256
+
+
+def _cause_init(init: str | None) -> dict:
+    if init is None:
+        return {}
+    return {"init": init, **({"kmeans_images": CAUSE_KMEANS_IMAGES} if init == "kmeans" else {})}
 
 
 @register_grid("causes")
 def causes(profile: str) -> list[TrainConfig]:
     """Init x encoder width x {vq, nsvq, simvq}, K = 1024, D = 64, profile seeds, with probes."""
     p = get_profile(profile)
-    return [TrainConfig.from_profile(p, quantizer=q, quantizer_options={"init": init} if init else {},
+    return [TrainConfig.from_profile(p, quantizer=q, quantizer_options=_cause_init(init),
                                      num_codes=1024, code_dim=64, width=w, seed=s,
                                      tag=f"{q}{f' {init} init' if init else ''} w{w:g}", **_probed(p))
             for w in CAUSE_WIDTHS[p.name] for q, init in CAUSE_ARMS for s in p.seeds]

@@ -230,6 +230,11 @@ class BaseQuantizer(nn.Module):
         return {"code_spread": rms_spread(cb), "code_rank": participation_ratio(cb),
                 "quantization_rms": float(err)}
 
+    def data_init_images(self) -> int:
+        """How many training images' latents the trainer must hand to the quantizer before the first
+        step (a k-means initialisation on more than one batch); 0: none (the default)."""
+        return 0
+
     def on_epoch_end(self, epoch: int, final: bool = False) -> None:
         """Per-epoch hook called by the trainer after epoch ``epoch`` (0-based) finished; ``final``: no
         training step follows. A replacement then would only move dead codes onto latents for the final

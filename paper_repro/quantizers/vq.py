@@ -6,7 +6,8 @@ codebook gradient is ``dL/dc_k = 2/(N D) * sum_{i: q_i = k} (c_k - z_i)``; with 
 the online k-means step of Supp. 8 (Eq. A5), whose fixed points are cell means (Eq. A3).
 
 Options: ``init="uniform"`` (U(-1/K, 1/K), the official code) or ``"kmeans"`` (Lloyd's algorithm
-on the first training batch, or call :meth:`VQ.init_kmeans`; Sec. 3.2 assumes a k-means start);
+on the first training batch, or with ``kmeans_images=N`` on the untrained encoder's latents of the
+first N training images, or call :meth:`VQ.init_kmeans`; Sec. 3.2 assumes a k-means start);
 ``modified_ste`` (Eq. 18, off here, on in NS-VQ) with ``ste_d`` ("paper": d = B*H*W, or
 "official": d = B*H*W*D).
 """
@@ -30,8 +31,13 @@ INITS = ("uniform", "kmeans")
 @dataclass(frozen=True)
 class VQOptions(QuantizerOptions):
     beta: float = 0.25                 # commitment weight (Eq. 2)
-    init: str = "uniform"              # "uniform" (+-1/K) or "kmeans" (on the first batch)
+    init: str = "uniform"              # "uniform" (+-1/K) or "kmeans"
     kmeans_iters: int = 10
+    # init="kmeans" on what: 0, the first training batch's latents (with batch 16 at 32x32, 1,024
+    # latents: for K = 1024 Lloyd's algorithm has nothing to do, the codes are those latents); N > 0,
+    # the untrained encoder's latents of the first N training images (dataset order), which the
+    # trainer computes before the first step (``data_init_images``)
+    kmeans_images: int = 0
     modified_ste: bool = False         # Eq. 18 (on in NS-VQ)
     ste_d: str | float = "paper"       # the d of Eq. 18: "paper" (B*H*W), "official" (B*H*W*D) or a number
 
@@ -40,6 +46,11 @@ class VQOptions(QuantizerOptions):
         if self.init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
         self._nonnegative("beta")
+        n = self.kmeans_images
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"kmeans_images must be an int >= 0, got {n!r}")
+        if n and self.init != "kmeans":
+            raise ValueError(f"kmeans_images={n} needs init='kmeans' (got init={self.init!r})")
         self._set(kmeans_iters=int(self.kmeans_iters), modified_ste=bool(self.modified_ste),
                   ste_d=check_ste_d(self.ste_d))
 
@@ -111,6 +122,11 @@ class VQ(BaseQuantizer):
     @property
     def codebook(self) -> torch.Tensor:
         return self.embedding
+
+    def data_init_images(self) -> int:
+        """Training images whose latents the trainer should pass to :meth:`init_kmeans` before the
+        first step (``kmeans_images``; 0 once initialised, or when the first batch does it)."""
+        return self.options.kmeans_images if self.init == "kmeans" and not bool(self.initialized) else 0
 
     @torch.no_grad()
     def init_kmeans(self, latents: torch.Tensor, iters: int | None = None) -> None:

@@ -527,6 +527,8 @@ class _Run:
             self.bar = tqdm(total=self.total_steps, initial=self.st.global_step,
                             desc=f"{cfg.quantizer} {self.chash}", leave=False)
         self.t_seg, self.seg_images = time.perf_counter(), 0
+        if self.st.global_step == 0 and self.q.data_init_images():
+            self._data_init(self.q.data_init_images())
         if self.probe is not None and not self.st.probes and bool(getattr(self.q, "initialized", True)):
             self.take_probe(self.st.epoch)          # the state at initialisation (step 0)
         try:
@@ -535,6 +537,17 @@ class _Run:
         finally:
             if self.bar is not None:
                 self.bar.close()
+
+    @torch.no_grad()
+    def _data_init(self, n: int) -> None:
+        """k-means initialisation on the untrained encoder's latents of the first ``n`` training images
+        (dataset order: no random state is used to choose them)."""
+        if n > len(self.train_x):
+            raise ValueError(f"kmeans_images={n} but the training set has {len(self.train_x)} images")
+        model = getattr(self.model, "module", self.model)
+        bs = self.cfg.eval_batch_size
+        latents = [model.encode(_to_float(self.train_x[i:i + bs].to(self.device))) for i in range(0, n, bs)]
+        self.q.init_kmeans(torch.cat(latents))
 
     def fit_epoch(self, epoch: int) -> None:
         cfg, st = self.cfg, self.st

@@ -56,7 +56,7 @@ def test_replacement_borrows_the_off_arms_from_codebook_size():
     assert sorted(rf.groupby(["method", "replacement"]).size().to_dict().items()) == sorted(
         {(q, r): 3 for q in grids.REPLACEMENT_METHODS for r in ("on", "off")}.items())   # K = 64 left out
     (v,) = mech.replacement_verdicts(rf)
-    assert v.verdict == V.SUPPORTED and len(v.parts) == 4
+    assert v.verdict == V.SUPPORTED and len(v.parts) == 4 and v.side == V.OURS and v.side == V.OURS
     shorter = mech.replacement_frame(on.assign(epochs=3), off.assign(epochs=1))   # another scale: not borrowed
     assert set(shorter[shorter.replacement == "off"]["method"]) == {"vq"}
 
@@ -76,6 +76,31 @@ def test_causes_verdicts_judge_init_and_width():
     assert init.verdict == V.SUPPORTED and len(init.parts) == 4
     assert width.verdict == V.SUPPORTED and len(width.parts) == 5
     assert rank.verdict == V.SUPPORTED
+
+
+def test_staged_verdicts_judge_the_follow_ups_claims_and_each_stage_by_seed():
+    # per arm: (eval usage, PSNR, FD, LPIPS); (b) worsens the FD, (c) improves it; SimVQ in between
+    arms = {"SimVQ": (0.5, 25.0, 40.0, 0.20), "NS-VQ": (0.01, 22.0, 60.0, 0.30), "NS-VQ +a": (0.6, 23.0, 50.0, 0.25),
+            "NS-VQ +a+b": (0.7, 22.5, 55.0, 0.26), "NS-VQ +a+b+c": (0.95, 25.5, 35.0, 0.10)}
+    rows = [{"tag": tag, "num_codes": k, "seed": s, "eval_usage": u + 0.01 * s, "psnr": p + 0.1 * s,
+             "fd": f + s, "lpips": lp + 0.001 * s}
+            for tag, (u, p, f, lp) in arms.items() for k in (1024, 8192) for s in (0, 1, 2)]
+    vs = {v.claim: v for v in mech.staged_verdicts(_runs(rows))}
+    assert len(vs) == 7
+    full = vs["NSVQ follow-up: the staged schedule reaches near-full codebook utilisation (eval usage > 0.9)"]
+    assert full.verdict == V.SUPPORTED and full.side == ""
+    fd = vs["NSVQ follow-up: the staged schedule reconstructs better than SimVQ (FD, lower is better)"]
+    assert fd.verdict == V.SUPPORTED and len(fd.parts) == 2          # both K, paired by seed
+    lp = [v for c, v in vs.items() if "LPIPS" in v.claim]
+    assert len(lp) == 1 and "stage (c) trains on LPIPS" in lp[0].claim
+    a = vs["Stage (a): dead-code replacement raises NS-VQ's eval usage"]
+    b = vs["Stage (b): freezing the encoder lowers the FD over the arm before it"]
+    c = vs["Stage (c): adversarial refinement lowers the FD over the arm before it"]
+    assert (a.verdict, b.verdict, c.verdict) == (V.SUPPORTED, V.CONTRADICTED, V.SUPPORTED)
+    assert a.side == b.side == c.side == mech.OURS_SIDE
+    # a grid without the full schedule yet: only what has both sides is judged
+    part = mech.staged_verdicts(_runs([r for r in rows if r["tag"] in ("SimVQ", "NS-VQ", "NS-VQ +a")]))
+    assert [v.claim for v in part] == ["Stage (a): dead-code replacement raises NS-VQ's eval usage"]
 
 
 def test_probe_frame_reads_the_records_probes(tmp_path):

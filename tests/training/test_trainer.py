@@ -258,6 +258,45 @@ def _compare_checkpoints(a_path, b_path):
 REPLACEMENT = {"replacement": {"every": 3, "reservoir_size": 40, "threshold": 1.0}}
 
 
+@pytest.mark.parametrize("images, rows", [(0, 8 * 16), (32, 32 * 16)])
+def test_kmeans_init_on_the_first_batch_or_on_the_first_n_training_images(tmp_path, monkeypatch, images, rows):
+    """init='kmeans' runs once, before the first optimiser step: on the first batch's latents (8 images
+    x 4 x 4 positions) or, with kmeans_images = N, on the untrained encoder's latents of the first N
+    training images in dataset order."""
+    from paper_repro.quantizers.vq import VQ
+    seen = []
+    original = VQ.init_kmeans
+
+    def spy(self, latents, iters=None):
+        flat = latents if latents.dim() == 2 else latents.permute(0, 2, 3, 1).reshape(-1, latents.shape[1])
+        seen.append(flat.shape[0])
+        return original(self, latents, iters)
+
+    monkeypatch.setattr(VQ, "init_kmeans", spy)
+    opts = {"init": "kmeans", **({"kmeans_images": images} if images else {})}
+    rec = train(tiny_config(quantizer_options=opts, probe_every=4, probe_images=8), run_dir=tmp_path, data=tiny_data())
+    assert seen == [rows]
+    # with the latents known before training, the step-0 probe sees the k-means codebook
+    assert (rec["probes"][0]["step"] == 0) == bool(images)
+
+
+def test_kmeans_images_is_checked_and_a_resumed_run_does_not_initialise_again(tmp_path):
+    from paper_repro.quantizers import build_quantizer
+    with pytest.raises(ValueError, match="needs init='kmeans'"):
+        build_quantizer("vq", num_codes=8, code_dim=4, kmeans_images=16)
+    with pytest.raises(ValueError, match="kmeans_images must be an int >= 0"):
+        build_quantizer("vq", num_codes=8, code_dim=4, init="kmeans", kmeans_images=-1)
+    data = tiny_data()
+    cfg = tiny_config(quantizer_options={"init": "kmeans", "kmeans_images": 32}, checkpoint_every=2)
+    straight = train(cfg, run_dir=tmp_path / "a", data=data)
+    train(cfg, run_dir=tmp_path / "b", data=data, callbacks=StopAfter(5))
+    resumed = train(cfg, run_dir=tmp_path / "b", data=data, resume=True)
+    _compare_checkpoints(tmp_path / "a" / CHECKPOINT_NAME, tmp_path / "b" / CHECKPOINT_NAME)
+    assert straight["final"] == resumed["final"] and straight["trace"] == resumed["trace"]
+    with pytest.raises(ValueError, match="training set has 64 images"):
+        train(tiny_config(quantizer_options={"init": "kmeans", "kmeans_images": 65}), run_dir=tmp_path / "c", data=data)
+
+
 @pytest.mark.parametrize("epochs, max_steps, expected", [(3, None, 2), (3, 16, 1), (1, None, 0)])
 def test_epoch_end_replacement_is_skipped_after_the_last_epoch(tmp_path, monkeypatch, epochs, max_steps, expected):
     """No training step follows the last epoch (or the step cap at an epoch's end: 16 steps = 2 epochs
