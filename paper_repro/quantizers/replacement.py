@@ -4,7 +4,9 @@ seeds/001; the authors' unused class: reservoir of 16,384 latents, threshold 1, 
 Usable with any method: ``build_quantizer(name, ..., replacement=dict(threshold=1.0,
 reservoir_size=16384, every="epoch"))``. The replacer keeps the last ``reservoir_size`` training
 latents and the assignment counts since the last replacement; every ``every`` training forwards
-(an int), or at ``on_epoch_end`` (``every="epoch"``), codes used fewer than ``threshold`` times are
+(an int), or at ``on_epoch_end`` (``every="epoch"``; not after the last epoch, where no training
+step would follow and only the final evaluation would see the moved codes), codes used fewer than
+``threshold`` times are
 re-initialised from distinct random reservoir latents and the counts restart. The replacement
 itself runs at the start of the next training forward (never between a forward and its backward,
 which would invalidate saved tensors), or immediately at ``on_epoch_end``. Under torch.distributed
