@@ -121,20 +121,23 @@ def mean_sd_text(values) -> str:
 
 def onset_steps(pf: pd.DataFrame, column: str = "probe_usage", level: float = 0.1) -> pd.DataFrame:
     """Per run (config_hash, with its ``tag`` and ``seed``): the first probe step at which ``column``
-    reaches ``level`` (NaN when it never does) and the run's last probe step."""
+    reaches ``level`` (NaN when it never does), the run's first probe step after step 0 and its last."""
     rows = []
     for h, s in pf[pf[column].notna()].sort_values("step").groupby("config_hash", sort=False):
         hit = s[s[column] >= level]
+        later = s[s["step"] > 0]["step"]
         rows.append({"config_hash": h, "tag": s["tag"].iloc[0], "seed": s["seed"].iloc[0],
                      "onset": float(hit["step"].iloc[0]) if len(hit) else float("nan"),
+                     "first_step": float(later.iloc[0]) if len(later) else float("nan"),
                      "last_step": float(s["step"].iloc[-1])})
-    return pd.DataFrame(rows, columns=["config_hash", "tag", "seed", "onset", "last_step"])
+    return pd.DataFrame(rows, columns=["config_hash", "tag", "seed", "onset", "first_step", "last_step"])
 
 
 def onset_table(pf: pd.DataFrame, order, column: str = "probe_usage", levels=(0.1, 0.5)) -> pd.DataFrame:
     """One row per arm in ``order``: for each level, the first probe step at which ``column`` reaches
-    it, as "mean ± sd (n seeds)" over the seeds that reach it ("never"; "not run" for an arm without
-    probed runs), plus how many of the arm's runs did ("3 of 3")."""
+    it, as "mean ± sd (n seeds)" over the seeds that reach it ("<= 375 (first probe)" when every one
+    of them already had at the first probe after step 0: a bound, not a measured step; "never"; "not
+    run" for an arm without probed runs), plus how many of the arm's runs did ("3 of 3")."""
     onsets = {level: onset_steps(pf, column, level) for level in levels}
     rows = []
     for arm in order:
@@ -142,9 +145,13 @@ def onset_table(pf: pd.DataFrame, order, column: str = "probe_usage", levels=(0.
         for level, o in onsets.items():
             o = o[o["tag"] == arm]
             label = f"first step with {PROBE_LABELS.get(column, column)} >= {level:g}"
-            x = o["onset"].dropna()
-            row[label] = mean_sd(x.mean(), x.std(ddof=1), len(x), ",.0f", ",.0f") if len(x) \
-                else ("never" if len(o) else "not run")
+            reached = o[o["onset"].notna()]
+            x = reached["onset"]
+            if len(x) and (x == reached["first_step"]).all() and x.nunique() == 1:
+                row[label] = f"<= {x.iloc[0]:,.0f} (first probe)"
+            else:
+                row[label] = mean_sd(x.mean(), x.std(ddof=1), len(x), ",.0f", ",.0f") if len(x) \
+                    else ("never" if len(o) else "not run")
             row[f"runs reaching {level:g}"] = f"{int(o['onset'].notna().sum())} of {len(o)}"
         rows.append(row)
     return pd.DataFrame(rows)

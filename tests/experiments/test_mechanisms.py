@@ -131,6 +131,9 @@ def test_onset_is_the_first_probe_at_the_level_and_never_when_missed():
     assert t.loc["a"].tolist() == ["150 ± 71 (2 seeds)", "2 of 2", "400 (1 seed)", "1 of 2"]
     assert t.loc["b"].tolist() == ["never", "0 of 1", "never", "0 of 1"]
     assert t.loc["c"].tolist() == ["not run", "0 of 0", "not run", "0 of 0"]
+    # every seed already there at the first probe after step 0: a bound, not a measured step
+    early = pd.DataFrame(run("d0", "d", 0, [0.0, 0.5, 0.6]) + run("d1", "d", 1, [0.0, 0.4, 0.7]))
+    assert mech.onset_table(early, ["d"], levels=(0.1,)).iloc[0, 1] == "<= 100 (first probe)"
 
 
 def test_probe_course_takes_each_runs_probe_nearest_the_fraction_of_training():
