@@ -382,7 +382,7 @@ def transvq_init_pull(seeds=range(5), num_codes: int = 1024, code_dim: int = 64,
 
     from ..metrics.latent import participation_ratio
     from ..quantizers import build_quantizer
-    from ..theory._common import flat_latents, load_images, make_encoder
+    from ..theory._common import load_images, make_encoder
 
     enc = make_encoder(code_dim, width, seed=0)
     with torch.no_grad():
@@ -402,10 +402,11 @@ def transvq_init_pull(seeds=range(5), num_codes: int = 1024, code_dim: int = 64,
                        "input_rms_embedding": float(m.pos.weight.pow(2).mean().sqrt()) if pe else float("nan")}
             opt = torch.optim.Adam([p for p in q.parameters() if p.requires_grad], lr=lr)
             g = torch.Generator().manual_seed(20_000 + seed)
-            for _ in range(steps):
+            for step in range(steps):
                 out = q(z[torch.randint(0, n_images, (batch_size,), generator=g)])
-                with torch.no_grad():
-                    c0 = q.codebook.clone()
+                if step == steps - 1:              # the measured step: the codebook before it
+                    with torch.no_grad():
+                        c0 = q.codebook.clone()
                 opt.zero_grad()
                 out.loss.backward()
                 opt.step()

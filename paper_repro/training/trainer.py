@@ -527,8 +527,8 @@ class _Run:
             self.bar = tqdm(total=self.total_steps, initial=self.st.global_step,
                             desc=f"{cfg.quantizer} {self.chash}", leave=False)
         self.t_seg, self.seg_images = time.perf_counter(), 0
-        if self.st.global_step == 0 and self.q.data_init_images():
-            self._data_init(self.q.data_init_images())
+        if self.st.global_step == 0 and (n_init := self.q.data_init_images()):
+            self._data_init(n_init)
         if self.probe is not None and not self.st.probes and bool(getattr(self.q, "initialized", True)):
             self.take_probe(self.st.epoch)          # the state at initialisation (step 0)
         try:
