@@ -90,6 +90,19 @@ def test_a_study_keyed_by_one_column_rechecks_its_cells():
         one.recheck(ref.assign(step="c"), ref)
 
 
+def test_a_statistic_declared_the_same_in_every_cell_is_checked_once():
+    once = Study("unit1", keys=("step",), floor={"frac": 0.01, "init": 0.01}, command="python -m nothing",
+                 once=("init",))
+    ref = pd.DataFrame([{"step": s, "seed": i, "frac": 0.1 * i, "init": 0.3 * i} for s in ("a", "b")
+                        for i in range(3)])
+    check = once.recheck(ref[ref.seed == 1], ref)
+    assert list(check["statistic"]) == ["frac", "init", "frac"] and check["ok"].all()
+    assert once.report(check).startswith("recomputed on this machine: 3 of 3 means")
+    # declared once but different between the cells of a seed: refused, not silently checked once
+    with pytest.raises(ValueError, match="'init'"):
+        once.recheck(ref[ref.seed == 1], ref.assign(init=ref["init"] + (ref["step"] == "b")))
+
+
 def test_measure_runs_saves_and_records_the_seconds(tmp_path, monkeypatch):
     df = _table([0.1, 0.2])
     unit = Study("unit", keys=S.keys, floor=S.floor, command=S.command)

@@ -207,6 +207,7 @@ STUDY = Study(
     bounds={**{k: (-1.0, 1.0) for k in _TABLE_STATS if k.startswith(("cos_", "spearman_"))},
             "ntk_vs_distance": (-1.0, 1.0), **{k: (0.0, math.inf) for k in _TABLE_STATS if k.startswith("relerr_")}},
     command="python -m paper_repro.theory.ntk",
+    once=("ntk_vs_distance",),   # the kernel at the pre-trained network: the same under both steps
     why=("The measurement runs 100 Adam steps of pre-training in float32 and Lloyd's k-means before its "
          "float64 part, so the float kernels of another CPU give another network: the check is "
          "statistical, not digit by digit."))
