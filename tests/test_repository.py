@@ -51,3 +51,16 @@ def test_the_book_says_how_to_cite_with_the_citation_files_authors():
     for a in cff["preferred-citation"]["authors"]:
         assert f"{a['family-names']}, {a['given-names']}" in " ".join(intro.split())
     assert cff["version"] in intro
+
+
+def test_the_readme_map_names_every_notebook_of_the_book():
+    """The README's "paper artifact -> page" map is prose, not computed: this keeps it complete."""
+    import re
+
+    from paper_repro.build.book import toc_notebooks
+    readme = (REPO_ROOT / "README.md").read_text()
+    block = re.search(r"## Map: paper artifact → page\n(.*?)\n## ", readme, re.S)
+    assert block, "README has no 'Map: paper artifact → page' section"
+    named = set(re.findall(r"`notebooks/(\w+)\.ipynb`", block.group(1)))
+    assert {p.stem for p in toc_notebooks()} - named == set()
+

@@ -6,8 +6,10 @@ Our runs are labelled by the paper's method names (the config's ``tag``; see
 :data:`paper_repro.experiments.grids.PAPER_METHODS` for the settings behind each name). The paper's
 rFID and our Frechet distance are never put in one column: ours is named after the metric computed
 (``FD-VGG16`` offline) and is measured on other data (Fashion-MNIST unless the ``paper`` profile ran
-on CelebA-HQ). Usage is the same quantity in both (fraction of the K codes selected on the
-evaluation split), so it is the one number compared directly, and even then across different data.
+on CelebA-HQ). Usage is the one number put beside the paper's, with a caveat: the paper does not
+define its "Usage"; the authors' code counts the codes hit over each epoch's training batches (our
+records' ``train_epoch_usage``), while ours ("eval usage") is the fraction of the K codes selected on
+the evaluation split, the stricter count; and the data differ.
 
 The paper's claims about these tables are written once, as :data:`CLAIMS`, and judged on our runs
 by the one verdict rule (``paper_repro.verdict``, over seeds) and on the paper's printed numbers by
@@ -86,7 +88,7 @@ def usage_table(ours: pd.DataFrame, paper: pd.DataFrame, code_dim: int, text: bo
 def fd_table(ours: pd.DataFrame, text: bool = False) -> pd.DataFrame:
     """Our Frechet distance (named after the metric) by method, D and K (``text=True``: as text,
     "not run" where a cell has no runs)."""
-    t = ours.pivot(index="method", columns=["D", "K"], values="fd").reindex(METHODS)
+    t = ours.pivot(index="method", columns=["D", "K"], values="fd").reindex(METHODS).sort_index(axis=1)
     t.columns = [f"D={d}, K={k:,}" for d, k in t.columns]
     if text:
         t = t.map(lambda v: NOT_RUN if pd.isna(v) else f"{v:.2f}")

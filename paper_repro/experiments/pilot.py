@@ -133,9 +133,15 @@ def caption(df: pd.DataFrame) -> str:
     """The pilot's caption: data, what varies, evaluation, metric names."""
     widths = ", ".join(f"{w:g}" for w in sorted(df["width"].unique()))
     warm = ", ".join(f"{w}" for w in sorted(_warmups(df).unique()) if w)
+    sched = ""
+    if "lr_gamma" in df and "grad_clip" in df:     # the authors' code's schedule, where the records say
+        g, clip = df["lr_gamma"].dropna().unique(), df["grad_clip"].dropna().unique()
+        sched = "".join([f", ExponentialLR \u03b3 = {g[0]:g} per epoch" if len(g) == 1 and g[0] != 1 else "",
+                         f", gradient clipping at {clip[0]:g}" if len(clip) == 1 else ""])
+        sched += " (the authors' code)" if sched else ""
     return (f"Fashion-MNIST 32\u00d732 (offline stand-in for CelebA-HQ), full 60,000-image training split, "
-            f"batch 16, Adam 5e-4 (constant, as in the paper" + (f", or after a linear warm-up of {warm} steps"
-                                                                  if warm else "") + "); "
+            f"batch 16, Adam 5e-4 (no warm-up, as in the paper" + (f", or after a linear warm-up of {warm} steps"
+                                                                  if warm else "") + f"){sched}; "
             f"backbone width {widths} (1 = the paper's Table-1 backbone); K = 1024, "
             f"D = 64; evaluated on {int(df['eval_images'].iloc[0]):,} test images after each of "
             f"{int(df['epochs'].max())} epochs; {df['seed'].nunique()} seed(s); usage = fraction of the "

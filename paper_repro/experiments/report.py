@@ -85,6 +85,13 @@ def caption(df: pd.DataFrame, stand_in: str = "CelebA-HQ") -> str:
     length = (f"{steps[0]:,} optimiser steps for every run" if one_cap
               else f"{epochs[0]} epoch{'s' if epochs[0] != 1 else ''}" if len(epochs) == 1 else
               f"{epochs[0]}-{epochs[-1]} epochs")
+    if one_cap and "steps" in df:   # a run stops short where its epochs hold fewer full batches than the cap
+        short = df[df["steps"] < df["max_steps"]].groupby("batch_size")["steps"].agg(["min", "max"])
+        if len(short):
+            length += (" (" + ", ".join(f"batch {int(b)}: {int(r['min']):,}"
+                                        + (f"-{int(r['max']):,}" if r["max"] != r["min"] else "")
+                                        for b, r in short.iterrows())
+                       + ", where its whole epochs of full batches end)")
     if steps and not one_cap:
         length += (f" (at most {'/'.join(f'{s:,}' for s in steps)} optimiser steps"
                    + ("" if capped_all else " where capped") + ")")

@@ -191,7 +191,7 @@ def is_reusable(record: dict) -> bool:
 
 # -- tidy table --------------------------------------------------------------------------------------
 _CONFIG_COLUMNS = ("quantizer", "num_codes", "code_dim", "seed", "dataset", "image_size", "backbone",
-                   "width", "batch_size", "epochs", "max_steps", "lr", "train_images", "eval_images",
+                   "width", "batch_size", "epochs", "max_steps", "lr", "lr_gamma", "grad_clip", "train_images", "eval_images",
                    "amp", "freeze_encoder_at_epoch", "warmup_steps", "refine_from_epoch", "tag")
 
 

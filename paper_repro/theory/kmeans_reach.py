@@ -164,7 +164,23 @@ TRANSVQ_JUDGED = {"TransVQ (no position embedding)": "paper's map, Eq. 21-23",
 STUDY = Study("kmeans_reach", keys=("dim", "variant"),
               floor={"distortion_ratio": 0.01, "fixed_point_gap": 1e-3, "usage": 1 / 16},
               bounds={"distortion_ratio": (0.0, math.inf), "fixed_point_gap": (0.0, math.inf), "usage": (0.0, 1.0)},
-              command="python -m paper_repro.theory.kmeans_reach")
+              command="python -m paper_repro.theory.kmeans_reach",
+              why=("Each fit is 2,000 Adam steps from a random start, and where two codes compete for a "
+                   "cluster a rounding difference can send the fit to another fixed point, so another "
+                   "CPU's float kernels draw other values from the same distribution: the check is "
+                   "statistical, not digit by digit."))
+
+
+def recheck(committed: pd.DataFrame, setup: dict, seeds) -> pd.DataFrame:
+    """Recompute ``seeds`` with the committed study's ``setup`` (its provenance) and check each mean
+    against the committed one by :attr:`STUDY.rule <paper_repro.study.Study.rule>` (about 45 s a seed
+    on two cores, so the page does it only on request: parameter ``recheck_seeds``)."""
+    seeds = tuple(seeds)
+    if not seeds:
+        raise ValueError("recheck needs at least one seed")
+    live = study(dims=tuple(setup["dims"]), seeds=seeds, num_codes=int(setup["num_codes"]),
+                 steps=int(setup["steps"]), lr=float(setup["lr"]), restarts=int(setup["lloyd_restarts"]))
+    return STUDY.recheck(live, committed)
 
 
 def load(path=None) -> tuple[pd.DataFrame, dict]:

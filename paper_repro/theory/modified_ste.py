@@ -10,7 +10,9 @@ the forward value is ``c_{q_n}``, the encoder receives ``dL/dQ_n`` unchanged, an
 
 i.e. the codebook-loss term plus ``(2/d)`` times the decoder's gradient: the gradient of
 ``(1/d)||sg(E_n - lambda dL/dE_n) - c||^2`` with ``lambda = 1`` (Eq. A19 with the encoder's step folded
-in). Two caveats the walkthrough makes explicit: (i) Eq. A19's ``E^{(t+1)}`` is the encoder output
+in). Signs here are those of gradient descent; the paper prints Eq. A17 as an ascent step
+(``E + lambda dL/dE``) and Eq. A19's first term as ``(2/d)(E - c)``, two slips that cancel in the
+correction term. Two caveats the walkthrough makes explicit: (i) Eq. A19's ``E^{(t+1)}`` is the encoder output
 after a step of size ``lambda``, but Eq. A21 carries no ``lambda``: the correction equals A19 only up to
 that factor, and under SGD on the codebook the extra pull is ``eta (2/d) dL/dQ`` — the encoder's
 *output-space* step only if the NTK is the identity; (ii) the two terms share ``d`` only if the codebook

@@ -98,6 +98,16 @@ def test_usage_table_layout_and_missing_tags():
         cs.ours_long(pd.DataFrame({"tag": [None], "eval_usage": [1.0]}))
 
 
+def test_fd_table_orders_its_columns_by_code_dimension_then_codebook_size():
+    # rows in the order records arrive (a partial grid: D = 3's large K run last)
+    cells = [(3, 64), (64, 64), (64, 1024), (3, 1024)]
+    ours = pd.DataFrame([dict(method=m, D=d, K=k, fd=float(d + k), fd_metric="FD-VGG16")
+                         for d, k in cells for m in PAPER_METHODS])
+    t = cs.fd_table(ours)
+    assert list(t.columns) == ["D=3, K=64", "D=3, K=1,024", "D=64, K=64", "D=64, K=1,024"]
+    assert t.loc["SimVQ", "D=3, K=1,024"] == 1027.0 and list(t.index) == list(PAPER_METHODS)
+
+
 def test_best_configs_pick_the_lowest_mean_distance_per_method():
     rows = []
     for m in PAPER_METHODS:

@@ -47,6 +47,11 @@ def test_caption_names_every_proxy_and_mixed_fd_is_refused():
     steps = _df().assign(max_steps=1000.0)
     steps.loc[steps.quantizer == "vq", "epochs"] = 40
     assert "1,000 optimiser steps for every run" in report.caption(steps)
+    # a run that stopped short of the cap (its epochs hold fewer full batches) is named with its steps
+    short = steps.assign(steps=1000)
+    assert "every run," in report.caption(short)
+    short.loc[short.quantizer == "vq", "steps"] = 994
+    assert "1,000 optimiser steps for every run (batch 16: 994, where its whole epochs" in report.caption(short)
     steps.loc[steps.quantizer == "vq", "max_steps"] = float("nan")
     assert "10-40 epochs (at most 1,000 optimiser steps where capped)" in report.caption(steps)
     assert "10 epochs (at most 1,000 optimiser steps)" in report.caption(_df().assign(max_steps=1000.0))

@@ -54,6 +54,27 @@ def test_committed_study_reproduces():
         assert ours == pytest.approx(rec, rel=1e-3), f"{variant}: ours {ours:.6g}, committed {rec:.6g}, tolerance 1e-3 relative"
 
 
+def test_recheck_recomputes_with_the_committed_setup_and_applies_the_study_rule(monkeypatch):
+    df, prov = kr.load()
+    seen = {}
+
+    def fake_study(**kw):          # the committed seeds 0-1, shifted where asked
+        seen.update(kw)
+        return df[df.seed.isin(kw["seeds"])].assign(usage=lambda t: t.usage + shift)
+
+    monkeypatch.setattr(kr, "study", fake_study)
+    shift = 0.0
+    check = kr.recheck(df, prov["setup"], range(2))
+    assert seen == {"dims": (1, 2), "seeds": (0, 1), "num_codes": 16, "steps": prov["setup"]["steps"],
+                    "lr": prov["setup"]["lr"], "restarts": prov["setup"]["lloyd_restarts"]}
+    assert check["ok"].all() and len(check) == 3 * df.groupby(["dim", "variant"]).ngroups
+    shift = 0.5                      # half the codebook more in use: outside every usage tolerance that can fail
+    bad = kr.recheck(df, prov["setup"], range(2)).set_index("statistic").loc["usage"]
+    assert not bad[bad.can_fail]["ok"].any() and bad.can_fail.any()
+    with pytest.raises(ValueError, match="at least one seed"):
+        kr.recheck(df, prov["setup"], [])
+
+
 def test_options_exist_and_change_the_map():
     from paper_repro.quantizers import build_quantizer
     assert build_quantizer("simvq", num_codes=4, code_dim=2, bias=False).proj.bias is None
