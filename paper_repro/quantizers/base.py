@@ -169,6 +169,13 @@ class BaseQuantizer(nn.Module):
             precision=self.search_precision, return_distances=return_distances,
         )
 
+    @torch.no_grad()
+    def assign(self, z_flat: torch.Tensor) -> torch.Tensor:
+        """(N, D) latents -> (N,) the codes a forward pass would select, with no side effect (no usage
+        counted, nothing replaced, no RNG): the nearest row of :attr:`codebook`. A method that searches
+        in another space overrides it (fc: the normalised lookup space)."""
+        return self.search(z_flat.float(), self.codebook.detach())
+
     def _check_input(self, z) -> None:
         if not isinstance(z, torch.Tensor):
             raise ValueError(f"{self.quantizer_name}: expected a torch.Tensor, got {type(z).__name__}")

@@ -9,7 +9,9 @@ Loss: commitment only, ``beta * mse(z, sg(c))``. Defaults: decay 0.99, eps 1e-5,
 State starts at ``N_k = 1``, ``S_k = c_k`` (so unused codes stay put rather than blowing up).
 
 ``dead_code_threshold`` > 0: codes whose EMA count N_k falls below it are replaced by random
-latents of the current batch (rank 0's batch under DDP, broadcast). ``rotation_trick``: Fifty et
+latents of the current batch, distinct ones where the batch has at least as many latents as there
+are dead codes (as the authors' vector-quantize-pytorch samples; identical codes would tie in the
+search and all but one stay dead), rank 0's batch under DDP, broadcast. ``rotation_trick``: Fifty et
 al. 2024: the encoder receives the gradient through ``sg(||c|| / ||z|| R) z`` where R is the
 Householder-pair rotation taking z/||z|| onto c/||c||, instead of the identity STE; the forward
 value is still exactly c.
@@ -119,7 +121,9 @@ class EMA(BaseQuantizer):
         if self.dead_code_threshold > 0:
             dead = torch.nonzero(self.cluster_size < self.dead_code_threshold).reshape(-1)
             if dead.numel():
-                pick = torch.randint(0, z_flat.shape[0], (dead.numel(),), device=z_flat.device)
+                n = z_flat.shape[0]
+                pick = (torch.randperm(n, device=z_flat.device)[: dead.numel()] if n >= dead.numel()
+                        else torch.randint(0, n, (dead.numel(),), device=z_flat.device))
                 samples = z_flat[pick].float().contiguous()
                 if distributed_ready():
                     dist.broadcast(samples, src=0)

@@ -68,6 +68,12 @@ class FC(BaseQuantizer):
         its effective code is then exactly proj_out(normalise(proj_in(z)))."""
         self.codes[dead] = self._norm(self.proj_in(latents.float())).to(self.codes.dtype)
 
+    @torch.no_grad()
+    def assign(self, z_flat):
+        """The nearest code in the lookup space (cosine), as ``_quantize`` selects it; the effective
+        codes' nearest in D-space is another code for most latents."""
+        return self.search(self._norm(self.proj_in(z_flat.float())), self.lookup_codebook.detach())
+
     def _quantize(self, z_flat):
         zn = self._norm(self.proj_in(z_flat))
         cn = self.lookup_codebook

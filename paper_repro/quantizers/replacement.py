@@ -7,10 +7,13 @@ latents and the assignment counts since the last replacement; every ``every`` tr
 (an int), or at ``on_epoch_end`` (``every="epoch"``; not after the last epoch, where no training
 step would follow and only the final evaluation would see the moved codes), codes used fewer than
 ``threshold`` times are
-re-initialised from distinct random reservoir latents and the counts restart. The replacement
+re-initialised from distinct random reservoir latents and the counts restart (with fewer latents
+stored than dead codes, a random subset of the dead codes, one per stored latent, is replaced; the
+others wait for the next replacement). The replacement
 itself runs at the start of the next training forward (never between a forward and its backward,
 which would invalidate saved tensors), or immediately at ``on_epoch_end``. Under torch.distributed
-the counts are all-reduced and rank 0's draws are broadcast, so all processes replace alike.
+the counts are all-reduced and rank 0's draws are broadcast, so all processes replace alike (the
+counts are int64, so the trainer's per-step broadcast of floating buffers leaves each rank's own).
 
 What "replace" means per method (``_replace_codes``):
 - vq, nsvq, ema: the code vector is set to the latent (ema also resets its count and sum);
@@ -44,7 +47,9 @@ class CodeReplacer(nn.Module):
         # everything a resumed run needs is a buffer (in the checkpoint): the reservoir, the counts
         # since the last replacement, and (filled, pointer, steps, replacement pending)
         self.register_buffer("reservoir", torch.zeros(reservoir_size, code_dim))
-        self.register_buffer("counts", torch.zeros(num_codes))
+        # int64: each rank's own counts (a floating buffer would be overwritten by rank 0's in the
+        # trainer's per-step buffer broadcast, and the all-reduce would then double rank 0's)
+        self.register_buffer("counts", torch.zeros(num_codes, dtype=torch.long))
         self.register_buffer("state", torch.zeros(4, dtype=torch.long))
 
     def _get(self, i: int) -> int:
@@ -76,17 +81,19 @@ class CodeReplacer(nn.Module):
 
     @torch.no_grad()
     def draw(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(dead code indices, one reservoir latent per dead code); resets the counts."""
+        """(dead code indices, one distinct reservoir latent per dead code); resets the counts. With
+        fewer latents stored than dead codes, a random subset of the dead codes is returned."""
         counts = all_reduce_sum_(self.counts.clone())
         self.counts.zero_()
         dead = torch.nonzero(counts < self.threshold).reshape(-1)
         if dead.numel() == 0 or self._filled == 0:
             return dead[:0], self.reservoir[:0]
         dev = self.reservoir.device
-        if self._filled >= dead.numel():
-            pick = torch.randperm(self._filled, device=dev)[: dead.numel()]
-        else:
-            pick = torch.randint(0, self._filled, (dead.numel(),), device=dev)
+        if self._filled < dead.numel():      # one latent per code: replace as many as are stored
+            dead = dead[torch.randperm(dead.numel(), device=dead.device)[: self._filled]].sort().values
+            if distributed_ready():
+                dist.broadcast(dead, src=0)
+        pick = torch.randperm(self._filled, device=dev)[: dead.numel()]
         latents = self.reservoir[pick].clone()
         if distributed_ready():
             dist.broadcast(latents, src=0)

@@ -60,7 +60,7 @@ class LatentProbe:
             z = model.encode(x).float()
             z_flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
             q = model.quantizer
-            idx = q.search(z_flat, q.codebook.detach())
+            idx = q.assign(z_flat)          # the code the quantizer itself selects (fc: in its lookup space)
             recon = model.decode(q.lookup(idx.reshape(z.shape[0], z.shape[2], z.shape[3]))).float().clamp(0, 1)
             out = {"step": int(step), "epoch": int(epoch),
                    "probe_usage": float(torch.unique(idx).numel()) / q.num_codes,

@@ -73,3 +73,49 @@ def test_ema_stays_in_sync_under_ddp(tmp_path):
     assert torch.equal(p0, p1)
     torch.testing.assert_close(res["plain_cs"], ref.cluster_size)
     torch.testing.assert_close(p0, ref.embed)
+
+
+def _replacement_worker(rank: int, world: int, port: int, out_path: str):
+    """The trainer's per-step buffer broadcast (``ddp.broadcast_module(..., buffers_only=True)``)
+    around a replacing quantizer whose ranks see different data."""
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        from paper_repro.quantizers import build_quantizer
+        from paper_repro.quantizers.stats import all_reduce_sum_
+        from paper_repro.training import ddp
+
+        torch.manual_seed(0)  # same codebook everywhere
+        q = build_quantizer("vq", num_codes=16, code_dim=3, replacement=dict(threshold=1.0, reservoir_size=64, every="epoch"))
+        with torch.no_grad():  # codes 0-7 near rank 0's data, 8-15 near rank 1's
+            q.embedding.copy_(torch.cat([torch.randn(8, 3) * 0.1 + 10 * r for r in (0, 1)]))
+        torch.manual_seed(rank)
+        local = torch.zeros(16, dtype=torch.long)
+        for _ in range(3):
+            z = torch.randn(2, 3, 4, 4) * 0.1 + 10 * rank
+            local += torch.bincount(q(z).indices.flatten(), minlength=16)
+            ddp.broadcast_module(q, buffers_only=True)
+        summed = all_reduce_sum_(q.replacer.counts.clone())
+        every = [torch.zeros_like(local) for _ in range(world)]
+        dist.all_gather(every, local)
+        before = q.codebook.detach().clone()
+        q.on_epoch_end(0)
+        moved = (q.codebook.detach() != before).any(1)
+        if rank == 0:
+            torch.save({"summed": summed, "local": torch.stack(every), "moved": moved}, out_path)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_replacement_counts_sum_over_ranks_and_no_code_used_on_any_rank_is_replaced(tmp_path):
+    if not dist.is_available():
+        pytest.skip("torch.distributed not available")
+    out = str(tmp_path / "repl.pt")
+    mp.spawn(_replacement_worker, args=(2, _free_port(), out), nprocs=2, join=True)
+    res = torch.load(out, weights_only=True)
+    used_anywhere = res["local"].sum(0) > 0
+    assert torch.equal(res["summed"], res["local"].sum(0))
+    assert used_anywhere[:8].any() and used_anywhere[8:].any()      # each rank used its own codes
+    assert not (res["moved"] & used_anywhere).any()

@@ -286,28 +286,90 @@ def test_rotation_trick_value_and_gradient():
 # ------------------------------------------------------------------ replacement
 @pytest.mark.parametrize("name", ["vq", "nsvq", "ema", "fc", "simvq", "transvq"])
 def test_dead_code_replacement(name):
+    """Every code unused since the last replacement moves onto its own reservoir latent (in the
+    method's sense, see replacement.py); the codes in use stay where they were."""
     torch.manual_seed(0)
     extra = {"model_dim": 16} if name == "transvq" else {}
-    q = build_quantizer(name, num_codes=64, code_dim=4, replacement=dict(threshold=1.0, reservoir_size=32, every=1),
+    q = build_quantizer(name, num_codes=64, code_dim=4, replacement=dict(threshold=1.0, reservoir_size=256, every=1),
                         **extra)
-    z = torch.randn(1, 4, 2, 4) * 3
+    z = torch.randn(1, 4, 8, 16) * 3                       # 128 latents: more than the dead codes
     out = q(z)
-    used = set(out.indices.flatten().tolist())
+    used = sorted(set(out.indices.flatten().tolist()))
+    dead = torch.tensor(sorted(set(range(64)) - set(used)))
     assert q.replacer.pending  # it runs at the start of the next training forward (a checkpointed flag)
+    before = q.codebook.detach().clone()
     n_replaced = q.replace_dead_codes()
-    assert n_replaced == 64 - len(used)
+    assert n_replaced == len(dead) > 0
+    assert q.replacer.counts.sum() == 0                    # counts restart after a replacement
+    cb = q.codebook.detach()
     latents = flat(z)
+    if name != "transvq":                                  # transvq's map mixes every code
+        torch.testing.assert_close(cb[used], before[used], rtol=0, atol=1e-6)
     if name in ("vq", "nsvq", "ema", "simvq"):
-        dead = torch.tensor(sorted(set(range(64)) - used))
-        cb = q.codebook.detach()[dead]
-        # every replaced code now sits exactly on one reservoir latent
-        dmin = ((cb[:, None] - latents[None]) ** 2).sum(-1).min(1).values
-        assert dmin.max() < 1e-8
-    elif name == "fc":
-        target = q.proj_out(torch.nn.functional.normalize(q.proj_in(latents), dim=1)).detach()
-        dmin = ((q.codebook.detach()[:, None] - target[None]) ** 2).sum(-1).min(0).values
-        assert dmin.max() < 1e-10
-    else:  # transvq: each replaced code is next to the nearest live code of a reservoir latent
-        assert q.replacer.counts.sum() == 0  # counts restart after a replacement
+        # every replaced code now sits on a reservoir latent, each on a different one
+        d2 = ((cb[dead][:, None] - latents[None]) ** 2).sum(-1)
+        assert d2.min(1).values.max() < 1e-8
+        assert d2.argmin(1).unique().numel() == len(dead)
+    elif name == "fc":                                     # exact in the lookup space
+        target = torch.nn.functional.normalize(q.proj_in(latents), dim=1).detach()
+        d2 = ((q.lookup_codebook.detach()[dead][:, None] - target[None]) ** 2).sum(-1)
+        assert d2.min(1).values.max() < 1e-10
+        assert d2.argmin(1).unique().numel() == len(dead)
+    else:  # transvq: each replaced code lands next to a live code (it copies one's base row, +1 % noise)
+        spread = (cb - cb.mean(0)).norm(dim=1).mean()
+        near = torch.cdist(cb[dead], cb[used]).min(1).values
+        assert near.max() < 0.1 * spread, (near.max(), spread)
+        far = torch.cdist(before[dead], before[used]).min(1).values   # before: not all of them were
+        assert far.max() > near.max()
     q(z)
-    assert q.replacer.counts.sum() == 8
+    assert q.replacer.counts.sum() == 128
+
+
+def test_replacement_with_fewer_latents_stored_than_dead_codes_uses_each_latent_once():
+    torch.manual_seed(1)
+    q = build_quantizer("vq", num_codes=64, code_dim=4, replacement=dict(threshold=1.0, reservoir_size=32, every=1))
+    z = torch.randn(1, 4, 2, 4) * 3                        # 8 latents, about 56 dead codes
+    used = set(q(z).indices.flatten().tolist())
+    before = q.codebook.detach().clone()
+    assert q.replace_dead_codes() == 8                     # one code per stored latent; the rest wait
+    moved = (q.codebook.detach() != before).any(1).nonzero().flatten().tolist()
+    assert len(moved) == 8 and not set(moved) & used
+    d2 = ((q.codebook.detach()[moved][:, None] - flat(z)[None]) ** 2).sum(-1)
+    assert d2.min(1).values.max() < 1e-8 and d2.argmin(1).unique().numel() == 8
+
+
+def test_ema_reseeds_dead_codes_with_distinct_latents():
+    """Identical reseeded codes would tie in the search and all but one stay dead (the authors'
+    library samples without replacement when the batch is large enough)."""
+    torch.manual_seed(0)
+    q = build_quantizer("ema", num_codes=64, code_dim=4, dead_code_threshold=1e9)   # every code dead
+    z = torch.randn(1, 4, 8, 10)                            # 80 latents >= 64 dead codes
+    q(z)
+    d2 = ((q.embed[:, None] - flat(z)[None]) ** 2).sum(-1)
+    assert d2.min(1).values.max() < 1e-10                   # each code on a latent
+    assert d2.argmin(1).unique().numel() == 64              # all different
+    small = build_quantizer("ema", num_codes=64, code_dim=4, dead_code_threshold=1e9)
+    small(torch.randn(1, 4, 2, 4))                          # 8 latents for 64 codes: repeats unavoidable
+    assert torch.isfinite(small.embed).all()
+
+
+def test_replacer_counts_are_integers_and_load_from_a_float_checkpoint():
+    q = build_quantizer("vq", num_codes=8, code_dim=2, replacement=dict(threshold=1.0, reservoir_size=16, every=1))
+    assert q.replacer.counts.dtype == torch.long           # not overwritten by the trainer's float-buffer broadcast
+    sd = q.state_dict()
+    sd["replacer.counts"] = torch.arange(8, dtype=torch.float32)   # written before the counts were int64
+    q.load_state_dict(sd)
+    assert q.replacer.counts.dtype == torch.long and q.replacer.counts.tolist() == list(range(8))
+
+
+@pytest.mark.parametrize("name", ["vq", "nsvq", "ema", "fc", "simvq", "transvq"])
+def test_assign_is_the_code_a_forward_pass_selects(name):
+    torch.manual_seed(0)
+    extra = {"model_dim": 16} if name == "transvq" else {}
+    opts = {"lookup_dim": 2} if name == "fc" else {}
+    q = build_quantizer(name, num_codes=32, code_dim=8, **extra, **opts).eval()
+    z = torch.randn(2, 8, 4, 4) * 2
+    idx = q.assign(flat(z))
+    assert torch.equal(idx, q(z).indices.flatten())
+    if name == "fc":   # the D-space nearest of the effective codes is another code for many latents
+        assert (q.search(flat(z), q.codebook.detach()) != idx).any()
