@@ -82,9 +82,16 @@ def provenance(device: str | None = None, **extra) -> dict:
     return rec
 
 
+def short_commit(commit) -> str:
+    """A commit for display: the sha's first 12 hex digits, keeping a ``+dirty`` / ``+copy`` suffix
+    (a result made from a modified or copied tree must not read as a clean commit)."""
+    sha, plus, suffix = str(commit).partition("+")
+    return sha[:12] + (plus + suffix if plus else "")
+
+
 def format_provenance(rec: dict) -> str:
     """One or two lines to print under a table."""
     v = rec.get("versions", {})
     vs = ", ".join(f"{k} {v[k]}" for k in ("torch", "numpy") if k in v)
-    return (f"Provenance: commit {str(rec.get('git_commit', '?'))[:12]}, {rec.get('device', '?')}, "
+    return (f"Provenance: commit {short_commit(rec.get('git_commit', '?'))}, {rec.get('device', '?')}, "
             f"{vs}, {rec.get('date', '?')}")

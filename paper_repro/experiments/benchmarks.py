@@ -61,7 +61,7 @@ def load_benchmarks(root: Path | str | None = None) -> pd.DataFrame:
             raise ValueError(f"{path.name} lacks column(s) {sorted(missing)}")
         df["note"] = df["note"].fillna("") if "note" in df else ""
         df["device_name"] = prov.get("device", "?")
-        df["commit"] = str(prov.get("git_commit", "?"))[:12]
+        df["commit"] = short_commit(prov.get("git_commit", "?"))
         df["date"] = prov.get("date", "?")
         df["torch"] = prov.get("versions", {}).get("torch", "?")
         df["source"] = path.name

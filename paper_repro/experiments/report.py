@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..provenance import format_provenance
+from ..provenance import format_provenance, short_commit
 from ..quantizers.registry import display_names
 from ..verdict import judge_difference, per_seed
 
@@ -200,7 +200,7 @@ def provenance_lines(df: pd.DataFrame) -> list[str]:
     seen: dict = {}
     for rec in recs:
         p = rec["provenance"]
-        key = (str(p.get("git_commit"))[:12], p.get("device"))
+        key = (short_commit(p.get("git_commit")), p.get("device"))
         seen.setdefault(key, [p, []])[1].append(str(p.get("date", "?")))
     out = []
     for p, dates in seen.values():

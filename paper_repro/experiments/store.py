@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..paths import REPO_ROOT, RESULTS_DIR
+from ..provenance import short_commit
 from ..training.checkpoint import atomic_write_bytes, atomic_write_json
 from ..training.config import TrainConfig, config_hash
 from ..training.trainer import RECORD_NAME, RECORD_SCHEMA, SAMPLES_NAME
@@ -216,7 +217,7 @@ def flatten_record(rec: dict) -> dict:
     for k in ("steps", "train_seconds", "images_per_s", "wall_time_s", "resumes"):
         row[k] = rec.get(k)
     prov = rec.get("provenance", {})
-    row["git_commit"] = str(prov.get("git_commit", "unknown"))[:12]
+    row["git_commit"] = short_commit(prov.get("git_commit", "unknown"))
     row["device"] = prov.get("device")
     row["date"] = prov.get("date")
     row["torch"] = prov.get("versions", {}).get("torch")

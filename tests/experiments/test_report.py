@@ -101,3 +101,12 @@ def test_text_figure_says_its_text_and_nothing_else():
     matplotlib.use("agg")
     fig = report.text_figure("no runs yet")
     assert [t.get_text() for t in fig.axes[0].texts] == ["no runs yet"] and not fig.axes[0].axison
+
+
+def test_a_displayed_commit_keeps_its_dirty_or_copy_mark():
+    from paper_repro.provenance import format_provenance, short_commit
+
+    sha = "9f808f1cc95e" + "0" * 28
+    assert short_commit(sha) == "9f808f1cc95e"
+    assert short_commit(sha + "+dirty") == "9f808f1cc95e+dirty" and short_commit(sha + "+copy") == "9f808f1cc95e+copy"
+    assert "commit 9f808f1cc95e+dirty," in format_provenance({"git_commit": sha + "+dirty"})

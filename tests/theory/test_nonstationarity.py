@@ -30,7 +30,7 @@ def test_initial_codebook_is_kmeans_of_the_latents(images):
 def test_zero_learning_rate_moves_nothing(images):
     r = ns.drift_experiment(4, seed=0, images=images, num_codes=8, code_dim=4, width=0.125,
                             optimizer="sgd", lr=0.0, pretrain_steps=2)
-    assert r.moved_other == 0.0 and r.codes_emptied == 0 and r.rel_drift == 0.0
+    assert r.moved_other == 0.0 and r.moved_other_encoder == 0.0 and r.codes_emptied == 0 and r.rel_drift == 0.0
     assert 1 <= r.codes_hit <= 8
 
 
@@ -39,7 +39,7 @@ def test_a_real_step_moves_latents_and_is_deterministic(images):
     a = ns.drift_experiment(4, **kw)
     b = ns.drift_experiment(4, **kw)
     assert a == b
-    assert a.rel_drift > 0
+    assert a.rel_drift > 0 and 0.0 <= a.moved_other_encoder <= 1.0
 
 
 def test_bad_arguments(images):
@@ -60,6 +60,7 @@ def test_the_committed_study_is_complete_and_rechecks_against_itself():
         assert set(part.batch_size) == set(ns.BATCH_SIZES)
         assert (part.groupby(["setting", "batch_size"]).seed.nunique() == study.seed.nunique()).all()
     assert ((study.moved_other >= 0) & (study.moved_other <= 1)).all()
+    assert ((study.moved_other_encoder >= 0) & (study.moved_other_encoder <= 1)).all()
     assert (study.codes_hit >= 1).all() and (study.codes_hit <= study.num_codes).all()
     # the same seeds checked against the study itself are within tolerance, the means identical
     check = ns.STUDY.recheck(study[study.seed < 3], study)
