@@ -69,6 +69,8 @@ class Verdict:
 
     def stats(self, digits: int = 3) -> str:
         """``mean ± sd (n seeds) op threshold``, or the single value of an exact computation."""
+        if self.n == 0 and not self.parts:
+            return "no runs yet"
         if self.parts:
             return f"{len(self.parts)} cells"
         if self.exact:
@@ -200,6 +202,13 @@ def judge_all(claim: str, parts: Sequence[Verdict], cells: int | None = None, si
     profiles = {p.profile for p in parts}
     return Verdict(claim, v, min(p.n for p in parts), float("nan"), None, "all", float("nan"),
                    profiles.pop() if len(profiles) == 1 else None, all(p.exact for p in parts), parts, side)
+
+
+def not_run(claim: str, cells: int, side: str = "", profile: str | None = None) -> Verdict:
+    """A claim about ``cells`` cells none of which has runs yet: listed as not judged, so that a page
+    (and the verdict table) shows what it is waiting for instead of leaving the claim out."""
+    return Verdict(f"{claim} [0 of its {cells} cell{'s' if cells != 1 else ''} run]", NOT_JUDGED, 0, float("nan"), None, "all",
+                   float("nan"), profile, False, (), side)
 
 
 def verdict_table(verdicts: Sequence[Verdict], digits: int = 3) -> pd.DataFrame:

@@ -90,3 +90,12 @@ def test_whose_claim_is_carried_by_every_judge():
     assert a.side == d.side == both.side == OURS
     assert (a.verdict, d.verdict, both.verdict) == (judge("a", [0.5, 0.6], ">", 0.1).verdict, SUPPORTED, SUPPORTED)
     assert judge("plain", [0.5, 0.6]).side == "" and judge_all("plain", [a]).side == ""
+
+
+def test_a_claim_with_no_cell_run_is_listed_as_not_judged():
+    from paper_repro import verdict as V
+
+    v = V.not_run("X beats Y at every K", 3, side=V.OURS, profile="cpu")
+    assert (v.verdict, v.mark, v.n, v.parts, v.side) == (V.NOT_JUDGED, "\u00b7", 0, (), V.OURS)
+    assert v.line() == "\u00b7 X beats Y at every K [0 of its 3 cells run]: not judged [no runs yet; profile cpu]"
+    assert V.not_run("one cell", 1).claim.endswith("[0 of its 1 cell run]")

@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..paths import RESULTS_DIR
+from ..provenance import short_commit
 
 BENCH_DIR = RESULTS_DIR / "bench_quantizers"
 
@@ -72,6 +73,15 @@ def load_benchmarks(root: Path | str | None = None) -> pd.DataFrame:
 CHUNKED = ("vq", "nsvq", "nsvq_official", "ema", "simvq")   # methods whose N x K work is chunked
 VALUE_NAMES = {"ms_median": "ms per forward+backward step (median)",
                "peak_mib": "peak memory above the inputs (MiB)"}
+#: what ``peak_mib`` is on a CPU: the resident set's high-water mark minus the resident set after
+#: the warm-up steps, which misses what the allocator kept from the warm-up (it can even be < 0)
+CPU_MEMORY_NAME = "resident-set growth after warm-up (MiB; not a peak)"
+#: a median this many times its run's minimum step time was disturbed by other load
+NOISY_MEDIAN = 1.25
+
+
+def _is_cpu(device_name: str) -> bool:
+    return not device_name.startswith("cuda")
 
 
 def _by_method(df: pd.DataFrame, device_name: str, value: str) -> pd.DataFrame:
@@ -93,12 +103,17 @@ def speed_table(df: pd.DataFrame, device_name: str, value: str = "ms_median") ->
     """Median ms per step (or ``value="peak_mib"``) for one device: rows = method, columns = K."""
     t = _by_method(df, device_name, value)
     order = [m for m in LABELS if m in t.index] + [m for m in t.index if m not in LABELS]
-    return _labelled(t, order, VALUE_NAMES.get(value, value))
+    name = CPU_MEMORY_NAME if value == "peak_mib" and _is_cpu(device_name) else VALUE_NAMES.get(value, value)
+    return _labelled(t, order, name)
 
 
 def peak_memory_bound(df: pd.DataFrame, device_name: str, bound_mib: float = 1024.0) -> tuple[float, bool]:
     """(largest peak memory of the chunked methods at the largest K, whether it is <= bound_mib):
-    the search and NS-VQ's kernel pass never hold more than a chunk of the N x K distances."""
+    the search and NS-VQ's kernel pass never hold more than a chunk of the N x K distances. Only
+    where memory is measured as a peak (a GPU's allocator); a CPU table's memory column is not one."""
+    if _is_cpu(device_name):
+        raise ValueError(f"{device_name!r}: the CPU benchmark measures resident-set growth after warm-up, "
+                         "not a peak; no peak-memory bound can be read from it")
     sub = df[(df.device_name == device_name) & df.method.isin(CHUNKED)]
     at = sub[sub.K == sub.K.max()]["peak_mib"].dropna()
     worst = float(at.max())
@@ -138,6 +153,14 @@ def target_table(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def noisy_medians(df: pd.DataFrame, device_name: str, factor: float = NOISY_MEDIAN) -> list[str]:
+    """Measurements whose median step time is more than ``factor`` times their fastest step: other
+    load disturbed them, and a ratio with them in it is unreliable."""
+    sub = df[(df.device_name == device_name) & (df.ms_median > factor * df.ms_min)]
+    return [f"{LABELS.get(r.method, r.method)} at K={int(r.K):,}: median {r.ms_median:.1f} ms, fastest "
+            f"{r.ms_min:.1f} ms" for r in sub.itertuples()]
+
+
 def notes(df: pd.DataFrame) -> list[str]:
     """One line per measurement that has no time, saying why (not installed, out of memory)."""
     return [f"{r.device_name}: {LABELS.get(r.method, r.method)} at K={int(r.K):,}: {r.note}"
@@ -166,8 +189,9 @@ def plot_benchmarks(df: pd.DataFrame):
             style = dict(marker="o", lw=2 if m in ("vq", "nsvq") else 1,
                          ls="--" if m in ("nsvq_dense", "vqpytorch") else "-")
             row[0].plot(s.K, s.ms_median, label=LABELS[m], **style)
-            row[1].plot(s.K, s.peak_mib, label=LABELS[m], **style)
-        for ax, what in zip(row, ("ms per step (median)", "peak memory above inputs (MiB)")):
+            row[1].plot(s.K, s.peak_mib.clip(lower=0.5), label=LABELS[m], **style)   # log axis: >= 0.5
+        memory = "RSS growth after warm-up (MiB)" if _is_cpu(device_name) else "peak memory above inputs (MiB)"
+        for ax, what in zip(row, ("ms per step (median)", memory)):
             ax.set(xscale="log", yscale="log", xlabel="codebook size K", ylabel=what)
             ax.grid(alpha=0.3, which="both")
         row[0].set_title(device_name, fontsize=10)

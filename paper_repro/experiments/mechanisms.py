@@ -31,7 +31,7 @@ PROBE_LABELS = {
     "probe_usage": "usage (probe images)",
     "probe_psnr": "PSNR (dB, probe images)",
     "latent_rank": "latent participation ratio",
-    "churn_per_step": "latents changing code per step",
+    "churn_per_step": "latents changing code per step (encoder + codebook)",
     "relative_drift": "latent move / distance to code",
     "kernel_mass": "codes with kernel weight > 0.1",
     "kernel_scale": "kernel width 2 sigma^2",
@@ -311,8 +311,9 @@ def _paired_cells(df, claim, column, a: dict, b: dict, over: str, values, op=">"
 
 
 def _all(claim, parts, cells, side=""):
+    """judge_all over the cells that have runs; a claim with none yet is listed as not judged."""
     if not parts:
-        return None
+        return V.not_run(claim, cells, side=side)
     return V.judge_all(claim, parts, cells, side=side)
 
 

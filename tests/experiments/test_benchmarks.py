@@ -67,3 +67,21 @@ def test_committed_tables_load():
     df = load_benchmarks()
     for device_name in df.device_name.unique():
         assert ratio_table(df, device_name).notna().any().any()
+
+
+def test_noisy_medians_and_no_peak_bound_from_a_cpu_table(tmp_path):
+    from paper_repro.experiments.benchmarks import noisy_medians, peak_memory_bound
+
+    rows = [_row("vq", 1024, 10.0), _row("nsvq", 1024, 20.0)]
+    rows[0]["ms_min"] = 6.0                                   # median 1.67 x the fastest step
+    _write(tmp_path, "cpu", "cpu: Some CPU (2 threads)", rows)
+    _write(tmp_path, "gpu", "cuda: Some GPU", [_row("vq", 1024, 1.0), _row("nsvq", 1024, 1.2)])
+    df = load_benchmarks(tmp_path)
+    assert noisy_medians(df, "cpu: Some CPU (2 threads)") == [
+        "vq (chunked addmm search) at K=1,024: median 10.0 ms, fastest 6.0 ms"]
+    assert noisy_medians(df, "cuda: Some GPU") == []
+    assert peak_memory_bound(df, "cuda: Some GPU") == (10.0, True)
+    with pytest.raises(ValueError, match="not a peak"):
+        peak_memory_bound(df, "cpu: Some CPU (2 threads)")
+    assert speed_table(df, "cpu: Some CPU (2 threads)", value="peak_mib").index.name.startswith("resident-set growth")
+    assert speed_table(df, "cuda: Some GPU", value="peak_mib").index.name.startswith("peak memory")

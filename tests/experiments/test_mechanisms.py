@@ -98,9 +98,15 @@ def test_staged_verdicts_judge_the_follow_ups_claims_and_each_stage_by_seed():
     c = vs["Stage (c): adversarial refinement lowers the FD over the arm before it"]
     assert (a.verdict, b.verdict, c.verdict) == (V.SUPPORTED, V.CONTRADICTED, V.SUPPORTED)
     assert a.side == b.side == c.side == mech.OURS_SIDE
-    # a grid without the full schedule yet: only what has both sides is judged
+    # a grid without the full schedule yet: only what has both sides is judged; the other claims are
+    # listed as not judged, with no cell run, instead of vanishing from the page
     part = mech.staged_verdicts(_runs([r for r in rows if r["tag"] in ("SimVQ", "NS-VQ", "NS-VQ +a")]))
-    assert [v.claim for v in part] == ["Stage (a): dead-code replacement raises NS-VQ's eval usage"]
+    judged = [v for v in part if v.verdict != V.NOT_JUDGED]
+    assert [v.claim for v in judged] == ["Stage (a): dead-code replacement raises NS-VQ's eval usage"]
+    waiting = [v for v in part if v.verdict == V.NOT_JUDGED]
+    assert len(waiting) == len(vs) - 1 and all(v.claim.endswith("[0 of its 2 cells run]") for v in waiting)
+    assert all(v.stats() == "no runs yet" and v.n == 0 for v in waiting)
+    assert {v.side for v in waiting if v.claim.startswith("Stage")} == {mech.OURS_SIDE}
 
 
 def test_probe_frame_reads_the_records_probes(tmp_path):
@@ -193,7 +199,8 @@ def test_transvq_verdicts_judge_the_paper_claim_and_the_audits_prediction():
         rows += [{"tag": "TransVQ (paper)", "quantizer": "transvq", "seed": s, "eval_usage": 0.003},
                  {"tag": "TransVQ, codebook x 1/8 (ours)", "quantizer": "transvq", "seed": s, "eval_usage": 0.4 + 0.02 * s},
                  {"tag": "SimVQ", "quantizer": "simvq", "seed": s, "eval_usage": 0.5 + 0.01 * s}]
-    paper, vs_simvq, audit = mech.transvq_verdicts(_runs(rows))
+    paper, vs_simvq, code, audit = mech.transvq_verdicts(_runs(rows))
+    assert code.verdict == V.NOT_JUDGED and code.claim.endswith("[0 of its 1 cell run]")   # no authors' map yet
     assert paper.claim.startswith("Table 3: TransVQ") and paper.side == "" and paper.verdict == V.CONTRADICTED
     assert vs_simvq.verdict == V.CONTRADICTED and vs_simvq.side == mech.OURS_SIDE
     assert audit.verdict == V.SUPPORTED and audit.claim.startswith("Audit (ours)") and audit.side == mech.OURS_SIDE
