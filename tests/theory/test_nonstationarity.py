@@ -92,3 +92,18 @@ def test_claim_verdicts_read_both_designs_of_the_study():
     from paper_repro.experiments import verdicts as vv
     rows = vv.claim_rows(pages={"nonstationarity"})
     assert (rows["paper"] == ns.OUR_READING).sum() == len(ours)
+
+
+def test_the_pages_reading_quotes_the_study_and_follows_its_verdicts():
+    study, _ = ns.load()
+    text = ns.reading(study)
+    t = ns.summary(study).set_index(["design", "setting", "batch_size"])
+    enc = t.loc[("one step", "Adam 5e-4, at init", 1), "moved_other_encoder_mean"]
+    assert f"{100 * enc:.0f}% with Adam at initialisation" in text
+    sgd = [v for v in ns.claim_verdicts(study) if v.claim.startswith("[SGD 0.05, pretrained, same images seen]")][0]
+    assert (sgd.verdict == "supported") == ("the regime where the paper's argument holds" in text)
+    # the SGD drift made to grow with the batch at the same images seen: the prose no longer says it holds
+    flipped = study.copy()
+    rows = (flipped.design == "same images seen") & (flipped.setting == "SGD 0.05, pretrained")
+    flipped.loc[rows, "moved_other"] = flipped.loc[rows, "batch_size"] / 100.0
+    assert "the regime where the paper's argument holds" not in ns.reading(flipped)
