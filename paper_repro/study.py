@@ -139,9 +139,10 @@ class Study:
 
         committed = cells(ref)
         for stat in self.once:   # a statistic checked once must not vary between the cells of a seed
-            if (ref.groupby(self.seed_column)[stat].nunique() > 1).any():
-                raise ValueError(f"{stat!r} is declared the same in every cell of a seed, but the committed "
-                                 f"study {self.name!r} has different values")
+            for table, what in ((ref, "the committed study"), (live, "the recomputation")):
+                if (table.groupby(self.seed_column)[stat].nunique() > 1).any():
+                    raise ValueError(f"{stat!r} is declared the same in every cell of a seed, but {what} "
+                                     f"of {self.name!r} has different values")
         rows = []
         for i, (cell, lv) in enumerate(cells(live).items()):
             if cell not in committed:

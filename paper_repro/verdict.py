@@ -5,7 +5,7 @@ bound, a per-seed difference between two methods against 0, a slope against 0. :
 :data:`RULE` to the per-seed values; :func:`judge_difference` and :func:`judge_all` build the common
 shapes (A beats B; every cell of a table) on top of it, so nothing else decides a verdict.
 
-Verdicts: ``supported``, ``contradicted``, ``inconclusive``, ``not judged`` (one seed) and
+Verdicts: ``supported``, ``contradicted``, ``inconclusive``, ``not judged`` (one seed, or no run yet) and
 ``pipeline check`` (runs at a profile that is not evidence, e.g. ``ci``: the numbers are shown, the
 rule is not applied). An exact computation (a maths identity, no seeds) is judged by the comparison
 itself and says ``exact``.
@@ -35,7 +35,8 @@ RULE = ("A claim says that the mean over seeds of a quantity lies above (or belo
         "comparison of m with the threshold decides. One seed: not judged. A claim about several "
         "cells (every K and D, every batch size) is supported when every cell is, contradicted when "
         "any cell is, and otherwise takes the weakest verdict of its cells; while some of its cells "
-        "have not been run, it is at best inconclusive. Runs at the ci profile "
+        "have not been run, it is at best inconclusive, and while none has, it is listed as not judged. "
+        "Runs at the ci profile "
         "are pipeline checks: their numbers are shown and no verdict is given.")
 
 _OPS = {">": 1, ">=": 1, "<": -1, "<=": -1}

@@ -99,8 +99,11 @@ def test_a_statistic_declared_the_same_in_every_cell_is_checked_once():
     assert list(check["statistic"]) == ["frac", "init", "frac"] and check["ok"].all()
     assert once.report(check).startswith("recomputed on this machine: 3 of 3 means")
     # declared once but different between the cells of a seed: refused, not silently checked once
-    with pytest.raises(ValueError, match="'init'"):
+    with pytest.raises(ValueError, match="'init'.*the committed study"):
         once.recheck(ref[ref.seed == 1], ref.assign(init=ref["init"] + (ref["step"] == "b")))
+    live = ref[ref.seed == 1]
+    with pytest.raises(ValueError, match="'init'.*the recomputation"):
+        once.recheck(live.assign(init=live["init"] + (live["step"] == "b")), ref)
 
 
 def test_measure_runs_saves_and_records_the_seconds(tmp_path, monkeypatch):

@@ -131,7 +131,8 @@ def _codebook_rows(cs, load_paper_tables) -> list[dict]:
     df, src = load_grid("codebook_size")
     for c, vo, vp in cs.claim_verdicts(df, cs.paper_long(load_paper_tables())):
         if vo is None:       # listed, not judged: none of the cells it needs has been run yet
-            rows.append({"": V.MARKS[V.NOT_JUDGED], "claim": c.text, "paper": "", "verdict": V.NOT_JUDGED,
+            rows.append({"": V.MARKS[V.NOT_JUDGED], "claim": c.text, "verdict": V.NOT_JUDGED,
+                         "paper": f"{cs.printed_holds(vp)} as printed" if vp is not None else "",
                          "ours": f"0 of its {cs.cells_needed(c, src.profile)} cells run; profile {src.profile}",
                          "page": "codebook_size"})
             continue

@@ -86,14 +86,19 @@ class CodeReplacer(nn.Module):
         counts = all_reduce_sum_(self.counts.clone())
         self.counts.zero_()
         dead = torch.nonzero(counts < self.threshold).reshape(-1)
-        if dead.numel() == 0 or self._filled == 0:
+        filled = self._filled
+        if distributed_ready():              # the fewest stored on any rank: every rank draws as many
+            f = torch.tensor([filled], device=self.state.device)
+            dist.all_reduce(f, op=dist.ReduceOp.MIN)
+            filled = int(f)
+        if dead.numel() == 0 or filled == 0:
             return dead[:0], self.reservoir[:0]
         dev = self.reservoir.device
-        if self._filled < dead.numel():      # one latent per code: replace as many as are stored
-            dead = dead[torch.randperm(dead.numel(), device=dead.device)[: self._filled]].sort().values
+        if filled < dead.numel():            # one latent per code: replace as many as are stored
+            dead = dead[torch.randperm(dead.numel(), device=dead.device)[:filled]].sort().values
             if distributed_ready():
                 dist.broadcast(dead, src=0)
-        pick = torch.randperm(self._filled, device=dev)[: dead.numel()]
+        pick = torch.randperm(filled, device=dev)[: dead.numel()]
         latents = self.reservoir[pick].clone()
         if distributed_ready():
             dist.broadcast(latents, src=0)

@@ -79,6 +79,12 @@ def test_claims_fail_where_the_numbers_say_so_and_use_only_shared_cells():
     # a partial grid (K = 8192 not run yet) supports no "every K and D" claim, but says how much it saw
     assert t.loc[cs.CLAIMS[0].text, "ours"] == "inconclusive" and t.loc[cs.CLAIMS[0].text, "cells judged"] == "8 of 12"
     assert t.loc[cs.CLAIMS[3].text, "ours"] == "contradicted"      # a contradiction needs no full grid
+    # no VQVAE2 run yet: its claims are "not run yet" on our side, the paper judged on all its cells
+    no_vqvae2 = _runs(lambda m, d, k, s: 1.0)
+    t = cs.claim_table(no_vqvae2[no_vqvae2.tag != "VQVAE2"], p).set_index("claim")
+    assert t.loc[cs.CLAIMS[4].text, "ours"] == "not run yet" and t.loc[cs.CLAIMS[4].text, "cells judged"] == "0 of 1"
+    assert t.loc[cs.CLAIMS[4].text, "paper, as printed"] == "holds (all its cells)"
+    assert t.loc[cs.CLAIMS[1].text, "paper, as printed"] == "holds (all its cells)"
 
 
 def _ours(usage_of):

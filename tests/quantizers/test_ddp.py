@@ -14,6 +14,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _run(worker, tmp_path, name: str) -> dict:
+    """Spawn ``worker`` on 2 gloo processes; rank 0 saved its results to a file: load them."""
+    if not dist.is_available():
+        pytest.skip("torch.distributed not available")
+    out = str(tmp_path / name)
+    mp.spawn(worker, args=(2, _free_port(), out), nprocs=2, join=True)
+    return torch.load(out, weights_only=True)
+
+
 def _batches(rank: int):
     g = torch.Generator().manual_seed(100 + rank)  # different data on each process
     return [torch.randn(2, 3, 4, 4, generator=g) + rank for _ in range(3)]
@@ -52,11 +61,7 @@ def _worker(rank: int, world: int, port: int, out_path: str):
 
 @pytest.mark.slow
 def test_ema_stays_in_sync_under_ddp(tmp_path):
-    if not dist.is_available():
-        pytest.skip("torch.distributed not available")
-    out = str(tmp_path / "ddp.pt")
-    mp.spawn(_worker, args=(2, _free_port(), out), nprocs=2, join=True)
-    res = torch.load(out, weights_only=True)
+    res = _run(_worker, tmp_path, "ddp.pt")
     e0, e1 = res["embeds"]
     assert torch.equal(e0, e1)
     # usage counts were summed over both processes: 3 batches x 32 latents x 2 processes
@@ -110,11 +115,7 @@ def _replacement_worker(rank: int, world: int, port: int, out_path: str):
 
 @pytest.mark.slow
 def test_replacement_counts_sum_over_ranks_and_no_code_used_on_any_rank_is_replaced(tmp_path):
-    if not dist.is_available():
-        pytest.skip("torch.distributed not available")
-    out = str(tmp_path / "repl.pt")
-    mp.spawn(_replacement_worker, args=(2, _free_port(), out), nprocs=2, join=True)
-    res = torch.load(out, weights_only=True)
+    res = _run(_replacement_worker, tmp_path, "repl.pt")
     used_anywhere = res["local"].sum(0) > 0
     assert torch.equal(res["summed"], res["local"].sum(0))
     assert used_anywhere[:8].any() and used_anywhere[8:].any()      # each rank used its own codes
