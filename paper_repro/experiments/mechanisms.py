@@ -32,6 +32,7 @@ PROBE_LABELS = {
     "probe_psnr": "PSNR (dB, probe images)",
     "latent_rank": "latent participation ratio",
     "churn_per_step": "latents changing code per step (encoder + codebook)",
+    "churn_encoder_per_step": "latents changing code per step (encoder; codebook held)",
     "relative_drift": "latent move / distance to code",
     "kernel_mass": "codes with kernel weight > 0.1",
     "kernel_scale": "kernel width 2 sigma^2",
@@ -44,7 +45,7 @@ _KEYS = ("tag", "quantizer", "num_codes", "code_dim", "width", "batch_size", "se
 
 #: probe columns measured between a probe and the one before it: their value depends on how many steps
 #: lie between the two, so they are comparable only over comparable intervals (see ``regular_drift``)
-DRIFT_COLUMNS = ("churn", "churn_per_step", "relative_drift")
+DRIFT_COLUMNS = ("churn", "churn_per_step", "churn_encoder", "churn_encoder_per_step", "relative_drift")
 
 #: the shortest interval, as a share of the run's ``probe_every``, over which a drift value is shown. A
 #: probe at an epoch's end splits a probe interval in two, and churn per step is larger over the shorter
