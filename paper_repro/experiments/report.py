@@ -104,7 +104,8 @@ def caption(df: pd.DataFrame, stand_in: str = "CelebA-HQ") -> str:
     fd = fd_name(df)
     if fd.startswith("FD-VGG16"):
         at = "at native resolution" if fd.endswith("@native") else "resized to 224\u00d7224"
-        parts.append(f"{fd} = Fr\u00e9chet distance on VGG16 features {at}, not rFID")
+        parts.append(f"{fd} = Fr\u00e9chet distance on VGG16 features {at}, not rFID (biased upward on few "
+                     f"images: compared only between runs evaluated on the same number)")
     parts.append("usage = fraction of the K codes selected on the evaluation split")
     return "; ".join(parts) + "."
 

@@ -55,7 +55,8 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     r1 = (v * lam.clamp_min(0).sqrt()) @ v.T
     m = r1 @ s2 @ r1
     tr_covmean = torch.linalg.eigvalsh((m + m.T) / 2).clamp_min(0).sqrt().sum()
-    return float((mu1 - mu2).pow(2).sum() + s1.trace() + s2.trace() - 2 * tr_covmean)
+    # >= 0 in exact arithmetic; rank-deficient covariances (n <= D) can round it just below
+    return max(0.0, float((mu1 - mu2).pow(2).sum() + s1.trace() + s2.trace() - 2 * tr_covmean))
 
 
 class FeatureStats:

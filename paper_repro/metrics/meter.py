@@ -83,7 +83,9 @@ class ReconstructionMeter:
         if self.fd_kind == "vgg16":
             out["fd"], out["fd_metric"] = float(fd_from_stats(self._real, self._fake)), fd_vgg16_name(self.fd_resize)
         elif self.fd_kind == "inception":
-            out["fd"] = float(fid(torch.cat(self._real).float() / 255, torch.cat(self._fake).float() / 255,
-                                  weights_path=self.inception, allow_download=False))
+            # uint8 sets, converted batch by batch; Inception runs on the meter's device (the GPU where
+            # there is one), not on the device the stored images sit on
+            out["fd"] = float(fid(torch.cat(self._real), torch.cat(self._fake), weights_path=self.inception,
+                                  allow_download=False, device=self.device))
             out["fd_metric"] = "rFID"
         return out

@@ -371,7 +371,9 @@ class _Run:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.ckpt_path = self.run_dir / CHECKPOINT_NAME if self.run_dir is not None else None
         self.st = RunState()
-        self.pending: list[tuple[int, int, torch.Tensor, torch.Tensor]] = []   # losses not yet checked
+        # losses not yet checked: (step, epoch, reconstruction, quantizer, refinement terms incl. the
+        # discriminator's, 0 outside the refinement stage)
+        self.pending: list[tuple[int, int, torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.last_good = {"path": None, "step": None}
         self.epoch_eval = None       # (global step, metrics, samples) of the last per-epoch evaluation
         self._setup_device()
@@ -477,16 +479,18 @@ class _Run:
         """Raise NonFiniteLossError naming the first step since the last check whose loss is not finite."""
         if not self.pending:
             return
-        vals = torch.stack([torch.stack([r.float(), qq.float()]) for _, _, r, qq in self.pending])
+        vals = torch.stack([torch.stack([r.float(), qq.float(), rf.float()]) for _, _, r, qq, rf in self.pending])
         ok = torch.isfinite(vals).all(dim=1)
         if bool(ok.all()):
             self.pending.clear()
             return
-        step, epoch, r, qq = self.pending[int((~ok).nonzero()[0, 0])]
-        terms = [n for n, v in (("reconstruction (MSE)", r), ("quantizer", qq)) if not torch.isfinite(v)]
+        step, epoch, r, qq, rf = self.pending[int((~ok).nonzero()[0, 0])]
+        terms = [n for n, v in (("reconstruction (MSE)", r), ("quantizer", qq), ("refinement (LPIPS / GAN)", rf))
+                 if not torch.isfinite(v)]
         raise NonFiniteLossError(
             f"non-finite loss at step {step} (epoch {epoch}, step {step - epoch * self.spe} of {self.spe}) in the "
-            f"{' and '.join(terms)} term(s): reconstruction={r.item()!r}, quantizer={qq.item()!r} "
+            f"{' and '.join(terms)} term(s): reconstruction={r.item()!r}, quantizer={qq.item()!r}, "
+            f"refinement={rf.item()!r} "
             f"[quantizer {self.cfg.quantizer!r}, config {self.chash}]; {_last_good(self.last_good)}",
             step=step, epoch=epoch, terms=terms, checkpoint=self.last_good["path"])
 
@@ -534,6 +538,8 @@ class _Run:
         try:
             while self.st.epoch < cfg.epochs and self.st.global_step < self.total_steps:
                 self.fit_epoch(self.st.epoch)
+            if self.acc.steps > 0:       # resumed after a stop on the run's last step, before its epoch summary:
+                self.fit_epoch(self.st.epoch)   # no step is left, so this only ends the epoch
         finally:
             if self.bar is not None:
                 self.bar.close()
@@ -608,14 +614,16 @@ class _Run:
             for group in opt.param_groups:
                 group["lr"] = learning_rate(cfg, self.st.global_step, self.st.epoch)
         opt.step()
+        refine = torch.zeros((), device=loss.device)
         if refining:
             extra["gan_d"] = self.refiner.discriminator_step(x, out["recon"].float())
+            refine = sum(v.detach().float() for v in extra.values())   # checked for finiteness with the rest
             for k, v in extra.items():
                 self.acc.stats[f"refine_{k}"] = self.acc.stats.get(f"refine_{k}", 0.0) + float(v.detach())
         ddp.broadcast_module(model, buffers_only=True)
-        self._accumulate(x, qo, loss, recon_loss, q_loss, epoch)
+        self._accumulate(x, qo, loss, recon_loss, q_loss, epoch, refine)
 
-    def _accumulate(self, x, qo, loss, recon_loss, q_loss, epoch) -> None:
+    def _accumulate(self, x, qo, loss, recon_loss, q_loss, epoch, refine=None) -> None:
         acc, win, st = self.acc, self.win, self.st
         with torch.no_grad():
             terms = torch.stack([loss.detach(), recon_loss.detach(), q_loss.detach()]).double()
@@ -631,7 +639,8 @@ class _Run:
         acc.steps += 1
         acc.images += x.shape[0]
         self.seg_images += x.shape[0] * self.world
-        self.pending.append((st.global_step, epoch, recon_loss.detach(), q_loss.detach()))
+        self.pending.append((st.global_step, epoch, recon_loss.detach(), q_loss.detach(),
+                             torch.zeros(()) if refine is None else refine))
         st.global_step += 1
         st.step_in_epoch += 1
 

@@ -146,6 +146,10 @@ def test_frechet_distance_vs_scipy_and_closed_forms():
     closed = ((mu1 - mu2) ** 2).sum() + ((np.sqrt(va) - np.sqrt(vb)) ** 2).sum()
     assert frechet_distance(mu1, np.diag(va), mu2, np.diag(vb)) == pytest.approx(closed, rel=1e-10)
     assert frechet_distance(mu1, np.diag(va), mu1, np.diag(va)) == pytest.approx(0, abs=1e-9)
+    # a rank-deficient covariance (fewer samples than dimensions) against itself: 0, never below
+    g = np.random.default_rng(3).normal(size=(20, 64))
+    low = np.cov(g, rowvar=False)
+    assert frechet_distance(g.mean(0), low, g.mean(0), low) >= 0.0
     assert frechet_distance(mu1, np.diag(va), mu2, np.diag(va)) == pytest.approx(((mu1 - mu2) ** 2).sum())
     # singular (rank-deficient) covariances stay finite and >= 0
     z = rng.normal(size=(3, 10))

@@ -122,3 +122,25 @@ def test_the_stage_uses_the_configured_lpips_network():
     for net, v in got.items():
         assert v == pytest.approx(float(lpips_model(net)(2 * r - 1, 2 * x - 1).mean()), rel=1e-6)
     assert got["alex"] != pytest.approx(got["vgg"], rel=1e-3)
+
+
+@pytest.mark.parametrize("where", ["generator", "discriminator"])
+def test_a_non_finite_refinement_term_stops_the_run_before_a_checkpoint_keeps_it(tmp_path, monkeypatch, where):
+    """The refinement terms are checked with the other losses: a NaN in LPIPS / the GAN (or in the
+    discriminator's loss) raises NonFiniteLossError naming the term, and the last good checkpoint is
+    one from before it (finite weights)."""
+    from paper_repro.training.trainer import NonFiniteLossError
+
+    if where == "generator":
+        orig = Refiner.generator_terms
+        monkeypatch.setattr(Refiner, "generator_terms", lambda self, x, recon: {
+            k: v * float("nan") for k, v in orig(self, x, recon).items()})
+    else:
+        monkeypatch.setattr(Refiner, "discriminator_step", lambda self, x, recon: torch.tensor(float("nan")))
+    cfg = tiny_config(refine_from_epoch=1, disc_channels=8, disc_layers=2, checkpoint_every=1)
+    with pytest.raises(NonFiniteLossError, match="refinement") as ei:
+        train(cfg, run_dir=tmp_path, data=tiny_data())
+    assert ei.value.step == 8                                    # the stage's first step (8 steps an epoch)
+    ck = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert ck["state"]["global_step"] <= 8
+    assert all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point())

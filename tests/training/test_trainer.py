@@ -168,6 +168,33 @@ def test_deadline_interrupts_with_a_checkpoint_then_resume_finishes(tmp_path):
     assert rec["steps"] == 16 and rec["resumes"] == 1
 
 
+def test_a_stop_on_the_last_step_keeps_the_last_epochs_summary_on_resume(tmp_path):
+    """A deadline (or SIGTERM) on the run's very last optimiser step checkpoints before the epoch's
+    summary; the resumed run must still end that epoch (summary, evaluation, probe) exactly as a
+    straight run does."""
+    from paper_repro.training import trainer as T
+
+    class StopOnLastStep(T.Callbacks):
+        def stop_now(self, run):
+            if run.st.global_step == run.total_steps:
+                T._STOP_REQUESTED = True            # as the SIGTERM handler would
+            return False
+
+    data = tiny_data()
+    cfg = tiny_config(probe_every=4, probe_images=16, eval_every_epoch=True)
+    straight = train(cfg, run_dir=tmp_path / "a", data=data)
+    try:
+        with pytest.raises(TrainingInterrupted) as ei:
+            train(cfg, run_dir=tmp_path / "b", data=data, callbacks=StopOnLastStep())
+    finally:
+        T._STOP_REQUESTED = False
+    assert ei.value.step == 16
+    resumed = train(cfg, run_dir=tmp_path / "b", data=data, resume=True)
+    assert [e["epoch"] for e in resumed["epochs"]] == [e["epoch"] for e in straight["epochs"]] == [0, 1]
+    assert resumed["epochs"][-1]["train_epoch_usage"] == straight["epochs"][-1]["train_epoch_usage"]
+    assert resumed["probes"] == straight["probes"] and resumed["final"] == straight["final"]
+
+
 def test_bad_data_is_refused_early():
     train_x, eval_x = tiny_data()
     with pytest.raises(ValueError, match="image_size"):
