@@ -168,6 +168,8 @@ def pilot(profile: str) -> list[TrainConfig]:
 # beside them (the follow-up's comparison). Stages are relative to the profile's epochs (3 at cpu:
 # epoch 0 trains everything, 1 consolidates, 2 refines); with 2 epochs (ci) the two stages share the last.
 def _staged_arms(epochs: int) -> dict[str, tuple[str, dict, dict]]:
+    if epochs < 2:    # one epoch would freeze the encoder before it ever trained
+        raise ValueError(f"the staged schedule needs at least 2 epochs, got {epochs}")
     last = max(epochs - 1, 0)
     freeze = max(epochs - 2, min(1, last))
     repl = {"replacement": {"threshold": 1.0, "reservoir_size": 16384, "every": "epoch"}}
@@ -185,8 +187,9 @@ STAGED_SIZES = (1024, 8192)
 
 @register_grid("staged")
 def staged(profile: str) -> list[TrainConfig]:
-    """Follow-up paper's staged training: SimVQ, NS-VQ, + replacement (a), + encoder freezing for the
-    last epoch (b), + adversarial refinement in it (c); K = 1024 and 8192, D = 64, profile seeds."""
+    """Follow-up paper's staged training: SimVQ, NS-VQ, + replacement (a), + the encoder frozen from
+    the second-to-last epoch on (b; from the last with 2 epochs), + adversarial refinement in the last
+    epoch (c); K = 1024 and 8192, D = 64, profile seeds."""
     p = get_profile(profile)
     return [TrainConfig.from_profile(p, quantizer=q, quantizer_options=dict(opts), num_codes=k, code_dim=64,
                                      seed=s, tag=arm, **stage, **_profile_overrides(p.name))

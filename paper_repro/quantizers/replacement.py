@@ -21,7 +21,9 @@ What "replace" means per method (``_replace_codes``):
 - simvq: the frozen base row is solved for so that W c + b equals the latent (pseudo-inverse);
 - transvq: the map mixes all codes, so no base row lands a code on a given latent; the dead code
   copies the base row (and position embedding) of the latent's nearest live code, plus 1% noise.
-Optimiser state (e.g. Adam moments) of replaced rows is not reset here; the trainer may do so.
+Optimiser state (e.g. Adam moments) of replaced rows is not reset, here or by the trainer: a revived
+code's first updates still carry the moments its dead predecessor left (all committed replacement runs
+were trained so).
 """
 from __future__ import annotations
 

@@ -794,11 +794,14 @@ def _weights_finite(model) -> bool:
 # -- evaluation ------------------------------------------------------------------------------------
 def preflight_metrics(cfg: TrainConfig, device) -> None:
     """Load the perceptual-metric weights before training, so a missing file fails in seconds
-    rather than after a long run (LPIPS AlexNet; VGG16 for the FD proxy unless Inception exists)."""
+    rather than after a long run (LPIPS AlexNet; VGG16 for the FD proxy unless Inception exists; the
+    refinement stage's LPIPS network, which a run would otherwise first load at the stage's first step)."""
     from .. import metrics as M
 
     if "lpips" in cfg.eval_metrics:
         M.lpips_model("alex", device)
+    if cfg.refine_from_epoch is not None and cfg.refine_lpips_weight:
+        M.lpips_model(cfg.refine_lpips_net, device)
     if "fd" in cfg.eval_metrics and M.inception_weights_path() is None:
         M.vgg16_features_model(cfg.fd_resize, device)
 

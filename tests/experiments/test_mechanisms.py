@@ -253,3 +253,12 @@ def test_drift_is_drawn_only_over_regular_probe_intervals():
     assert t["churn per step"].tolist() == pytest.approx([0.07, 0.001])
     assert t["churn"].tolist() == pytest.approx([0.07, (0.1 * 3 + 0.099) / 4])
     assert mech.churn_by_interval(pf.iloc[:1]).empty
+
+
+def test_the_staged_schedule_needs_two_epochs_and_freezes_before_it_refines():
+    with pytest.raises(ValueError, match="at least 2 epochs"):
+        grids._staged_arms(1)
+    for epochs, freeze in ((2, 1), (3, 1), (10, 8)):
+        arms = grids._staged_arms(epochs)
+        assert arms["NS-VQ +a+b"][2] == {"freeze_encoder_at_epoch": freeze}
+        assert arms["NS-VQ +a+b+c"][2] == {"freeze_encoder_at_epoch": freeze, "refine_from_epoch": epochs - 1}
