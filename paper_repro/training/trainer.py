@@ -479,7 +479,8 @@ class _Run:
         """Raise NonFiniteLossError naming the first step since the last check whose loss is not finite."""
         if not self.pending:
             return
-        vals = torch.stack([torch.stack([r.float(), qq.float(), rf.float()]) for _, _, r, qq, rf in self.pending])
+        vals = torch.stack([torch.stack([r.float(), qq.float(), rf.float().to(r.device)])
+                            for _, _, r, qq, rf in self.pending])
         ok = torch.isfinite(vals).all(dim=1)
         if bool(ok.all()):
             self.pending.clear()
@@ -640,7 +641,7 @@ class _Run:
         acc.images += x.shape[0]
         self.seg_images += x.shape[0] * self.world
         self.pending.append((st.global_step, epoch, recon_loss.detach(), q_loss.detach(),
-                             torch.zeros(()) if refine is None else refine))
+                             torch.zeros((), device=recon_loss.device) if refine is None else refine))
         st.global_step += 1
         st.step_in_epoch += 1
 
