@@ -334,7 +334,7 @@ def ablation_verdicts(df: pd.DataFrame) -> list:
                 _paired_cells(df, "usage(paper flavour) - usage(plain STE)", "eval_usage",
                               {"tag": "paper flavour"}, {"tag": "kernel, plain STE"}, "num_codes", sizes),
                 len(sizes), side=MODIFIED_STE_SIDE)]
-    return [v for v in out if v is not None]
+    return out
 
 
 def transvq_verdicts(df: pd.DataFrame) -> list:
@@ -362,7 +362,7 @@ def transvq_verdicts(df: pd.DataFrame) -> list:
                 _paired_cells(df, "usage(x 1/8) - usage(paper map)", "eval_usage",
                               {"tag": "TransVQ, codebook x 1/8 (ours)"}, {"tag": "TransVQ (paper)"},
                               "num_codes", (1024,)), 1, side=OURS_SIDE)]
-    return [v for v in out if v is not None]
+    return out
 
 
 #: the two maps :func:`transvq_init_pull` compares: label -> ``position_embedding``
@@ -520,7 +520,7 @@ def causes_verdicts(df: pd.DataFrame, pf_last: pd.DataFrame) -> list:
             parts = _paired_cells(d, f"{col}(w {wide:g}) - {col}(w {narrow:g})", col,
                                   {"width": wide}, {"width": narrow}, "arm", arms)
             out.append(_all(f"{claim} (width {wide:g} vs {narrow:g})", parts, len(arms)))
-    return [v for v in out if v is not None]
+    return out
 
 
 STAGED_ORDER = ("SimVQ", "NS-VQ", "NS-VQ +a", "NS-VQ +a+b", "NS-VQ +a+b+c")
@@ -563,7 +563,7 @@ def staged_verdicts(df: pd.DataFrame) -> list:
             out.append(_all(f"Stage {stage} lowers the FD over the arm before it",
                             _paired_cells(df, f"FD({before}) - FD({arm})", "fd", {"tag": before}, {"tag": arm},
                                           "num_codes", sizes), len(sizes), side=OURS_SIDE))
-    return [v for v in out if v is not None]
+    return out
 
 
 # -- the pages' verdicts from committed data (the introduction's table) ------------------------------

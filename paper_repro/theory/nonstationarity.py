@@ -276,6 +276,23 @@ def load(path=None):
 OUR_READING = "none: our reading of Fig. 4's caption (\"more stable codebook updates\")"
 
 
+#: the text of each claim of :func:`claim_verdicts` (``s``: setting, ``lo`` / ``hi``: smallest and
+#: largest batch), written once: :func:`reading` looks the verdicts up by it
+CLAIMS = {
+    "eq4": ("[{s}] one step's encoder update moves > 1% of other images' latents to another cell (B={lo}; "
+            "codebook held at its pre-step values, Eq. 4)"),
+    "hits": "[{s}] the batch hits more codes at B={hi} than at B={lo}",
+    "falls": "[{s}] one-step drift (moved_other) falls with every larger batch",
+    "emptied": "[{s}] some code loses all its latents after one step (B={lo})",
+    "same_moved": "[{s}, same images seen] fewer other latents change cell at B={hi} than at B={lo}",
+    "same_emptied": "[{s}, same images seen] fewer cells emptied at B={hi} than at B={lo}",
+}
+
+
+def claim_text(key: str, setting: str, lo: int, hi: int) -> str:
+    return CLAIMS[key].format(s=setting, lo=lo, hi=hi)
+
+
 def claim_verdicts(df, same_seen=None) -> list:
     """Sec. 3.2 / 3.2.2's statements on the study (:func:`study`: one row per design, setting, batch
     size and seed), each judged by the one rule over the seeds (``paper_repro.verdict``), per
@@ -297,26 +314,23 @@ def claim_verdicts(df, same_seen=None) -> list:
     for s in dict.fromkeys(one_step["setting"]):
         sizes = sorted(one_step.loc[one_step.setting == s, "batch_size"].unique())
         lo, hi = sizes[0], sizes[-1]
-        out.append(V.judge(f"[{s}] one step's encoder update moves > 1% of other images' latents to another "
-                           f"cell (B={lo}; codebook held at its pre-step values, Eq. 4)",
-                           col(one_step, s, lo, "moved_other_encoder"), ">", 0.01))
-        out.append(V.judge_difference(f"[{s}] the batch hits more codes at B={hi} than at B={lo}",
+        out.append(V.judge(claim_text("eq4", s, lo, hi), col(one_step, s, lo, "moved_other_encoder"), ">", 0.01))
+        out.append(V.judge_difference(claim_text("hits", s, lo, hi),
                                       col(one_step, s, hi, "codes_hit"), col(one_step, s, lo, "codes_hit")))
-        out.append(V.judge_all(f"[{s}] one-step drift (moved_other) falls with every larger batch", [
+        out.append(V.judge_all(claim_text("falls", s, lo, hi), [
             V.judge_difference(f"moved_other(B={a}) - moved_other(B={b}) > 0", col(one_step, s, a, "moved_other"),
                                col(one_step, s, b, "moved_other")) for a, b in zip(sizes, sizes[1:])],
             side=OUR_READING))
-        out.append(V.judge(f"[{s}] some code loses all its latents after one step (B={lo})",
-                           col(one_step, s, lo, "codes_emptied"), ">", 0.0))
+        out.append(V.judge(claim_text("emptied", s, lo, hi), col(one_step, s, lo, "codes_emptied"), ">", 0.0))
     for s in dict.fromkeys(same_seen["setting"]):
         sizes = sorted(same_seen.loc[same_seen.setting == s, "batch_size"].unique())
         lo, hi = sizes[0], sizes[-1]
         out.append(V.judge_difference(
-            f"[{s}, same images seen] fewer other latents change cell at B={hi} than at B={lo}",
+            claim_text("same_moved", s, lo, hi),
             col(same_seen, s, lo, "moved_other"), col(same_seen, s, hi, "moved_other"), side=OUR_READING))
         emptied_lo = col(same_seen, s, lo, "codes_emptied")
         if (emptied_lo > 0).any():   # where no cell ever empties at B=lo there is no collapse to alleviate
-            out.append(V.judge_difference(f"[{s}, same images seen] fewer cells emptied at B={hi} than at B={lo}",
+            out.append(V.judge_difference(claim_text("same_emptied", s, lo, hi),
                                           emptied_lo, col(same_seen, s, hi, "codes_emptied")))
     return out
 
@@ -344,20 +358,18 @@ def reading(df, verdicts=None) -> str:
     def m(design, setting, b, col):
         return float(t.loc[(design, setting, b), f"{col}_mean"])
 
-    def verdict(claim):
-        v = by_claim.get(claim)
+    def claim(key, s):
+        return by_claim.get(claim_text(key, s, lo, hi))
+
+    def verdict(key, s):
+        v = claim(key, s)
         return v.verdict if v is not None else None
 
-    def pairs(v):   # "B=1 to 4: supported; ..." from the per-pair verdicts of a claim over batch sizes
-        out = []
-        for p in v.parts:
-            a, b = (x.split("B=")[1].split(")")[0] for x in p.claim.split(" - "))
-            out.append(f"B={a} to {b}: {p.verdict}")
-        return "; ".join(out)
+    def pairs(v):   # "B=1 to 4: supported; ..." from the per-pair verdicts (one per adjacent batch sizes)
+        return "; ".join(f"B={a} to {b}: {p.verdict}" for (a, b), p in zip(zip(BATCH_SIZES, BATCH_SIZES[1:]), v.parts))
 
     # 1. Eq. 4: the encoder's share alone, per setting
-    enc = {s: by_claim[f"[{s}] one step's encoder update moves > 1% of other images' latents to another "
-                       f"cell (B={lo}; codebook held at its pre-step values, Eq. 4)"] for s in labels}
+    enc = {s: claim("eq4", s) for s in labels}
     share = float((t["moved_other_mean"] - t["moved_other_encoder_mean"]).abs().max())
     held = all(v.verdict == V.SUPPORTED for v in enc.values())
     head = ("**The mechanism of Eq. 4 is real.**" if held else
@@ -376,15 +388,15 @@ def reading(df, verdicts=None) -> str:
                 "k-means codebook is stale after one step." if m(one, a1, lo, "rel_drift") > 1 else "."))
 
     # 2. emptied cells after one step
-    emp = {s: by_claim[f"[{s}] some code loses all its latents after one step (B={lo})"] for s in labels}
+    emp = {s: claim("emptied", s) for s in labels}
     second = ("- **Codes losing all their latents after one step** (B=" + str(lo) + "): "
               + ", ".join(f"{m(one, s, lo, 'codes_emptied'):.1f} codes on average [{s}] ({emp[s].verdict} "
                           f"that some code does)" for s in labels)
               + ". Whether an emptied code stays dead needs longer runs (the training pages).")
 
     # 3. batch size, one step
-    hits = [by_claim[f"[{s}] the batch hits more codes at B={hi} than at B={lo}"] for s in labels]
-    falls = {s: by_claim[f"[{s}] one-step drift (moved_other) falls with every larger batch"] for s in labels}
+    hits = [claim("hits", s) for s in labels]
+    falls = {s: claim("falls", s) for s in labels}
     hits_text = ("a larger batch selects, hence updates, more codes per step (supported in every setting)"
                  if all(v.verdict == V.SUPPORTED for v in hits) else
                  "a larger batch selects more codes per step: " + ", ".join(f"{v.verdict}" for v in hits))
@@ -403,8 +415,7 @@ def reading(df, verdicts=None) -> str:
     parts = []
     for s in same_settings:
         steps_lo = int(t.loc[(same, s, lo), "steps"])
-        v = verdict(f"[{s}, same images seen] fewer other latents change cell at B={hi} than at B={lo}")
-        e = verdict(f"[{s}, same images seen] fewer cells emptied at B={hi} than at B={lo}")
+        v, e = verdict("same_moved", s), verdict("same_emptied", s)
         txt = (f"[{s}] {steps_lo} steps of B={lo} move {_pct(m(same, s, lo, 'moved_other'))} of other latents, "
                f"one step of B={hi} {_pct(m(same, s, hi, 'moved_other'))} ({v} that fewer change cell at the "
                f"larger batch); cells emptied {m(same, s, lo, 'codes_emptied'):.1f} and "
@@ -413,9 +424,7 @@ def reading(df, verdicts=None) -> str:
                 " (no cell empties at the smaller batch on any seed, so \"fewer emptied\" has nothing to test "
                 "and is not listed)")
         parts.append(txt)
-    holds = [s for s in same_settings
-             if verdict(f"[{s}, same images seen] fewer other latents change cell at B={hi} than at B={lo}")
-             == V.SUPPORTED]
+    holds = [s for s in same_settings if verdict("same_moved", s) == V.SUPPORTED]
     fourth = ("- **Same number of images seen** (small batches take more steps). " + "; ".join(parts) + "."
               + (f" The paper's argument (a larger batch, less drift per image seen) holds in {' and '.join(f'[{s}]' for s in holds)}."
                  if holds else " The paper's argument (a larger batch, less drift per image seen) is supported in "
