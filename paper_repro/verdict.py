@@ -63,6 +63,9 @@ class Verdict:
     #: whose claim it is, where the caller knows better than its page's default (e.g. "none: our
     #: hypothesis" for an audit's prediction); empty: the page's paper side applies
     side: str = ""
+    #: for a claim about several cells (:func:`judge_all`, :func:`not_run`): how many cells it names;
+    #: ``len(parts)`` of them have runs
+    cells: int | None = None
 
     @property
     def mark(self) -> str:
@@ -202,14 +205,15 @@ def judge_all(claim: str, parts: Sequence[Verdict], cells: int | None = None, si
             v = INCONCLUSIVE
     profiles = {p.profile for p in parts}
     return Verdict(claim, v, min(p.n for p in parts), float("nan"), None, "all", float("nan"),
-                   profiles.pop() if len(profiles) == 1 else None, all(p.exact for p in parts), parts, side)
+                   profiles.pop() if len(profiles) == 1 else None, all(p.exact for p in parts), parts, side,
+                   len(parts) if cells is None else cells)
 
 
 def not_run(claim: str, cells: int, side: str = "", profile: str | None = None) -> Verdict:
     """A claim about ``cells`` cells none of which has runs yet: listed as not judged, so that a page
     (and the verdict table) shows what it is waiting for instead of leaving the claim out."""
     return Verdict(f"{claim} [0 of its {cells} cell{'s' if cells != 1 else ''} run]", NOT_JUDGED, 0, float("nan"), None, "all",
-                   float("nan"), profile, False, (), side)
+                   float("nan"), profile, False, (), side, cells)
 
 
 def verdict_table(verdicts: Sequence[Verdict], digits: int = 3) -> pd.DataFrame:

@@ -145,6 +145,11 @@ def test_intro_opens_with_the_verdict_table_and_its_links_resolve():
     assert "mechanism-summary" in summary, "the argument's step 6 lists no mechanism page (glue key 'mechanism_summary')"
     for href in re.findall(r'href="([^"#]+)"', summary[summary.index("mechanism-summary"):summary.index("</ul>", summary.index("mechanism-summary"))]):
         assert (intro.parent / href).resolve().is_file(), f"step 6 links to a missing page {href}"
+    assert "companion-reading" in summary, "the argument has no step 7 (glue key 'companion_reading')"
+    step7 = summary[summary.index("companion-reading"):summary.index("</div>", summary.index("companion-reading"))]
+    assert "7. What the companion studies add." in step7
+    for href in re.findall(r'href="([^"#]+)"', step7):
+        assert (intro.parent / href).resolve().is_file(), f"step 7 links to a missing page {href}"
     table = html[html.index("verdict-table"):html.index("</table>", html.index("verdict-table"))]
     links = re.findall(r'href="([^"#]+)"', table)
     assert links, "the verdict table in the introduction links to no page"

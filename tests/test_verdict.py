@@ -79,6 +79,9 @@ def test_a_partial_grid_supports_nothing_but_can_contradict():
     assert partial.verdict == INCONCLUSIVE and "[2 of its 6 cells run]" in partial.claim
     assert judge_all("every cell", ok + [bad], cells=6).verdict == CONTRADICTED
     assert judge_all("every cell", ok, cells=2).verdict == SUPPORTED
+    # how many cells it names travels with the verdict (the introduction's step 7 reads "2 of its 6")
+    assert (partial.cells, len(partial.parts)) == (6, 2) and judge_all("every cell", ok).cells == 2
+    assert judge("one cell", [0.9, 0.91]).cells is None
 
 
 def test_whose_claim_is_carried_by_every_judge():
@@ -99,3 +102,4 @@ def test_a_claim_with_no_cell_run_is_listed_as_not_judged():
     assert (v.verdict, v.mark, v.n, v.parts, v.side) == (V.NOT_JUDGED, "\u00b7", 0, (), V.OURS)
     assert v.line() == "\u00b7 X beats Y at every K [0 of its 3 cells run]: not judged [no runs yet; profile cpu]"
     assert V.not_run("one cell", 1).claim.endswith("[0 of its 1 cell run]")
+    assert v.cells == 3

@@ -488,6 +488,16 @@ def replacement_verdicts(rf: pd.DataFrame) -> list:
     return [v] if v is not None else []
 
 
+#: the causes page's claims (seed 003), by key; a width claim's text gets "(width W vs w)" appended
+CAUSE_CLAIMS = {
+    "init": "Early-quantization study: a data-driven init (k-means on the untrained encoder's latents) "
+            "raises eval usage over the random uniform init (vq, nsvq)",
+    "width_usage": "Early-quantization study: a wider backbone raises eval usage",
+    "width_rank": "Early-quantization study: a wider backbone's latents spread over more directions "
+                  "(participation ratio, our proxy for its embedding collapse)",
+}
+
+
 def causes_verdicts(df: pd.DataFrame, pf_last: pd.DataFrame) -> list:
     """Seed 003's two causes (Zhao et al., "Early Quantization Shrinks Codebook"): (1) random
     initialisation causes token collapse, tested as: a data-driven init (k-means on the untrained
@@ -509,14 +519,11 @@ def causes_verdicts(df: pd.DataFrame, pf_last: pd.DataFrame) -> list:
     for q in ("vq", "nsvq"):
         parts += _paired_cells(d[d.quantizer == q], f"usage(k-means init) - usage(uniform), {q}", "eval_usage",
                                {"init": "kmeans"}, {"init": "uniform"}, "width", widths)
-    out.append(_all("Early-quantization study: a data-driven init (k-means on the untrained encoder's latents) "
-                    "raises eval usage over the random uniform init (vq, nsvq)", parts, 2 * len(widths)))
+    out.append(_all(CAUSE_CLAIMS["init"], parts, 2 * len(widths)))
     if len(widths) > 1:
         arms = sorted({f"{q} {i} init" if i else q for q, i in CAUSE_ARMS})
         wide, narrow = widths[-1], widths[0]
-        for col, claim in (("eval_usage", "Early-quantization study: a wider backbone raises eval usage"),
-                           ("latent_rank", "Early-quantization study: a wider backbone's latents spread over more "
-                                           "directions (participation ratio, our proxy for its embedding collapse)")):
+        for col, claim in (("eval_usage", CAUSE_CLAIMS["width_usage"]), ("latent_rank", CAUSE_CLAIMS["width_rank"])):
             parts = _paired_cells(d, f"{col}(w {wide:g}) - {col}(w {narrow:g})", col,
                                   {"width": wide}, {"width": narrow}, "arm", arms)
             out.append(_all(f"{claim} (width {wide:g} vs {narrow:g})", parts, len(arms)))
@@ -524,6 +531,19 @@ def causes_verdicts(df: pd.DataFrame, pf_last: pd.DataFrame) -> list:
 
 
 STAGED_ORDER = ("SimVQ", "NS-VQ", "NS-VQ +a", "NS-VQ +a+b", "NS-VQ +a+b+c")
+
+#: the staged page's claims, by key: the follow-up paper's (full utilisation; better than SimVQ on
+#: each metric) and ours, one stage at a time
+STAGED_CLAIMS = {
+    "full": "NSVQ follow-up: the staged schedule reaches near-full codebook utilisation (eval usage > 0.9)",
+    "fd": "NSVQ follow-up: the staged schedule reconstructs better than SimVQ (FD, lower is better)",
+    "psnr": "NSVQ follow-up: the staged schedule reconstructs better than SimVQ (PSNR)",
+    "lpips": "NSVQ follow-up: the staged schedule reconstructs better than SimVQ (LPIPS, lower is better; "
+             "stage (c) trains on LPIPS, SimVQ does not)",
+    "a": "Stage (a): dead-code replacement raises NS-VQ's eval usage",
+    "b": "Stage (b): freezing the encoder lowers the FD over the arm before it",
+    "c": "Stage (c): adversarial refinement lowers the FD over the arm before it",
+}
 
 
 def staged_verdicts(df: pd.DataFrame) -> list:
@@ -540,27 +560,24 @@ def staged_verdicts(df: pd.DataFrame) -> list:
     full = [V.judge(f"eval usage of NS-VQ +a+b+c > 0.9 (num_codes {k})", u, ">", 0.9, prof)
             for k, u in usage.items() if len(u)]
     full_arm, simvq = {"tag": "NS-VQ +a+b+c"}, {"tag": "SimVQ"}
-    out = [_all("NSVQ follow-up: the staged schedule reaches near-full codebook utilisation (eval usage > 0.9)",
-                full, len(sizes))]
+    out = [_all(STAGED_CLAIMS["full"], full, len(sizes))]
     if "fd" in df:
-        out.append(_all("NSVQ follow-up: the staged schedule reconstructs better than SimVQ (FD, lower is better)",
+        out.append(_all(STAGED_CLAIMS["fd"],
                         _paired_cells(df, "FD(SimVQ) - FD(+a+b+c)", "fd", simvq, full_arm, "num_codes", sizes),
                         len(sizes)))
-    out.append(_all("NSVQ follow-up: the staged schedule reconstructs better than SimVQ (PSNR)",
+    out.append(_all(STAGED_CLAIMS["psnr"],
                     _paired_cells(df, "PSNR(+a+b+c) - PSNR(SimVQ)", "psnr", full_arm, simvq, "num_codes", sizes),
                     len(sizes)))
     if "lpips" in df:
-        out.append(_all("NSVQ follow-up: the staged schedule reconstructs better than SimVQ (LPIPS, lower is "
-                        "better; stage (c) trains on LPIPS, SimVQ does not)",
+        out.append(_all(STAGED_CLAIMS["lpips"],
                         _paired_cells(df, "LPIPS(SimVQ) - LPIPS(+a+b+c)", "lpips", simvq, full_arm, "num_codes",
                                       sizes), len(sizes)))
-    out.append(_all("Stage (a): dead-code replacement raises NS-VQ's eval usage",
+    out.append(_all(STAGED_CLAIMS["a"],
                     _paired_cells(df, "usage(+a) - usage(NS-VQ)", "eval_usage", {"tag": "NS-VQ +a"},
                                   {"tag": "NS-VQ"}, "num_codes", sizes), len(sizes), side=OURS_SIDE))
     if "fd" in df:
-        for arm, before, stage in (("NS-VQ +a+b", "NS-VQ +a", "(b): freezing the encoder"),
-                                   ("NS-VQ +a+b+c", "NS-VQ +a+b", "(c): adversarial refinement")):
-            out.append(_all(f"Stage {stage} lowers the FD over the arm before it",
+        for arm, before, key in (("NS-VQ +a+b", "NS-VQ +a", "b"), ("NS-VQ +a+b+c", "NS-VQ +a+b", "c")):
+            out.append(_all(STAGED_CLAIMS[key],
                             _paired_cells(df, f"FD({before}) - FD({arm})", "fd", {"tag": before}, {"tag": arm},
                                           "num_codes", sizes), len(sizes), side=OURS_SIDE))
     return out

@@ -1,0 +1,179 @@
+"""What the two companion studies add to the paper's explanation of collapse: the introduction's
+step 7, written from the verdicts of the ``causes`` page (seed 003's two other causes, measured on the
+same runs as the drift) and the ``staged`` page (the authors' follow-up schedule).
+
+Every conclusion in the text is chosen by a verdict of the one rule (``paper_repro.verdict``) and
+every number comes from the committed runs, so the paragraph cannot go stale or contradict the pages
+when more runs land; a claim that is not judged yet says how many of its cells have runs.
+"""
+from __future__ import annotations
+
+import html
+import math
+
+from .. import verdict as V
+from .mechanisms import CAUSE_CLAIMS, STAGED_CLAIMS, page_verdicts
+
+#: the pages this paragraph reads
+PAGES = ("causes", "staged")
+
+
+def _find(verdicts, key: str, claims: dict):
+    """The verdict of the claim ``claims[key]`` (a partial grid appends "[k of its n cells run]")."""
+    return next((v for v in verdicts if v.claim.startswith(claims[key])), None)
+
+
+def _progress(v) -> str:
+    if v is None or v.cells is None:
+        return ""
+    return f"{len(v.parts)} of its {v.cells} cells run"
+
+
+def _status(v) -> str:
+    """``verdict`` and, while the claim's grid is partial, ``(k of its n cells run)``."""
+    partial = v.cells is not None and len(v.parts) < v.cells and v.verdict != V.NOT_JUDGED
+    prog = _progress(v) if v.verdict == V.NOT_JUDGED or partial else ""
+    return v.verdict + (f" ({prog})" if prog else "")
+
+
+def _mean_difference(v) -> str:
+    """The mean over a claim's judged cells of each cell's mean paired difference (the quantity its
+    parts judge), e.g. ``+0.31``; empty when no part has a finite mean."""
+    means = [p.mean for p in v.parts if p.mean is not None and math.isfinite(p.mean)]
+    if not means:
+        return ""
+    m = sum(means) / len(means)
+    return f"{m:+.3g}" if abs(m) >= 1e-3 else f"{m:+.1e}"
+
+
+def say(v, supported: str, contradicted: str, inconclusive: str, question: str) -> str:
+    """One clause for claim verdict ``v``: the ``supported`` / ``contradicted`` / ``inconclusive``
+    text, or "whether {question} is not judged yet (k of its n cells run)". ``question`` is the claim as
+    a clause ("X raises Y"); an inconclusive claim some of whose cells support it is said with it
+    ("so far, X raises Y in every cell run"), ``inconclusive`` is for the others. ``contradicted``
+    may use ``{bad}`` (cells contradicting) and ``{cells}`` (cells judged). Judged clauses end with
+    the verdict word and the mean paired difference over the cells run."""
+    if v is None:
+        return f"whether {question} is not measured at this profile"
+    if v.verdict == V.PIPELINE:
+        return f"whether {question} is only a pipeline check at this profile"
+    if v.verdict == V.NOT_JUDGED:
+        prog = _progress(v)
+        return f"whether {question} is not judged yet" + (f" ({prog})" if prog else "")
+    diff = _mean_difference(v)
+    evidence = v.verdict + (f", mean paired difference {diff}" if diff else "") + \
+        (f", {_progress(v)}" if v.cells is not None and len(v.parts) < v.cells else "")
+    if v.verdict == V.SUPPORTED:
+        text = supported
+    elif v.verdict == V.CONTRADICTED:
+        text = contradicted.format(bad=sum(p.verdict == V.CONTRADICTED for p in v.parts), cells=len(v.parts))
+    else:
+        sup = sum(p.verdict == V.SUPPORTED for p in v.parts)
+        if v.parts and sup == len(v.parts):      # every cell run supports it; the rest have no runs yet
+            text = f"so far, {question} in every cell run"
+        elif sup:
+            text = f"{question} in {sup} of the {len(v.parts)} cells run, and in the others by less than the seeds' spread"
+        else:
+            text = inconclusive
+    return f"{text} ({evidence})"
+
+
+def _causes(verdicts, src, prefix: str) -> str:
+    init = _find(verdicts, "init", CAUSE_CLAIMS)
+    wide = _find(verdicts, "width_usage", CAUSE_CLAIMS)
+    rank = _find(verdicts, "width_rank", CAUSE_CLAIMS)
+    s_init = say(init,
+                 "a data-driven start (k-means on the untrained encoder's latents) raises the eval usage of vq and "
+                 "NS-VQ at every width: part of the collapse is set at initialisation, before any drift",
+                 "a data-driven start does not raise eval usage everywhere (it lowers it in {bad} of {cells} "
+                 "cells): the random start is not what collapses these codebooks",
+                 "a data-driven start changes eval usage by less than the seeds' spread",
+                 "a data-driven start raises eval usage")
+    s_wide = say(wide,
+                 "a wider backbone raises eval usage for every arm: capacity limits usage too",
+                 "a wider backbone does not raise eval usage for every arm (it lowers it for {bad} of {cells} arms): "
+                 "capacity is not a general cause at this scale",
+                 "a wider backbone changes eval usage by less than the seeds' spread",
+                 "a wider backbone raises eval usage")
+    s_rank = say(rank,
+                 "its latents spread over more directions (participation ratio, our proxy for the study's "
+                 "embedding collapse)",
+                 "its latents do not spread over more directions for every arm",
+                 "the spread of its latents over directions changes by less than the seeds' spread",
+                 "a wider backbone's latents spread over more directions")
+    verdicts_of = [v.verdict if v is not None else None for v in (init, wide)]
+    if V.SUPPORTED in verdicts_of:
+        causes = [name for name, v in (("initialisation", init), ("capacity", wide))
+                  if v is not None and v.verdict == V.SUPPORTED]
+        close = (f"So drift is not the only cause here: {' and '.join(causes)} "
+                 f"{'explain' if len(causes) > 1 else 'explains'} part of the collapse that the paper "
+                 f"attributes to drift alone.")
+    elif verdicts_of == [V.CONTRADICTED, V.CONTRADICTED]:
+        close = ("Neither alternative cause accounts for the collapse at this scale, which leaves the paper's "
+                 "explanation, drift, standing; the page measures the drift on the same runs but does not "
+                 "judge it.")
+    else:
+        close = ("Until both are judged, these runs neither confirm nor narrow the paper's single-cause "
+                 "explanation.")
+    return (f"The paper names one cause of collapse, the encoder's drift; Zhao et al. add two, the random "
+            f"start and a backbone too small for its latents. Measured on the same runs "
+            f"(<a href=\"{prefix}causes.html\">causes of collapse</a>: {_scale(src)}): "
+            f"on initialisation, {html.escape(s_init)}. On capacity, "
+            f"{html.escape(s_wide)}; {html.escape(s_rank)}. {html.escape(close)}")
+
+
+def _staged(verdicts, src, prefix: str) -> str:
+    full = _find(verdicts, "full", STAGED_CLAIMS)
+    s_full = say(full,
+                 "the full schedule keeps more than 90 % of its codes in use at every codebook size",
+                 "the full schedule does not keep 90 % of its codes in use everywhere (it falls short in {bad} "
+                 "of {cells} cells)",
+                 "the full schedule keeps a share of its codes in use that cannot be told from 90 % at these seeds",
+                 "the full schedule keeps more than 90 % of its codes in use")
+    metrics = []
+    for key, name in (("fd", "FD"), ("psnr", "PSNR"), ("lpips", "LPIPS, which stage (c) trains on")):
+        v = _find(verdicts, key, STAGED_CLAIMS)
+        if v is not None:
+            metrics.append(f"{name}: {_status(v)}")
+    stages = []
+    for key, name in (("a", "replacement raises NS-VQ's usage"), ("b", "freezing the encoder lowers the FD"),
+                      ("c", "adversarial refinement lowers the FD")):
+        v = _find(verdicts, key, STAGED_CLAIMS)
+        if v is not None:
+            stages.append(f"{name}: {_status(v)}")
+    better = [_find(verdicts, k, STAGED_CLAIMS) for k in ("fd", "psnr")]
+    if full is not None and full.verdict == V.SUPPORTED and all(v is not None and v.verdict == V.SUPPORTED
+                                                                 for v in better):
+        close = ("Here the follow-up's remedy does what it claims: removing the drift for a stage (the frozen "
+                 "encoder is the stationary case of step 1) and replacing dead codes keeps the codebook in use.")
+    elif full is not None and full.verdict == V.CONTRADICTED:
+        close = "Here the schedule does not deliver the full utilisation the follow-up reports."
+    else:
+        close = ""
+    return (f"The authors' follow-up answers with a training schedule, not a new update rule "
+            f"(<a href=\"{prefix}staged.html\">staged training</a>: {_scale(src)}). On utilisation, "
+            f"{html.escape(s_full)}; whether it reconstructs better than SimVQ, by metric: "
+            f"{html.escape('; '.join(metrics) or 'no metric measured yet')}. Stage by stage, "
+            f"{html.escape('; '.join(stages) or 'no stage judged yet')}."
+            + (f" {html.escape(close)}" if close else ""))
+
+
+def _scale(src) -> str:
+    return f"profile {src.profile}, {src.runs} of its {src.grid_runs} runs committed"
+
+
+def reading(link_prefix: str = "../notebooks/", pages: dict | None = None) -> str:
+    """The introduction's step 7 as HTML (two paragraphs): what seed 003's causes and the follow-up's
+    schedule add, from the two pages' verdicts. ``pages``: ``{page: (verdicts, GridSource)}``
+    (default: :func:`mechanisms.page_verdicts` on the committed runs); a page without committed runs
+    is said to have none."""
+    out = []
+    for page, write in zip(PAGES, (_causes, _staged)):
+        try:
+            vs, src = pages[page] if pages is not None else page_verdicts(page)
+        except FileNotFoundError:
+            out.append(f'<a href="{link_prefix}{page}.html">{html.escape(page)}</a>: no committed runs yet.')
+            continue
+        out.append(write(vs, src, link_prefix))
+    return (f'<div class="companion-reading"><p><b>7. What the companion studies add.</b> {out[0]}</p>'
+            + "".join(f"<p>{o}</p>" for o in out[1:]) + "</div>")
