@@ -79,6 +79,12 @@ def probe_frame(df: pd.DataFrame) -> pd.DataFrame:
         if rows else pd.DataFrame(columns=cols)
 
 
+def measured(pf: pd.DataFrame, columns) -> list[str]:
+    """Those of ``columns`` that some probe of ``pf`` measured (a probe column added to the trainer
+    after a grid's first runs is absent, or None, in the runs before it)."""
+    return [c for c in columns if c in pf.columns and pf[c].notna().any()]
+
+
 def regular_drift(pf: pd.DataFrame) -> pd.Series:
     """Rows whose drift values (``DRIFT_COLUMNS``) were measured over at least ``MIN_DRIFT_INTERVAL``
     of the run's probe interval (all rows where a frame has no intervals)."""

@@ -121,6 +121,9 @@ def test_probe_frame_reads_the_records_probes(tmp_path):
     assert pf["interval"].tolist()[1] == 10 and pd.isna(pf["interval"].tolist()[0])
     assert mech.last_probe(pf)["probe_usage"].tolist() == [0.75]
     assert mech.probe_frame(pd.DataFrame({"record_path": []})).empty
+    # a column some probe measured is shown; one every probe left None (a run older than the probe) is not
+    assert mech.measured(pf, ["churn", "probe_usage", "churn_encoder", "relative_drift"]) == ["churn", "probe_usage"]
+    assert mech.measured(pf.assign(churn=None), ["churn"]) == []
 
 
 def test_onset_is_the_first_probe_at_the_level_and_never_when_missed():
