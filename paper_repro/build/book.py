@@ -44,23 +44,29 @@ CHROMIUM_FLAGS = [
 ]
 
 
+def _toc_walk(entries, files: list) -> list:
+    for e in entries or []:
+        if "file" in e:
+            files.append(e["file"])
+        _toc_walk(e.get("sections"), files)
+        for part in e.get("parts", []):
+            _toc_walk(part.get("chapters"), files)
+    return files
+
+
 def toc_files(toc_path: Path = REPO_ROOT / "_toc.yml") -> list[str]:
     """Every file named in the table of contents (root first), as written there (no suffix)."""
     toc = yaml.safe_load(toc_path.read_text())
-    files = [toc["root"]]
-
-    def walk(entries):
-        for e in entries or []:
-            if "file" in e:
-                files.append(e["file"])
-            walk(e.get("sections"))
-            for part in e.get("parts", []):
-                walk(part.get("chapters"))
-
-    walk(toc.get("chapters"))
+    files = _toc_walk(toc.get("chapters"), [toc["root"]])
     for part in toc.get("parts", []):
-        walk(part.get("chapters"))
+        _toc_walk(part.get("chapters"), files)
     return files
+
+
+def toc_parts(toc_path: Path = REPO_ROOT / "_toc.yml") -> list[tuple[str, list[str]]]:
+    """The table of contents' parts in order: (caption, the files of its chapters and their sections)."""
+    toc = yaml.safe_load(toc_path.read_text())
+    return [(part.get("caption", ""), _toc_walk(part.get("chapters"), [])) for part in toc.get("parts", [])]
 
 
 def toc_notebooks() -> list[Path]:

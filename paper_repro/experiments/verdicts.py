@@ -8,6 +8,8 @@ pages) are linked, not recomputed here.
 """
 from __future__ import annotations
 
+import html as _html
+
 import pandas as pd
 
 from .. import verdict as V
@@ -185,7 +187,6 @@ def finding(page: str, rows: pd.DataFrame | None = None, verdicts: list | None =
 def mechanism_summary(rows: pd.DataFrame | None = None, link_prefix: str = "../notebooks/") -> str:
     """HTML list for the introduction: each mechanism page (a link), its claims' verdicts and the
     profile they were judged at."""
-    import html as _html
 
     from .mechanisms import MECHANISM_PAGES
 
@@ -214,12 +215,46 @@ def counts(rows: pd.DataFrame) -> dict:
 
 
 def html_table(rows: pd.DataFrame, link_prefix: str = "") -> str:
-    """The table as HTML with each page a link. The pages sit beside the verdicts page in notebooks/;
-    ``link_prefix`` (e.g. ``"../notebooks/"``) makes the links work from a page elsewhere (the
-    introduction pastes this table)."""
-    t = rows.copy()
-    t["page"] = [f'<a href="{link_prefix}{p}.html">{p.replace("_", " ")}</a>' for p in t["page"]]
-    return t.to_html(index=False, escape=False, classes="verdict-table", border=0)
+    """The table as HTML, four columns so that a claim gets room to read: the verdict (mark and
+    word), the claim followed by a link to its page, the paper's side and ours. The pages sit beside
+    the verdicts page in notebooks/; ``link_prefix`` (e.g. ``"../notebooks/"``) makes the links work
+    from a page elsewhere (the introduction pastes this table)."""
+    esc = _html.escape
+    t = pd.DataFrame({
+        "verdict": [f"{esc(m)} {esc(v)}" for m, v in zip(rows[""], rows["verdict"])],
+        "claim": [f'{esc(c)} <a class="verdict-page" href="{link_prefix}{p}.html">({esc(p.replace("_", " "))})</a>'
+                  for c, p in zip(rows["claim"], rows["page"])],
+        "paper": [esc(str(x)) for x in rows["paper"]],
+        "ours": [esc(str(x)) for x in rows["ours"]]})
+    return t.to_html(index=False, escape=False, classes="verdict-table", border=0).replace(
+        '<tr style="text-align: right;">', "<tr>")
+
+
+def grouped_html(rows: pd.DataFrame, link_prefix: str = "", open_pages=("codebook_size",)) -> str:
+    """:func:`html_table` split by the part of the book (``_toc.yml``'s captions, in its order) that
+    holds each claim's page, each part a collapsible block whose one-line summary counts its
+    verdicts; the parts holding ``open_pages`` start open (the introduction: the paper's Tables 2-4
+    open, the rest a click away). A page in no part is listed last, under "Other pages"."""
+    from ..build.book import toc_parts
+
+    groups, placed = [], set()
+    for caption, files in toc_parts():
+        pages = [f.split("/")[-1] for f in files]
+        groups.append((caption, pages))
+        placed |= set(pages)
+    groups.append(("Other pages", sorted(set(rows["page"]) - placed)))
+    out = []
+    for caption, pages in groups:
+        g = rows[rows["page"].isin(pages)]
+        if g.empty:
+            continue
+        n = counts(g)
+        tally = ", ".join(f"{V.MARKS[v]} {k} {v}" for v, k in n.items() if k)
+        is_open = " open" if set(pages) & set(open_pages) else ""
+        out.append(f'<details class="verdict-group"{is_open}><summary><b>{_html.escape(caption)}</b>: '
+                   f"{len(g)} claim{'s' if len(g) != 1 else ''}, {_html.escape(tally)}</summary>"
+                   f"{html_table(g, link_prefix)}</details>")
+    return "".join(out)
 
 
 #: The introduction's map: (page, paper artifact, grid behind it or None). Its status column is

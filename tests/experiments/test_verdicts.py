@@ -1,4 +1,6 @@
 """The verdicts-at-a-glance table: built from committed data only, one rule, every row linked."""
+import re
+
 import pytest
 
 from paper_repro import verdict as V
@@ -26,7 +28,15 @@ def test_claim_rows_come_from_each_committed_page_with_verdicts_of_the_one_rule(
     for page in set(rows["page"]) | set(vv.COMPUTED_PAGES):
         assert (REPO_ROOT / "notebooks" / f"{page}.ipynb").exists(), page
     html = vv.html_table(rows)
-    assert html.count("<a href=") == len(rows) and "codebook_size.html" in html
+    assert html.count('<a class="verdict-page" href=') == len(rows) and "codebook_size.html" in html
+    grouped = vv.grouped_html(rows)        # the introduction's: every claim once, in its part of the book
+    assert grouped.count('<a class="verdict-page" href=') == len(rows)
+    assert grouped.count("<details") == grouped.count("<summary>") >= 1
+    summaries = re.findall(r"<summary><b>(.*?)</b>: (\d+) claims?", grouped)
+    assert sum(int(n) for _, n in summaries) == len(rows)
+    if "codebook_size" in set(rows["page"]):       # the paper's Tables 2-4 start open, the rest closed
+        block = grouped[:grouped.index("codebook_size.html")]
+        assert block[block.rindex("<details"):].startswith('<details class="verdict-group" open>')
 
 
 def test_pages_reading_a_grid_include_every_page_that_loads_its_records(monkeypatch):
