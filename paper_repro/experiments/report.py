@@ -106,6 +106,9 @@ def caption(df: pd.DataFrame, stand_in: str = "CelebA-HQ") -> str:
         at = "at native resolution" if fd.endswith("@native") else "resized to 224\u00d7224"
         parts.append(f"{fd} = Fr\u00e9chet distance on VGG16 features {at}, not rFID (biased upward on few "
                      f"images: compared only between runs evaluated on the same number)")
+        from ..metrics.fd_floor import scale
+        if pd.notna(r["eval_images"]) and (floor := scale(int(r["eval_images"]), fd)):
+            parts.append(f"for scale, {floor}")
     parts.append("usage = fraction of the K codes selected on the evaluation split")
     return "; ".join(parts) + "."
 

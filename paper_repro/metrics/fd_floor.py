@@ -87,7 +87,7 @@ def measure(seeds=SEEDS, pool: int = POOL, progress: bool = False):
 
 
 def scale(eval_images: int, metric: str) -> str:
-    """"two independent real samples of N images lie FD m ± s apart (10 draws)" from the committed
+    """"two independent samples of N real images lie FD-VGG16@native m ± s apart (...)" from the committed
     study, for a caption; empty where the study does not cover that metric or size (or is absent)."""
     if metric != fd_vgg16_name(None):
         return ""
@@ -98,8 +98,8 @@ def scale(eval_images: int, metric: str) -> str:
     v = df.loc[df["eval_images"] == int(eval_images), "fd_real_real"]
     if len(v) < 2:
         return ""
-    return (f"two independent real samples of {int(eval_images):,} images lie {metric} {v.mean():.2f} "
-            f"\u00b1 {v.std(ddof=1):.2f} apart ({len(v)} draws, study fd_floor)")
+    return (f"two independent samples of {int(eval_images):,} real images lie {metric} {v.mean():.2f} "
+            f"\u00b1 {v.std(ddof=1):.2f} apart (mean \u00b1 sd over {len(v)} draws, study fd_floor)")
 
 
 def main(argv=None) -> None:

@@ -32,6 +32,13 @@ def test_caption_names_every_proxy_and_mixed_fd_is_refused():
     assert "Fashion-MNIST 32\u00d732" in cap and "not rFID" in cap and "VGG16 features" in cap
     assert "CelebA-HQ" in cap and "evaluation split" in cap
     assert "native resolution" in report.caption(_df("FD-VGG16@native"))
+    # the committed fd_floor study gives the scale of FD-VGG16@native at the sizes it measured
+    from paper_repro.metrics.fd_floor import STUDY
+    floor, _ = STUDY.load()
+    m = floor.loc[floor.eval_images == 2000, "fd_real_real"]
+    native = report.caption(_df("FD-VGG16@native").assign(eval_images=2000))
+    assert f"for scale, two independent samples of 2,000 real images lie FD-VGG16@native {m.mean():.2f} " in native
+    assert "for scale" not in cap and "for scale" not in report.caption(_df("FD-VGG16@native"))   # 10,000: not measured
     assert "2 seeds" in cap and "warm-up" not in cap          # no warm-up column: none named
     # a warm-up is a departure from the paper: named, with its length; mixed arms say so
     warm = _df().assign(warmup_steps=500)

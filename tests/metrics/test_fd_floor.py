@@ -51,7 +51,8 @@ def test_scale_reads_the_committed_table_and_says_nothing_where_it_does_not_appl
                        "fd_real_real": [1.0, 1.2, 1.4, 5.0, 5.0, 5.0]})
     monkeypatch.setattr(type(F.STUDY), "load", lambda self, path=None: (df, {}))
     s = F.scale(2000, "FD-VGG16@native")
-    assert s == "two independent real samples of 2,000 images lie FD-VGG16@native 1.20 \u00b1 0.20 apart (3 draws, study fd_floor)"
+    assert s == ("two independent samples of 2,000 real images lie FD-VGG16@native 1.20 \u00b1 0.20 apart "
+                 "(mean \u00b1 sd over 3 draws, study fd_floor)")
     assert F.scale(2000, "FD-VGG16") == "" and F.scale(777, "FD-VGG16@native") == ""
     assert F.scale(2000, "rFID") == ""
 
