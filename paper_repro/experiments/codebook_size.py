@@ -211,9 +211,9 @@ def judge_claim(c: Claim, t: pd.DataFrame, profile: str | None = None, printed: 
 def claim_verdicts(df: pd.DataFrame, paper: pd.DataFrame) -> list:
     """(claim, verdict on our runs, verdict on the paper's printed numbers) for each of
     :data:`CLAIMS`, both restricted to the (method, D, K) cells both have, so they speak about the
-    same cells. Our verdict is None where no run serves the claim yet; the paper's is then judged on
-    all its printed cells (None only where the paper has none either). ``df``: our runs (one row per
-    run); ``paper``: :func:`paper_long`."""
+    same cells. Where no run serves a claim yet, ours is listed as not judged (``V.not_run``: no
+    parts) and the paper's is judged on all its printed cells (None only where the paper has none
+    either). ``df``: our runs (one row per run); ``paper``: :func:`paper_long`."""
     ours = ours_seeds(df)
     profile = one_profile(df)
     cells = ours[["method", "D", "K"]].drop_duplicates().merge(paper[["method", "D", "K"]])
@@ -223,7 +223,7 @@ def claim_verdicts(df: pd.DataFrame, paper: pd.DataFrame) -> list:
     for c in CLAIMS:
         vo = judge_claim(c, o, profile, n_cells=cells_needed(c, profile))
         vp = judge_claim(c, p if vo is not None else paper.assign(seed=0), printed=True)
-        out.append((c, vo, vp))
+        out.append((c, vo if vo is not None else V.not_run(c.text, cells_needed(c, profile), profile=profile), vp))
     return out
 
 
@@ -245,12 +245,11 @@ def cells_needed(c: Claim, profile: str) -> int:
 def claim_table(df: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
     """:func:`claim_verdicts` as a table: verdict, seeds and how many of the claim's cells our runs
     cover (a partial grid judges fewer cells than the claim names), and the paper as printed."""
-    profile = one_profile(df)
-    return pd.DataFrame([{"": vo.mark if vo else V.MARKS[V.NOT_JUDGED], "claim": c.text,
-                          "ours": vo.verdict if vo else "not run yet",
-                          "ours (seeds)": vo.n if vo else 0,
-                          "cells judged": f"{len(vo.parts) if vo else 0} of {cells_needed(c, profile)}",
-                          "paper, as printed": printed_holds(vp) + ("" if vo or vp is None else " (all its cells)")}
+    return pd.DataFrame([{"": vo.mark, "claim": c.text,
+                          "ours": vo.verdict if vo.parts else "not run yet",
+                          "ours (seeds)": vo.n,
+                          "cells judged": f"{len(vo.parts)} of {vo.cells}",
+                          "paper, as printed": printed_holds(vp) + ("" if vo.parts or vp is None else " (all its cells)")}
                          for c, vo, vp in claim_verdicts(df, paper)])
 
 

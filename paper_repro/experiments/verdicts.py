@@ -132,14 +132,9 @@ def _codebook_rows(cs, load_paper_tables) -> list[dict]:
     rows = []
     df, src = load_grid("codebook_size")
     for c, vo, vp in cs.claim_verdicts(df, cs.paper_long(load_paper_tables())):
-        if vo is None:       # listed, not judged: none of the cells it needs has been run yet
-            rows.append({"": V.MARKS[V.NOT_JUDGED], "claim": c.text, "verdict": V.NOT_JUDGED,
-                         "paper": f"{cs.printed_holds(vp)} as printed" if vp is not None else "",
-                         "ours": f"0 of its {cs.cells_needed(c, src.profile)} cells run; profile {src.profile}",
-                         "page": "codebook_size"})
-            continue
-        r = _row(vo, "codebook_size", f"{cs.printed_holds(vp)} as printed")
-        r["ours"] = _parts_stats(vo) + f"; profile {src.profile}"
+        # a claim none of whose cells has run yet is listed as not judged (V.not_run: no parts)
+        r = _row(vo, "codebook_size", f"{cs.printed_holds(vp)} as printed" if vp is not None else "")
+        r["ours"] = (_parts_stats(vo) if vo.parts else vo.stats(3)) + f"; profile {src.profile}"
         rows.append(r)
     return rows
 
