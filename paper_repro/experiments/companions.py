@@ -36,23 +36,27 @@ def _status(v) -> str:
     return v.verdict + (f" ({prog})" if prog else "")
 
 
-def _mean_difference(v) -> str:
-    """The mean over a claim's judged cells of each cell's mean paired difference (the quantity its
-    parts judge), e.g. ``+0.31``; empty when no part has a finite mean."""
+def _mean_difference(v, signed: bool = True) -> str:
+    """The mean over a claim's judged cells of each cell's mean (the quantity its parts judge: a
+    paired difference, ``+0.31``, or with ``signed=False`` a value, ``0.31``); empty when no part has
+    a finite mean."""
     means = [p.mean for p in v.parts if p.mean is not None and math.isfinite(p.mean)]
     if not means:
         return ""
     m = sum(means) / len(means)
-    return f"{m:+.3g}" if abs(m) >= 1e-3 else f"{m:+.1e}"
+    sign = "+" if signed else ""
+    return f"{m:{sign}.3g}" if abs(m) >= 1e-3 else f"{m:{sign}.1e}"
 
 
-def say(v, supported: str, contradicted: str, inconclusive: str, question: str) -> str:
+def say(v, supported: str, contradicted: str, inconclusive: str, question: str,
+        measure: str = "mean paired difference", signed: bool = True) -> str:
     """One clause for claim verdict ``v``: the ``supported`` / ``contradicted`` / ``inconclusive``
     text, or "whether {question} is not judged yet (k of its n cells run)". ``question`` is the claim as
     a clause ("X raises Y"); an inconclusive claim some of whose cells support it is said with it
     ("so far, X raises Y in every cell run"), ``inconclusive`` is for the others. ``contradicted``
     may use ``{bad}`` (cells contradicting) and ``{cells}`` (cells judged). Judged clauses end with
-    the verdict word and the mean paired difference over the cells run."""
+    the verdict word and ``measure``: the mean over the cells run of what each cell judges (a paired
+    difference between arms, or for a bound on one arm its value)."""
     if v is None:
         return f"whether {question} is not measured at this profile"
     if v.verdict == V.PIPELINE:
@@ -60,8 +64,8 @@ def say(v, supported: str, contradicted: str, inconclusive: str, question: str) 
     if v.verdict == V.NOT_JUDGED:
         prog = _progress(v)
         return f"whether {question} is not judged yet" + (f" ({prog})" if prog else "")
-    diff = _mean_difference(v)
-    evidence = v.verdict + (f", mean paired difference {diff}" if diff else "") + \
+    diff = _mean_difference(v, signed)
+    evidence = v.verdict + (f", {measure} {diff}" if diff else "") + \
         (f", {_progress(v)}" if v.cells is not None and len(v.parts) < v.cells else "")
     if v.verdict == V.SUPPORTED:
         text = supported
@@ -112,6 +116,9 @@ def _causes(verdicts, src, prefix: str) -> str:
         close = ("Neither alternative cause accounts for the collapse at this scale, which leaves the paper's "
                  "explanation, drift, standing; the page measures the drift on the same runs but does not "
                  "judge it.")
+    elif all(v in (V.CONTRADICTED, V.INCONCLUSIVE) for v in verdicts_of):
+        close = ("Neither alternative cause is established at this scale (each is contradicted or within the "
+                 "seeds' spread), so these runs do not narrow the paper's explanation.")
     else:
         close = ("Until both are judged, these runs neither confirm nor narrow the paper's single-cause "
                  "explanation.")
@@ -129,7 +136,8 @@ def _staged(verdicts, src, prefix: str) -> str:
                  "the full schedule does not keep 90 % of its codes in use everywhere (it falls short in {bad} "
                  "of {cells} cells)",
                  "the full schedule keeps a share of its codes in use that cannot be told from 90 % at these seeds",
-                 "the full schedule keeps more than 90 % of its codes in use")
+                 "the full schedule keeps more than 90 % of its codes in use", measure="mean eval usage",
+                 signed=False)
     metrics = []
     for key, name in (("fd", "FD"), ("psnr", "PSNR"), ("lpips", "LPIPS, which stage (c) trains on")):
         v = _find(verdicts, key, STAGED_CLAIMS)

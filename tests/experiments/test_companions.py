@@ -62,6 +62,12 @@ def test_both_causes_contradicted_leave_drift_standing_and_count_the_failing_cel
     assert "drift is not the only cause" not in t
 
 
+def test_causes_neither_supported_nor_both_contradicted_are_not_established():
+    t = text(causes([DOWN] * 4, [FLAT] * 5, [FLAT] * 5))
+    assert "Neither alternative cause is established at this scale" in t
+    assert "Until both are judged" not in t and "leaves the paper" not in t
+
+
 def test_mixed_cells_say_how_many_support_the_claim():
     t = text(causes([UP, FLAT, UP, FLAT], [FLAT] * 5, [FLAT] * 5))
     assert "a data-driven start raises eval usage in 2 of the 4 cells run, and in the others by less than the " \
@@ -88,7 +94,8 @@ def test_pipeline_profile_is_never_read_as_evidence():
 
 def test_staged_paragraph_reads_each_metric_and_stage():
     t = text(causes([UP] * 4, [UP] * 5, [UP] * 5))
-    assert "the full schedule keeps more than 90 % of its codes in use at every codebook size (supported" in t
+    assert "the full schedule keeps more than 90 % of its codes in use at every codebook size (supported, " \
+           "mean eval usage 0.31)" in t
     assert "FD: supported; PSNR: supported; LPIPS, which stage (c) trains on: supported" in t
     assert "freezing the encoder lowers the FD: inconclusive" in t
     assert "adversarial refinement lowers the FD: not judged (0 of its 2 cells run)" in t
