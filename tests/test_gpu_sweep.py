@@ -31,8 +31,10 @@ def test_plan_rehearsal_skips_stored_runs_and_returns_only_new_records(tmp_path)
     extra = store / "first_run" / "ci" / "0123456789ab.json"     # as if this machine had made it
     extra.parent.mkdir(parents=True)
     extra.write_text("{}")
+    # its own runs folder: run folders a developer's checkout keeps (checkpoints of earlier runs) would
+    # change the status lines the log shows
     env = {**os.environ, "OUT": str(out), "SWEEP_DEVICE": "cpu", "SWEEP_STORE": str(store),
-           "PYTHON": sys.executable}
+           "PYTHON": sys.executable, "PAPER_REPRO_RUNS": str(tmp_path / "runs")}
     r = subprocess.run(["bash", str(SCRIPT), str(plan), "ci", "2", "300"], env=env, capture_output=True,
                        text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
