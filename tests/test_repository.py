@@ -64,3 +64,16 @@ def test_the_readme_map_names_every_notebook_of_the_book():
     named = set(re.findall(r"`notebooks/(\w+)\.ipynb`", block.group(1)))
     assert {p.stem for p in toc_notebooks()} - named == set()
 
+
+
+def test_the_toc_parts_hold_every_page_but_the_root_once(tmp_path):
+    from paper_repro.toc import toc_files, toc_parts
+    parts = toc_parts()
+    assert parts and all(caption for caption, _ in parts)
+    listed = [f for _, files in parts for f in files]
+    assert sorted(listed) == sorted(toc_files()[1:]) and len(set(listed)) == len(listed)
+    toc = tmp_path / "_toc.yml"     # nested sections count in their part
+    toc.write_text("format: jb-book\nroot: intro\nparts:\n  - caption: A\n    chapters:\n      - file: a\n"
+                   "        sections:\n          - file: a1\n  - caption: B\n    chapters:\n      - file: b\n")
+    assert toc_parts(toc) == [("A", ["a", "a1"]), ("B", ["b"])]
+    assert toc_files(toc) == ["intro", "a", "a1", "b"]

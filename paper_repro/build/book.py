@@ -29,6 +29,7 @@ from pathlib import Path
 import yaml
 
 from ..paths import REPO_ROOT
+from ..toc import toc_files
 
 BUILD_DIR = REPO_ROOT / "_build"
 STAGE_DIR = BUILD_DIR / "src"
@@ -42,31 +43,6 @@ CHROMIUM_FLAGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--hide-scrollbars",
 ]
-
-
-def _toc_walk(entries, files: list) -> list:
-    for e in entries or []:
-        if "file" in e:
-            files.append(e["file"])
-        _toc_walk(e.get("sections"), files)
-        for part in e.get("parts", []):
-            _toc_walk(part.get("chapters"), files)
-    return files
-
-
-def toc_files(toc_path: Path = REPO_ROOT / "_toc.yml") -> list[str]:
-    """Every file named in the table of contents (root first), as written there (no suffix)."""
-    toc = yaml.safe_load(toc_path.read_text())
-    files = _toc_walk(toc.get("chapters"), [toc["root"]])
-    for part in toc.get("parts", []):
-        _toc_walk(part.get("chapters"), files)
-    return files
-
-
-def toc_parts(toc_path: Path = REPO_ROOT / "_toc.yml") -> list[tuple[str, list[str]]]:
-    """The table of contents' parts in order: (caption, the files of its chapters and their sections)."""
-    toc = yaml.safe_load(toc_path.read_text())
-    return [(part.get("caption", ""), _toc_walk(part.get("chapters"), [])) for part in toc.get("parts", [])]
 
 
 def toc_notebooks() -> list[Path]:

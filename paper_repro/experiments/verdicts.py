@@ -230,7 +230,7 @@ def grouped_html(rows: pd.DataFrame, link_prefix: str = "", open_pages=("codeboo
     holds each claim's page, each part a collapsible block whose one-line summary counts its
     verdicts; the parts holding ``open_pages`` start open (the introduction: the paper's Tables 2-4
     open, the rest a click away). A page in no part is listed last, under "Other pages"."""
-    from ..build.book import toc_parts
+    from ..toc import toc_parts
 
     groups, placed = [], set()
     for caption, files in toc_parts():
