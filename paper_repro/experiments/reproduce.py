@@ -258,3 +258,92 @@ def plot_trace_spread(spread: pd.DataFrame):
     fig.legend(loc="lower center", ncol=5, fontsize=9, frameon=False)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     return fig
+
+
+# -- the same run on two CPUs --------------------------------------------------------------------
+#: quantities a machine pair compares (final metrics of the record)
+PAIR_QUANTITIES = ("eval_usage", "psnr", "ssim", "lpips", "fd")
+
+
+def _cpu_name(rec: dict) -> str:
+    """The CPU a record was trained on, without the thread count ("cpu: AMD EPYC")."""
+    return str(rec.get("provenance", {}).get("device", "?")).split(" (")[0]
+
+
+def machine_pairs(results_root=None) -> pd.DataFrame:
+    """The same config and seed trained on two CPUs: each record kept under
+    ``data/results/machine_pairs/<grid>/<hash>.<label>.json`` (a committed record that a later run
+    of the same config hash on another machine replaced, kept unchanged with its provenance) against
+    the record the grid holds now. One row per (pair, quantity): grid, tag, seed, quantity, the value
+    on each CPU and their difference (now - kept), and per pair the largest relative difference of the
+    training loss over the trace's first steps (``early_trace_rel``; ``early_trace_within``: inside
+    the reproduction test's tolerance, i.e. the two ran the same code and data order and only the float
+    kernels differ). Pairs whose two records ran on the same CPU kind,
+    or whose grid no longer holds the hash, are left out: they are not a machine comparison.
+    ``results_root``: the folder holding ``machine_pairs/`` and the grids (default: the store's)."""
+    import json
+    from pathlib import Path
+
+    from ..paths import RESULTS_DIR
+
+    base = (Path(results_root) if results_root is not None else RESULTS_DIR) / "machine_pairs"
+    rows = []
+    for kept_file in sorted(base.glob("*/*.*.json")):
+        kept = json.loads(kept_file.read_text())
+        grid, chash = kept_file.parent.name, kept_file.name.split(".")[0]
+        now_file = store.record_path(grid, kept["profile"], chash, root=results_root)
+        if kept.get("config_hash") != chash or not now_file.exists():
+            continue
+        now = json.loads(now_file.read_text())
+        if _cpu_name(now) == _cpu_name(kept) or now.get("config_hash") != chash:
+            continue
+        cfg = kept["config"]
+        dev = deviations(now, kept)
+        early = dev[dev["kind"] == "trace_early"] if len(dev) else dev
+        early_rel = float(early["rel_diff"].max()) if len(early) else math.nan
+        early_ok = bool(early["within"].all()) if len(early) else False
+        for q in PAIR_QUANTITIES:
+            a, b = kept.get("final", {}).get(q), now.get("final", {}).get(q)
+            if a is None or b is None:
+                continue
+            rows.append({"grid": grid, "config_hash": chash, "tag": cfg.get("tag"), "seed": cfg.get("seed"),
+                         "quantity": q, "kept_cpu": _cpu_name(kept), "kept": float(a),
+                         "now_cpu": _cpu_name(now), "now": float(b), "difference": float(b) - float(a),
+                         "early_trace_rel": early_rel, "early_trace_within": early_ok})
+    return pd.DataFrame(rows, columns=["grid", "config_hash", "tag", "seed", "quantity", "kept_cpu", "kept",
+                                       "now_cpu", "now", "difference", "early_trace_rel", "early_trace_within"])
+
+
+def pair_table(pairs: pd.DataFrame) -> pd.DataFrame:
+    """:func:`machine_pairs` one row per pair: grid, tag, seed, the two CPUs, each quantity as
+    ``kept -> now`` (3 decimals; PSNR and FD 2) and the first steps' largest relative loss difference."""
+    if pairs.empty:
+        return pd.DataFrame(columns=["grid", "tag", "seed", "CPUs"])
+    digits = {"psnr": 2, "fd": 2}
+    out = []
+    for (grid, chash), g in pairs.groupby(["grid", "config_hash"], sort=False):
+        r0 = g.iloc[0]
+        row = {"grid": grid, "tag": r0.tag, "seed": int(r0.seed), "CPUs": f"{r0.kept_cpu} -> {r0.now_cpu}"}
+        for r in g.itertuples():
+            d = digits.get(r.quantity, 3)
+            row[r.quantity] = f"{r.kept:.{d}f} -> {r.now:.{d}f}"
+        row["first steps' loss (max rel. diff.)"] = f"{r0.early_trace_rel:.1e}"
+        out.append(row)
+    return pd.DataFrame(out).sort_values(["grid", "tag", "seed"], kind="stable", ignore_index=True)
+
+
+def pair_summary(pairs: pd.DataFrame) -> str:
+    """One sentence on :func:`machine_pairs`: how many runs, whether their first steps agree within
+    the tolerance, and the range of the eval-usage and PSNR differences."""
+    if pairs.empty:
+        return "No run has been trained on two CPUs yet."
+    n = pairs.groupby(["grid", "config_hash"]).ngroups
+    same = pairs.groupby(["grid", "config_hash"])["early_trace_within"].first()
+    parts = []
+    for q, label, d in (("eval_usage", "eval usage", 3), ("psnr", "PSNR (dB)", 2)):
+        diff = pairs.loc[pairs.quantity == q, "difference"]
+        if len(diff):
+            parts.append(f"{label} moved by {diff.min():+.{d}f} to {diff.max():+.{d}f}")
+    return (f"{n} run{'s' if n != 1 else ''} trained on two CPUs; the first steps' loss agrees within the "
+            f"reproduction tolerance in {int(same.sum())} of {n}; " + ", ".join(parts)
+            + " between the two CPUs (same config, seed and code).")

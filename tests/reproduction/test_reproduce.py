@@ -90,3 +90,43 @@ def test_every_kernel_setting_really_changes_numbers(spread):
     from paper_repro.experiments.reproduce import KERNEL_SETTINGS
     for setting in KERNEL_SETTINGS:
         assert spread.loc[spread.setting == setting, "abs_diff"].max() > 0, setting
+
+
+def test_machine_pairs_compare_a_kept_record_with_the_grids_current_one(tmp_path):
+    import json
+
+    from paper_repro.experiments import reproduce
+
+    def rec(h, cpu, usage, seed=0, loss=1.0):
+        return {"config_hash": h, "profile": "cpu", "config": {"tag": "SimVQ", "seed": seed},
+                "provenance": {"device": f"cpu: {cpu} (1 threads)"}, "steps": 100,
+                "trace": [{"step": s, "window_steps": 1, "loss": loss / s} for s in (1, 2, 5, 10)],
+                "final": {"eval_usage": usage, "psnr": 26.0 + usage}}
+
+    def write(path, obj):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(obj))
+
+    grid = tmp_path / "g" / "cpu"
+    write(grid / "aaa.json", rec("aaa", "AMD EPYC", 0.8, loss=1.0 + 1e-7))
+    write(tmp_path / "machine_pairs" / "g" / "aaa.intel-xeon.json", rec("aaa", "Intel(R) Xeon(R) Processor", 0.5))
+    write(grid / "bbb.json", rec("bbb", "AMD EPYC", 0.7, seed=1))                       # same CPU kind: no pair
+    write(tmp_path / "machine_pairs" / "g" / "bbb.amd.json", rec("bbb", "AMD EPYC", 0.6, seed=1))
+    write(tmp_path / "machine_pairs" / "g" / "ccc.old.json", rec("ccc", "Intel Xeon", 0.1))  # hash gone: no pair
+    t = reproduce.machine_pairs(tmp_path)
+    assert list(t["config_hash"].unique()) == ["aaa"] and set(t["quantity"]) == {"eval_usage", "psnr"}
+    u = t[t.quantity == "eval_usage"].iloc[0]
+    assert (u.kept_cpu, u.now_cpu) == ("cpu: Intel(R) Xeon(R) Processor", "cpu: AMD EPYC")
+    assert (u.kept, u.now) == (0.5, 0.8) and u.difference == pytest.approx(0.3)
+    # the first steps agree as float kernels allow: the same code; a changed formula would not
+    assert u.early_trace_rel == pytest.approx(1e-7, rel=1e-3) and u.early_trace_within
+    row = reproduce.pair_table(t).iloc[0]
+    assert (row["tag"], row["seed"], row["eval_usage"], row["psnr"]) == ("SimVQ", 0, "0.500 -> 0.800", "26.50 -> 26.80")
+    assert reproduce.pair_summary(t) == ("1 run trained on two CPUs; the first steps' loss agrees within the "
+                                         "reproduction tolerance in 1 of 1; eval usage moved by +0.300 to +0.300, "
+                                         "PSNR (dB) moved by +0.30 to +0.30 between the two CPUs (same config, "
+                                         "seed and code).")
+    assert reproduce.pair_summary(t.iloc[:0]) == "No run has been trained on two CPUs yet."
+    write(grid / "aaa.json", rec("aaa", "AMD EPYC", 0.8, loss=1.1))
+    assert not reproduce.machine_pairs(tmp_path).iloc[0].early_trace_within
+    assert reproduce.machine_pairs(tmp_path / "nothing").empty
