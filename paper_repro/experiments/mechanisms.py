@@ -216,6 +216,8 @@ def plot_probes(pf: pd.DataFrame, metrics, by: str = "tag", facet: str | None = 
     row): a line per arm (mean over seeds, ±1 sd band when there are several seeds), a marker per
     arm. ``labels``: axis labels beyond PROBE_LABELS. Drift values (``DRIFT_COLUMNS``) are drawn only
     where measured over a regular interval (``regular_drift``). The caption belongs in the page text."""
+    import textwrap
+
     import matplotlib.pyplot as plt
 
     metrics = list(metrics)
@@ -247,7 +249,7 @@ def plot_probes(pf: pd.DataFrame, metrics, by: str = "tag", facet: str | None = 
                 sd = g["std"].fillna(0)
                 ax.fill_between(g[x], g["mean"] - sd, g["mean"] + sd, color=cmap(a % 10), alpha=0.15, lw=0)
         ax.set_xlabel("optimiser step" if x == "step" else x.replace("_", " "), fontsize=9)
-        ax.set_ylabel(labels.get(m, m), fontsize=9)
+        ax.set_ylabel(textwrap.fill(labels.get(m, m), 30), fontsize=9)     # a long label on two lines
         if m in logy:
             ax.set_yscale("symlog", linthresh=1e-3)
         if logx:
