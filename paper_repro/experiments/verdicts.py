@@ -182,7 +182,6 @@ def finding(page: str, rows: pd.DataFrame | None = None, verdicts: list | None =
 def mechanism_summary(rows: pd.DataFrame | None = None, link_prefix: str = "../notebooks/") -> str:
     """HTML list for the introduction: each mechanism page (a link), its claims' verdicts and the
     profile they were judged at."""
-
     from .mechanisms import MECHANISM_PAGES
 
     rows = claim_rows(pages=set(MECHANISM_PAGES)) if rows is None else rows
