@@ -309,27 +309,42 @@ def machine_pairs(results_root=None) -> pd.DataFrame:
             rows.append({"grid": grid, "config_hash": chash, "tag": cfg.get("tag"), "seed": cfg.get("seed"),
                          "quantity": q, "kept_cpu": _cpu_name(kept), "kept": float(a),
                          "now_cpu": _cpu_name(now), "now": float(b), "difference": float(b) - float(a),
-                         "early_trace_rel": early_rel, "early_trace_within": early_ok})
+                         "early_trace_rel": early_rel, "early_trace_within": early_ok,
+                         "metric": kept["final"].get("fd_metric", "FD") if q == "fd" else q})
     return pd.DataFrame(rows, columns=["grid", "config_hash", "tag", "seed", "quantity", "kept_cpu", "kept",
-                                       "now_cpu", "now", "difference", "early_trace_rel", "early_trace_within"])
+                                       "now_cpu", "now", "difference", "early_trace_rel", "early_trace_within",
+                                       "metric"])
+
+
+def _short_cpu(name: str) -> str:
+    """"cpu: Intel(R) Xeon(R) Processor" -> "Intel Xeon" (for a narrow table column)."""
+    n = name.removeprefix("cpu: ").replace("(R)", "").replace("(TM)", "").replace(" Processor", "")
+    return " ".join(n.split())
+
+
+#: the quantities the pair table shows (label, digits; the FD column takes its metric's name from the
+#: records, e.g. FD-VGG16@native); ``machine_pairs`` keeps SSIM and LPIPS too
+PAIR_COLUMNS = {"eval_usage": ("eval usage", 3), "psnr": ("PSNR (dB)", 2), "fd": (None, 2)}
 
 
 def pair_table(pairs: pd.DataFrame) -> pd.DataFrame:
-    """:func:`machine_pairs` one row per pair: grid, tag, seed, the two CPUs, each quantity as
-    ``kept -> now`` (3 decimals; PSNR and FD 2) and the first steps' largest relative loss difference."""
+    """:func:`machine_pairs` one row per pair: the run (grid, tag, seed), the two CPUs, each of
+    ``PAIR_COLUMNS`` as ``kept → now`` and the first steps' largest relative loss difference."""
     if pairs.empty:
-        return pd.DataFrame(columns=["grid", "tag", "seed", "CPUs"])
-    digits = {"psnr": 2, "fd": 2}
+        return pd.DataFrame(columns=["run", "CPUs"])
     out = []
     for (grid, chash), g in pairs.groupby(["grid", "config_hash"], sort=False):
         r0 = g.iloc[0]
-        row = {"grid": grid, "tag": r0.tag, "seed": int(r0.seed), "CPUs": f"{r0.kept_cpu} -> {r0.now_cpu}"}
+        row = {"run": f"{grid.replace('_', ' ')}: {r0.tag}, seed {int(r0.seed)}",
+               "CPUs": f"{_short_cpu(r0.kept_cpu)} → {_short_cpu(r0.now_cpu)}", "_key": (grid, r0.tag, int(r0.seed))}
         for r in g.itertuples():
-            d = digits.get(r.quantity, 3)
-            row[r.quantity] = f"{r.kept:.{d}f} -> {r.now:.{d}f}"
-        row["first steps' loss (max rel. diff.)"] = f"{r0.early_trace_rel:.1e}"
+            if r.quantity in PAIR_COLUMNS:
+                label, d = PAIR_COLUMNS[r.quantity]
+                label = label or r.metric
+                row[label] = f"{r.kept:.{d}f} → {r.now:.{d}f}"
+        row["first steps' loss, max. rel. diff."] = f"{r0.early_trace_rel:.1e}"
         out.append(row)
-    return pd.DataFrame(out).sort_values(["grid", "tag", "seed"], kind="stable", ignore_index=True)
+    return pd.DataFrame(sorted(out, key=lambda r: r["_key"])).drop(columns="_key")
 
 
 def pair_summary(pairs: pd.DataFrame) -> str:

@@ -101,7 +101,7 @@ def test_machine_pairs_compare_a_kept_record_with_the_grids_current_one(tmp_path
         return {"config_hash": h, "profile": "cpu", "config": {"tag": "SimVQ", "seed": seed},
                 "provenance": {"device": f"cpu: {cpu} (1 threads)"}, "steps": 100,
                 "trace": [{"step": s, "window_steps": 1, "loss": loss / s} for s in (1, 2, 5, 10)],
-                "final": {"eval_usage": usage, "psnr": 26.0 + usage}}
+                "final": {"eval_usage": usage, "psnr": 26.0 + usage, "fd": 10.0 - usage, "fd_metric": "FD-X"}}
 
     def write(path, obj):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -114,14 +114,16 @@ def test_machine_pairs_compare_a_kept_record_with_the_grids_current_one(tmp_path
     write(tmp_path / "machine_pairs" / "g" / "bbb.amd.json", rec("bbb", "AMD EPYC", 0.6, seed=1))
     write(tmp_path / "machine_pairs" / "g" / "ccc.old.json", rec("ccc", "Intel Xeon", 0.1))  # hash gone: no pair
     t = reproduce.machine_pairs(tmp_path)
-    assert list(t["config_hash"].unique()) == ["aaa"] and set(t["quantity"]) == {"eval_usage", "psnr"}
+    assert list(t["config_hash"].unique()) == ["aaa"] and set(t["quantity"]) == {"eval_usage", "psnr", "fd"}
     u = t[t.quantity == "eval_usage"].iloc[0]
     assert (u.kept_cpu, u.now_cpu) == ("cpu: Intel(R) Xeon(R) Processor", "cpu: AMD EPYC")
     assert (u.kept, u.now) == (0.5, 0.8) and u.difference == pytest.approx(0.3)
     # the first steps agree as float kernels allow: the same code; a changed formula would not
     assert u.early_trace_rel == pytest.approx(1e-7, rel=1e-3) and u.early_trace_within
     row = reproduce.pair_table(t).iloc[0]
-    assert (row["tag"], row["seed"], row["eval_usage"], row["psnr"]) == ("SimVQ", 0, "0.500 -> 0.800", "26.50 -> 26.80")
+    assert (row["run"], row["CPUs"]) == ("g: SimVQ, seed 0", "Intel Xeon \u2192 AMD EPYC")
+    assert (row["eval usage"], row["PSNR (dB)"]) == ("0.500 \u2192 0.800", "26.50 \u2192 26.80")
+    assert row["FD-X"] == "9.50 \u2192 9.20"            # the FD column is named by the records' metric
     assert reproduce.pair_summary(t) == ("1 run trained on two CPUs; the first steps' loss agrees within the "
                                          "reproduction tolerance in 1 of 1; eval usage moved by +0.300 to +0.300, "
                                          "PSNR (dB) moved by +0.30 to +0.30 between the two CPUs (same config, "
