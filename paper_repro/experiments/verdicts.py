@@ -228,7 +228,8 @@ def grouped_html(rows: pd.DataFrame, link_prefix: str = "", open_pages=("codeboo
     """:func:`html_table` split by the part of the book (``_toc.yml``'s captions, in its order) that
     holds each claim's page, each part a collapsible block whose one-line summary counts its
     verdicts; the parts holding ``open_pages`` start open (the introduction: the paper's Tables 2-4
-    open, the rest a click away). A page in no part is listed last, under "Other pages"."""
+    open, the rest a click away). Within a part the judged claims come first (in page order), those
+    not judged or pipeline checks after them. A page in no part is listed last, under "Other pages"."""
     from ..toc import toc_parts
 
     groups, placed = [], set()
@@ -242,6 +243,8 @@ def grouped_html(rows: pd.DataFrame, link_prefix: str = "", open_pages=("codeboo
         g = rows[rows["page"].isin(pages)]
         if g.empty:
             continue
+        judged = g["verdict"].isin((V.SUPPORTED, V.CONTRADICTED, V.INCONCLUSIVE))
+        g = pd.concat([g[judged], g[~judged]])
         n = counts(g)
         tally = ", ".join(f"{V.MARKS[v]} {k} {v}" for v, k in n.items() if k)
         is_open = " open" if set(pages) & set(open_pages) else ""

@@ -34,6 +34,10 @@ def test_claim_rows_come_from_each_committed_page_with_verdicts_of_the_one_rule(
     assert grouped.count("<details") == grouped.count("<summary>") >= 1
     summaries = re.findall(r"<summary><b>(.*?)</b>: (\d+) claims?", grouped)
     assert sum(int(n) for _, n in summaries) == len(rows)
+    for block in grouped.split("<details")[1:]:     # within a part: judged claims first
+        marks = re.findall(r"<td>(\S+) (?:supported|contradicted|inconclusive|not judged|pipeline check)</td>", block)
+        waiting = [m == V.MARKS[V.NOT_JUDGED] for m in marks]
+        assert waiting == sorted(waiting), "a judged claim follows one not judged"
     if "codebook_size" in set(rows["page"]):       # the paper's Tables 2-4 start open, the rest closed
         block = grouped[:grouped.index("codebook_size.html")]
         assert block[block.rindex("<details"):].startswith('<details class="verdict-group" open>')
