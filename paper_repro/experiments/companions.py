@@ -45,7 +45,7 @@ def _mean_difference(v, signed: bool = True) -> str:
         return ""
     m = sum(means) / len(means)
     sign = "+" if signed else ""
-    return f"{m:{sign}.3g}" if abs(m) >= 1e-3 else f"{m:{sign}.1e}"
+    return f"{m:{sign}.3g}" if abs(m) >= 1e-3 else f"{m:{sign}.3f}"     # ~0 reads +0.000, not +1.7e-18
 
 
 def say(v, supported: str, contradicted: str, inconclusive: str, question: str,
