@@ -131,3 +131,36 @@ def test_committed_runs_give_a_paragraph_with_their_counts(page):
     t = C.reading()
     assert f"{page}.html" in t
     assert f"profile {s.profile}, {s.runs} of its {s.grid_runs} runs committed" in t
+
+
+def test_the_pages_own_verdicts_are_found_and_read():
+    """End to end from runs: the causes and staged pages' verdict functions on full synthetic grids
+    (init and width help; the schedule wins) give the 'supported' sentences, so the claim texts the
+    paragraph looks up are the ones the pages write (width claims carry their '(width W vs w)')."""
+    import pandas as pd
+
+    from paper_repro.experiments import grids, mechanisms as mech
+
+    rows = []
+    for w in grids.CAUSE_WIDTHS["cpu"]:
+        for q, init in grids.CAUSE_ARMS:
+            for s in (0, 1, 2):
+                rows.append({"profile": "cpu", "quantizer": q, "quantizer_options.init": init, "width": w, "seed": s,
+                             "eval_usage": 0.1 + (0.3 if init == "kmeans" else 0) + (0.2 if w > 0.25 else 0) + 0.01 * s,
+                             "config_hash": f"{q}{init}{w}{s}", "num_codes": 1024, "code_dim": 64, "tag": "x"})
+    df = pd.DataFrame(rows)
+    last = pd.DataFrame({"config_hash": df["config_hash"],
+                         "latent_rank": [2.0 + (w > 0.25) + 0.1 * s for w, s in zip(df["width"], df["seed"])]})
+    arms = {"SimVQ": (0.5, 25.0, 40.0, 0.2), "NS-VQ": (0.01, 22.0, 60.0, 0.3), "NS-VQ +a": (0.6, 23.0, 50.0, 0.25),
+            "NS-VQ +a+b": (0.7, 22.5, 45.0, 0.26), "NS-VQ +a+b+c": (0.95, 25.5, 35.0, 0.1)}
+    st = pd.DataFrame([{"profile": "cpu", "tag": t, "num_codes": k, "seed": s, "eval_usage": u + 0.01 * s,
+                        "psnr": p + 0.1 * s, "fd": f + s, "lpips": lp + 0.001 * s}
+                       for t, (u, p, f, lp) in arms.items() for k in grids.STAGED_SIZES for s in (0, 1, 2)])
+    t = C.reading(pages={"causes": (mech.causes_verdicts(df, last), src()),
+                         "staged": (mech.staged_verdicts(st), src())})
+    assert "part of the collapse is set at initialisation, before any drift (supported" in t
+    assert "capacity limits usage too (supported" in t and "participation ratio, our proxy" in t
+    assert "initialisation and capacity explain part of the collapse" in t
+    assert "FD: supported; PSNR: supported; LPIPS, which stage (c) trains on: supported" in t
+    assert "the follow-up&#x27;s remedy does what it claims" in t
+    assert "not measured" not in t and "not judged" not in t
