@@ -129,6 +129,7 @@ def test_machine_pairs_compare_a_kept_record_with_the_grids_current_one(tmp_path
                                          "PSNR (dB) moved by +0.30 to +0.30 between the two CPUs (same config, "
                                          "seed and code).")
     assert reproduce.pair_summary(t.iloc[:0]) == "No run has been trained on two CPUs yet."
+    assert reproduce.pair_summary(t.assign(early_trace_within=False)).endswith("(same config and seed).")
     write(grid / "aaa.json", rec("aaa", "AMD EPYC", 0.8, loss=1.1))
     assert not reproduce.machine_pairs(tmp_path).iloc[0].early_trace_within
     assert reproduce.machine_pairs(tmp_path / "nothing").empty
