@@ -29,10 +29,14 @@ def _progress(v) -> str:
     return f"{len(v.parts)} of its {v.cells} cells run"
 
 
+def _partial(v) -> bool:
+    """Does the claim name cells that have no runs yet?"""
+    return v.cells is not None and len(v.parts) < v.cells
+
+
 def _status(v) -> str:
     """``verdict`` and, while the claim's grid is partial, ``(k of its n cells run)``."""
-    partial = v.cells is not None and len(v.parts) < v.cells and v.verdict != V.NOT_JUDGED
-    prog = _progress(v) if v.verdict == V.NOT_JUDGED or partial else ""
+    prog = _progress(v) if v.verdict == V.NOT_JUDGED or _partial(v) else ""
     return v.verdict + (f" ({prog})" if prog else "")
 
 
@@ -65,8 +69,7 @@ def say(v, supported: str, contradicted: str, inconclusive: str, question: str,
         prog = _progress(v)
         return f"whether {question} is not judged yet" + (f" ({prog})" if prog else "")
     diff = _mean_difference(v, signed)
-    evidence = v.verdict + (f", {measure} {diff}" if diff else "") + \
-        (f", {_progress(v)}" if v.cells is not None and len(v.parts) < v.cells else "")
+    evidence = v.verdict + (f", {measure} {diff}" if diff else "") + (f", {_progress(v)}" if _partial(v) else "")
     if v.verdict == V.SUPPORTED:
         text = supported
     elif v.verdict == V.CONTRADICTED:

@@ -352,8 +352,8 @@ def pair_summary(pairs: pd.DataFrame) -> str:
     the tolerance, and the range of the eval-usage and PSNR differences."""
     if pairs.empty:
         return "No run has been trained on two CPUs yet."
-    n = pairs.groupby(["grid", "config_hash"]).ngroups
-    same = pairs.groupby(["grid", "config_hash"])["early_trace_within"].first()
+    same = pairs.groupby(["grid", "config_hash"])["early_trace_within"].first()     # one value per pair
+    n = len(same)
     parts = []
     for q, label, d in (("eval_usage", "eval usage", 3), ("psnr", "PSNR (dB)", 2)):
         diff = pairs.loc[pairs.quantity == q, "difference"]
