@@ -34,8 +34,9 @@ RULE = ("A claim says that the mean over seeds of a quantity lies above (or belo
         "errors, and inconclusive otherwise; when every seed gives the same value (s = 0) the "
         "comparison of m with the threshold decides. One seed: not judged. A claim about several "
         "cells (every K and D, every batch size) is supported when every cell is, contradicted when "
-        "any cell is, and otherwise takes the weakest verdict of its cells; while some of its cells "
-        "have not been run, it is at best inconclusive, and while none has, it is listed as not judged. "
+        "any cell is, and otherwise takes the weakest verdict of its judged cells; while some of its "
+        "cells have not been run or have one seed only, it is at best inconclusive, and while none is "
+        "judged, it is listed as not judged. "
         "Runs at the ci profile "
         "are pipeline checks: their numbers are shown and no verdict is given.")
 
@@ -76,11 +77,11 @@ class Verdict:
         if self.n == 0 and not self.parts:
             return "no runs yet"
         if self.parts:
-            return f"{len(self.parts)} cells"
+            return count(len(self.parts), "cell")
         if self.exact:
             return f"{_fmt(self.mean, digits)} {self.op} {_fmt(self.threshold, digits)} (exact)"
         sd = "" if self.sd is None or self.n < 2 else f" \u00b1 {_fmt(self.sd, digits)}"
-        return (f"{_fmt(self.mean, digits)}{sd} over {self.n} seed{'s' if self.n != 1 else ''}, "
+        return (f"{_fmt(self.mean, digits)}{sd} over {count(self.n, 'seed')}, "
                 f"claimed {self.op} {_fmt(self.threshold, digits)}")
 
     def line(self, digits: int = 3) -> str:
@@ -91,12 +92,17 @@ class Verdict:
     def short(self) -> str:
         """``claim: verdict (n seeds)`` without the numbers, for outputs compared across machines
         where the numbers are recomputed (their digits move with the float kernels)."""
-        n = "exact" if self.exact else (f"{len(self.parts)} cells" if self.parts else
-                                        f"{self.n} seed{'s' if self.n != 1 else ''}")
+        n = "exact" if self.exact else (count(len(self.parts), "cell") if self.parts else
+                                        count(self.n, "seed"))
         return f"{self.mark} {self.claim}: {self.verdict} ({n})"
 
     def __str__(self) -> str:
         return self.line()
+
+
+def count(n: int, noun: str) -> str:
+    """``1 cell``, ``3 cells``: a count with its noun in the right number."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _fmt(v: float, digits: int) -> str:
@@ -184,35 +190,54 @@ def judge_difference(claim: str, a, b, op: str = ">", threshold: float = 0.0,
 
 
 _WEAKNESS = (PIPELINE, NOT_JUDGED, INCONCLUSIVE, SUPPORTED)
+#: the verdicts that judge a cell (the others: not judged yet, or a pipeline check)
+JUDGED = (SUPPORTED, CONTRADICTED, INCONCLUSIVE)
 
 
 def judge_all(claim: str, parts: Sequence[Verdict], cells: int | None = None, side: str = "") -> Verdict:
     """A claim about several cells: supported when every part is, contradicted when any part is,
     else the weakest verdict among the parts (pipeline check < not judged < inconclusive).
-    ``cells``: how many cells the claim names; with fewer parts (a partial grid) a claim every judged
-    cell supports is only inconclusive, and its text says how many cells were judged."""
+    ``cells``: how many cells the claim names. While some cells are not judged (no runs yet: fewer
+    parts than ``cells``; or one seed only) and some are, a claim no cell contradicts is inconclusive,
+    and its text says how many cells were run, or judged."""
     parts = tuple(parts)
     if not parts:
         raise ValueError(f"{claim}: no cells to judge")
     vs = [p.verdict for p in parts]
+    n_cells = len(parts) if cells is None else cells
+    judged = sum(v in JUDGED for v in vs)
     if CONTRADICTED in vs:
         v = CONTRADICTED
     else:
         v = next(w for w in _WEAKNESS if w in vs)
-    if cells is not None and len(parts) < cells:
-        claim = f"{claim} [{len(parts)} of its {cells} cells run]"
-        if v == SUPPORTED:
-            v = INCONCLUSIVE
+    tag = progress(parts, n_cells)
+    if tag:
+        claim = f"{claim} [{tag}]"
+    if judged and judged < n_cells and v in (SUPPORTED, NOT_JUDGED):
+        v = INCONCLUSIVE
     profiles = {p.profile for p in parts}
     return Verdict(claim, v, min(p.n for p in parts), float("nan"), None, "all", float("nan"),
                    profiles.pop() if len(profiles) == 1 else None, all(p.exact for p in parts), parts, side,
-                   len(parts) if cells is None else cells)
+                   n_cells)
+
+
+def progress(parts: Sequence[Verdict], cells: int) -> str:
+    """How far a claim about ``cells`` cells is, where some cell is not judged yet: ``"5 of its 6
+    cells run"`` (no runs in one), ``"5 of its 6 cells judged"`` (one has one seed only), or both,
+    ``"5 of its 6 cells run, 4 judged"``; empty when every cell is judged."""
+    run, waiting = len(parts), sum(p.verdict == NOT_JUDGED for p in parts)
+    tags = []
+    if run < cells:
+        tags.append(f"{run} of its {count(cells, 'cell')} run")
+    if waiting:
+        tags.append(f"{run - waiting} judged" if tags else f"{run - waiting} of its {count(cells, 'cell')} judged")
+    return ", ".join(tags)
 
 
 def not_run(claim: str, cells: int, side: str = "", profile: str | None = None) -> Verdict:
     """A claim about ``cells`` cells none of which has runs yet: listed as not judged, so that a page
     (and the verdict table) shows what it is waiting for instead of leaving the claim out."""
-    return Verdict(f"{claim} [0 of its {cells} cell{'s' if cells != 1 else ''} run]", NOT_JUDGED, 0, float("nan"), None, "all",
+    return Verdict(f"{claim} [{progress((), cells)}]", NOT_JUDGED, 0, float("nan"), None, "all",
                    float("nan"), profile, False, (), side, cells)
 
 

@@ -50,7 +50,15 @@ def test_all_cells_claim_takes_the_weakest_and_any_contradiction():
     assert judge_all("all", [s, s]).verdict == SUPPORTED
     assert judge_all("all", [s, i]).verdict == INCONCLUSIVE
     assert judge_all("all", [s, i, c]).verdict == CONTRADICTED
-    assert judge_all("all", [s, judge("one", [1.0])]).verdict == NOT_JUDGED
+    # a cell with one seed is not judged yet: beside judged cells the claim is at best inconclusive
+    one = judge("one", [1.0])
+    assert judge_all("all", [one, one]).verdict == NOT_JUDGED
+    waiting = judge_all("all", [s, one])
+    assert waiting.verdict == INCONCLUSIVE and waiting.claim == "all [1 of its 2 cells judged]"
+    assert judge_all("all", [i, one]).verdict == INCONCLUSIVE
+    assert judge_all("all", [c, one]).verdict == CONTRADICTED
+    assert judge_all("all", [s, one], cells=3).claim == "all [2 of its 3 cells run, 1 judged]"
+    assert judge_all("all", [one, one]).claim == "all [0 of its 2 cells judged]"
     t = verdict_table([s, i, judge_all("all", [s, c])])
     assert list(t["verdict"]) == [SUPPORTED, INCONCLUSIVE, CONTRADICTED]
 
@@ -103,3 +111,13 @@ def test_a_claim_with_no_cell_run_is_listed_as_not_judged():
     assert v.line() == "\u00b7 X beats Y at every K [0 of its 3 cells run]: not judged [no runs yet; profile cpu]"
     assert V.not_run("one cell", 1).claim.endswith("[0 of its 1 cell run]")
     assert v.cells == 3
+
+
+def test_counts_read_in_the_right_number():
+    one, three = judge("one", [1.0, 1.0, 1.0], ">=", 0), judge("two", [1.0, 2.0], ">", 0)
+    assert judge_all("a", [one]).short().endswith("(1 cell)")
+    assert judge_all("b", [one, three]).stats() == "2 cells"
+    assert judge("c", [1.0]).short().endswith("(1 seed)")
+    from paper_repro.experiments.verdicts import _parts_stats
+    assert _parts_stats(judge_all("d", [one])) == "1 cell, 3 seeds each"
+    assert _parts_stats(judge_all("e", [one, three])) == "2 cells, 2 to 3 seeds each"

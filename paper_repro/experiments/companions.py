@@ -19,24 +19,30 @@ PAGES = ("causes", "staged")
 
 
 def _find(verdicts, key: str, claims: dict):
-    """The verdict of the claim ``claims[key]`` (a partial grid appends "[k of its n cells run]")."""
+    """The verdict of the claim ``claims[key]`` (a partial grid appends "[k of its n cells run]" or "judged")."""
     return next((v for v in verdicts if v.claim.startswith(claims[key])), None)
 
 
 def _progress(v) -> str:
+    """``k of its n cells run`` (or ``judged``) while some cell of the claim is not judged yet."""
     if v is None or v.cells is None:
         return ""
-    return f"{len(v.parts)} of its {v.cells} cells run"
+    return V.progress(v.parts, v.cells)
 
 
 def _partial(v) -> bool:
-    """Does the claim name cells that have no runs yet?"""
-    return v.cells is not None and len(v.parts) < v.cells
+    """Does the claim name cells that are not judged yet (no runs, or one seed only)?"""
+    return bool(_progress(v))
+
+
+def _judged(v) -> list:
+    """The cells of claim ``v`` that are judged (more than one seed)."""
+    return [p for p in v.parts if p.verdict in V.JUDGED]
 
 
 def _status(v) -> str:
     """``verdict`` and, while the claim's grid is partial, ``(k of its n cells run)``."""
-    prog = _progress(v) if v.verdict == V.NOT_JUDGED or _partial(v) else ""
+    prog = _progress(v)
     return v.verdict + (f" ({prog})" if prog else "")
 
 
@@ -44,7 +50,7 @@ def _mean_difference(v, signed: bool = True) -> str:
     """The mean over a claim's judged cells of each cell's mean (the quantity its parts judge: a
     paired difference, ``+0.31``, or with ``signed=False`` a value, ``0.31``); empty when no part has
     a finite mean."""
-    means = [p.mean for p in v.parts if p.mean is not None and math.isfinite(p.mean)]
+    means = [p.mean for p in _judged(v) if p.mean is not None and math.isfinite(p.mean)]
     if not means:
         return ""
     m = sum(means) / len(means)
@@ -57,9 +63,9 @@ def say(v, supported: str, contradicted: str, inconclusive: str, question: str,
     """One clause for claim verdict ``v``: the ``supported`` / ``contradicted`` / ``inconclusive``
     text, or "whether {question} is not judged yet (k of its n cells run)". ``question`` is the claim as
     a clause ("X raises Y"); an inconclusive claim some of whose cells support it is said with it
-    ("so far, X raises Y in every cell run"), ``inconclusive`` is for the others. ``contradicted``
+    ("so far, X raises Y in every cell judged"), ``inconclusive`` is for the others. ``contradicted``
     may use ``{bad}`` (cells contradicting) and ``{cells}`` (cells judged). Judged clauses end with
-    the verdict word and ``measure``: the mean over the cells run of what each cell judges (a paired
+    the verdict word and ``measure``: the mean over the cells judged of what each cell judges (a paired
     difference between arms, or for a bound on one arm its value)."""
     if v is None:
         return f"whether {question} is not measured at this profile"
@@ -75,11 +81,12 @@ def say(v, supported: str, contradicted: str, inconclusive: str, question: str,
     elif v.verdict == V.CONTRADICTED:
         text = contradicted.format(bad=sum(p.verdict == V.CONTRADICTED for p in v.parts), cells=len(v.parts))
     else:
-        sup = sum(p.verdict == V.SUPPORTED for p in v.parts)
-        if v.parts and sup == len(v.parts):      # every cell run supports it; the rest have no runs yet
-            text = f"so far, {question} in every cell run"
+        judged = _judged(v)
+        sup = sum(p.verdict == V.SUPPORTED for p in judged)
+        if judged and sup == len(judged):      # every cell judged supports it; the rest are not judged yet
+            text = f"so far, {question} in every cell judged"
         elif sup:
-            text = f"{question} in {sup} of the {len(v.parts)} cells run, and in the others by less than the seeds' spread"
+            text = f"{question} in {sup} of the {len(judged)} cells judged, and in the others by less than the seeds' spread"
         else:
             text = inconclusive
     return f"{text} ({evidence})"

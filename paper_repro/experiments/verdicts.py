@@ -54,8 +54,9 @@ def _row(v: V.Verdict, page: str, paper: str = "") -> dict:
 
 
 def _parts_stats(v: V.Verdict) -> str:
-    n = {p.n for p in v.parts}
-    return f"{len(v.parts)} cells, {'/'.join(map(str, sorted(n)))} seed(s) each"
+    n = sorted({p.n for p in v.parts})
+    seeds = V.count(n[0], "seed") if len(n) == 1 else f"{n[0]} to {n[-1]} seeds"
+    return f"{V.count(len(v.parts), 'cell')}, {seeds} each"
 
 
 _COLUMNS = ["", "claim", "paper", "ours", "verdict", "page"]

@@ -71,7 +71,7 @@ def test_causes_neither_supported_nor_both_contradicted_are_not_established():
 
 def test_mixed_cells_say_how_many_support_the_claim():
     t = text(causes([UP, FLAT, UP, FLAT], [FLAT] * 5, [FLAT] * 5))
-    assert "a data-driven start raises eval usage in 2 of the 4 cells run, and in the others by less than the " \
+    assert "a data-driven start raises eval usage in 2 of the 4 cells judged, and in the others by less than the " \
            "seeds&#x27; spread (inconclusive" in t
 
 
@@ -80,11 +80,17 @@ def test_a_partial_grid_says_how_many_cells_have_runs():
                 claim(CAUSE_CLAIMS["width_rank"], [], n_cells=5)], src(runs=6))
     t = text(partial)
     # every judged cell supports it, but two of four cells have no runs: inconclusive at best (the rule)
-    assert "so far, a data-driven start raises eval usage in every cell run (inconclusive, mean paired " \
+    assert "so far, a data-driven start raises eval usage in every cell judged (inconclusive, mean paired " \
            "difference +0.31, 2 of its 4 cells run)" in t
     assert "whether a wider backbone raises eval usage is not judged yet (0 of its 5 cells run)" in t
     assert "Until both are judged" in t
     assert "profile cpu, 6 of its 30 runs committed" in t
+
+
+def test_a_cell_with_one_seed_is_neither_evidence_nor_in_the_mean():
+    t = text(causes([UP, UP, UP, [0.9]], [FLAT] * 5, [FLAT] * 5))
+    assert "so far, a data-driven start raises eval usage in every cell judged (inconclusive, mean paired " \
+           "difference +0.31, 3 of its 4 cells judged)" in t
 
 
 def test_pipeline_profile_is_never_read_as_evidence():
