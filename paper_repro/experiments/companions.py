@@ -41,7 +41,7 @@ def _judged(v) -> list:
 
 
 def _status(v) -> str:
-    """``verdict`` and, while the claim's grid is partial, ``(k of its n cells run)``."""
+    """``verdict`` and, while some of the claim's cells are not judged, ``(k of its n cells run)``."""
     prog = _progress(v)
     return v.verdict + (f" ({prog})" if prog else "")
 
@@ -79,7 +79,7 @@ def say(v, supported: str, contradicted: str, inconclusive: str, question: str,
     if v.verdict == V.SUPPORTED:
         text = supported
     elif v.verdict == V.CONTRADICTED:
-        text = contradicted.format(bad=sum(p.verdict == V.CONTRADICTED for p in v.parts), cells=len(v.parts))
+        text = contradicted.format(bad=sum(p.verdict == V.CONTRADICTED for p in v.parts), cells=len(_judged(v)))
     else:
         judged = _judged(v)
         sup = sum(p.verdict == V.SUPPORTED for p in judged)

@@ -91,6 +91,8 @@ def test_a_cell_with_one_seed_is_neither_evidence_nor_in_the_mean():
     t = text(causes([UP, UP, UP, [0.9]], [FLAT] * 5, [FLAT] * 5))
     assert "so far, a data-driven start raises eval usage in every cell judged (inconclusive, mean paired " \
            "difference +0.31, 3 of its 4 cells judged)" in t
+    t = text(causes([UP, DOWN, UP, [0.9]], [FLAT] * 5, [FLAT] * 5))
+    assert "it lowers it in 1 of 3 cells" in t
 
 
 def test_pipeline_profile_is_never_read_as_evidence():
