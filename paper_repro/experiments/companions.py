@@ -30,11 +30,6 @@ def _progress(v) -> str:
     return V.progress(v.parts, v.cells)
 
 
-def _partial(v) -> bool:
-    """Does the claim name cells that are not judged yet (no runs, or one seed only)?"""
-    return bool(_progress(v))
-
-
 def _judged(v) -> list:
     """The cells of claim ``v`` that are judged (more than one seed)."""
     return [p for p in v.parts if p.verdict in V.JUDGED]
@@ -71,11 +66,11 @@ def say(v, supported: str, contradicted: str, inconclusive: str, question: str,
         return f"whether {question} is not measured at this profile"
     if v.verdict == V.PIPELINE:
         return f"whether {question} is only a pipeline check at this profile"
+    prog = _progress(v)
     if v.verdict == V.NOT_JUDGED:
-        prog = _progress(v)
         return f"whether {question} is not judged yet" + (f" ({prog})" if prog else "")
     diff = _mean_difference(v, signed)
-    evidence = v.verdict + (f", {measure} {diff}" if diff else "") + (f", {_progress(v)}" if _partial(v) else "")
+    evidence = v.verdict + (f", {measure} {diff}" if diff else "") + (f", {prog}" if prog else "")
     if v.verdict == V.SUPPORTED:
         text = supported
     elif v.verdict == V.CONTRADICTED:
