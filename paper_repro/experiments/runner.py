@@ -201,8 +201,11 @@ def plan_configs(steps: list[dict], profile: str, device: str = "cpu") -> list[t
 
 # What a run's training time depends on, most specific first: the estimate of an unstored run is the
 # median train_seconds of the stored records (same profile) that agree with it on the first key that
-# any of them matches; () is the profile's median.
-COST_KEYS = (("quantizer", "num_codes", "code_dim", "width", "batch_size", "epochs", "max_steps", "train_images"),
+# any of them matches; () is the profile's median. The stage fields change a step's cost (a frozen
+# encoder skips its backward pass; the refinement stage adds a discriminator and LPIPS), so a staged
+# run is estimated from runs with the same stages, or else from the coarser levels.
+COST_KEYS = (("quantizer", "num_codes", "code_dim", "width", "batch_size", "epochs", "max_steps", "train_images",
+              "freeze_encoder_at_epoch", "refine_from_epoch"),
              ("num_codes", "width", "batch_size", "epochs", "max_steps", "train_images"),
              ("width", "batch_size", "epochs", "max_steps", "train_images"),
              ())
