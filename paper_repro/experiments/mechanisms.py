@@ -167,13 +167,21 @@ def onset_table(pf: pd.DataFrame, order, column: str = "probe_usage", levels=(0.
     return pd.DataFrame(rows)
 
 
-def probe_course(pf: pd.DataFrame, column: str, order, fractions=(0.0, 0.25, 0.5, 0.75, 1.0)) -> pd.DataFrame:
+def probe_course(pf: pd.DataFrame, column: str, order, fractions=(0.0, 0.25, 0.5, 0.75, 1.0),
+                 first_probe: bool = False) -> pd.DataFrame:
     """``column`` over training, one row per arm in ``order``: at each fraction of a run's probed steps,
     the probe nearest that step (per run), as "mean ± sd (n seeds)" over the arm's runs ("not run" for
-    an arm without probes)."""
+    an arm without probes). ``first_probe``: also, after "start", each run's first probe after step 0
+    (the column names its step, or the range of steps over the runs): whether what a run has at step 0
+    (e.g. a data-driven initialisation's usage) survives the first optimiser steps."""
+    s_all = pf[pf["tag"].isin(list(order)) & pf[column].notna()]
+    firsts = s_all[s_all["step"] > 0].groupby("config_hash")["step"].min()
+    first_label = ("first probe" if firsts.empty else
+                   f"first probe (step {firsts.min():,.0f})" if firsts.nunique() == 1 else
+                   f"first probe (step {firsts.min():,.0f} to {firsts.max():,.0f})")
     rows = []
     for arm in order:
-        s = pf[(pf["tag"] == arm) & pf[column].notna()]
+        s = s_all[s_all["tag"] == arm]
         row = {"tag": arm}
         for f in fractions:
             vals = []
@@ -182,6 +190,9 @@ def probe_course(pf: pd.DataFrame, column: str, order, fractions=(0.0, 0.25, 0.5
                 vals.append(float(run.loc[(run["step"] - target).abs().idxmin(), column]))
             label = {0.0: "start", 1.0: "end"}.get(f, f"{f:.0%} of training")
             row[label] = mean_sd_text(vals) if vals else "not run"
+            if f == 0.0 and first_probe:
+                later = s[s["step"] > 0].sort_values("step").groupby("config_hash", sort=False).head(1)
+                row[first_label] = mean_sd_text(later[column]) if len(later) else "not run"
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -155,6 +155,12 @@ def test_probe_course_takes_each_runs_probe_nearest_the_fraction_of_training():
     assert t.loc["a"].tolist() == ["42 ± 2.8 (2 seeds)", "8 ± 2.8 (2 seeds)", "2 ± 0 (2 seeds)"]
     assert t.loc["b"].tolist() == ["9 (1 seed)", "5 (1 seed)", "1 (1 seed)"]     # its own half-way step
     assert t.loc["c"].tolist() == ["not run"] * 3
+    # first_probe: each run's first probe after step 0, next to the start; its label names the steps
+    t = mech.probe_course(pf, "code_rank", ["a", "b", "c"], fractions=(0.0, 1.0), first_probe=True)
+    assert t.columns.tolist() == ["tag", "start", "first probe (step 50 to 100)", "end"]
+    assert t.set_index("tag").iloc[:, 1].tolist() == ["25 ± 7.1 (2 seeds)", "5 (1 seed)", "not run"]
+    one = mech.probe_course(pf, "code_rank", ["a"], fractions=(0.0,), first_probe=True)
+    assert one.columns.tolist() == ["tag", "start", "first probe (step 100)"]
 
 
 def test_transvq_init_pull_measures_the_maps_and_the_embedding_weakens_the_coupling():
