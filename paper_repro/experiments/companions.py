@@ -12,7 +12,7 @@ import html
 import math
 
 from .. import verdict as V
-from .mechanisms import CAUSE_CLAIMS, STAGED_CLAIMS, page_verdicts
+from .mechanisms import CAUSE_CLAIMS, STAGED_CLAIMS, causes_start, page_verdicts
 
 #: the pages this paragraph reads
 PAGES = ("causes", "staged")
@@ -87,7 +87,19 @@ def say(v, supported: str, contradicted: str, inconclusive: str, question: str,
     return f"{text} ({evidence})"
 
 
-def _causes(verdicts, src, prefix: str) -> str:
+def _start_clause(start: dict | None) -> str:
+    """What the k-means start keeps (``mechanisms.start_kept``), measured on the same runs and not
+    judged; empty without such runs."""
+    if not start:
+        return ""
+    lo, hi = start["steps"]
+    step = f"step {lo:,}" if lo == hi else f"steps {lo:,} to {hi:,}"
+    return (f" What the start keeps, measured on the same runs and not judged: the k-means start's usage of "
+            f"the probe images is {start['start']:.2g} at step 0 and {start['first']:.2g} by the first probe, "
+            f"{step} (mean of {V.count(start['runs'], 'run')}).")
+
+
+def _causes(verdicts, src, prefix: str, start: dict | None = None) -> str:
     init = _find(verdicts, "init", CAUSE_CLAIMS)
     wide = _find(verdicts, "width_usage", CAUSE_CLAIMS)
     rank = _find(verdicts, "width_rank", CAUSE_CLAIMS)
@@ -130,7 +142,7 @@ def _causes(verdicts, src, prefix: str) -> str:
     return (f"The paper names one cause of collapse, the encoder's drift; Zhao et al. add two, the random "
             f"start and a backbone too small for its latents. Measured on the same runs "
             f"(<a href=\"{prefix}causes.html\">causes of collapse</a>: {_scale(src)}): "
-            f"on initialisation, {html.escape(s_init)}. On capacity, "
+            f"on initialisation, {html.escape(s_init)}.{html.escape(_start_clause(start))} On capacity, "
             f"{html.escape(s_wide)}; {html.escape(s_rank)}. {html.escape(close)}")
 
 
@@ -175,18 +187,22 @@ def _scale(src) -> str:
     return f"profile {src.profile}, {src.runs} of its {src.grid_runs} runs committed"
 
 
-def reading(link_prefix: str = "../notebooks/", pages: dict | None = None) -> str:
+def reading(link_prefix: str = "../notebooks/", pages: dict | None = None, start: dict | None = None) -> str:
     """The introduction's step 7 as HTML (two paragraphs): what seed 003's causes and the follow-up's
     schedule add, from the two pages' verdicts. ``pages``: ``{page: (verdicts, GridSource)}``
     (default: :func:`mechanisms.page_verdicts` on the committed runs); a page without committed runs
-    is said to have none."""
+    is said to have none. ``start``: what the k-means start keeps (``mechanisms.start_kept``; default
+    with ``pages`` None: from the committed causes runs)."""
     out = []
     for page, write in zip(PAGES, (_causes, _staged)):
         try:
             vs, src = pages[page] if pages is not None else page_verdicts(page)
+            extra = {}
+            if page == "causes":
+                extra["start"] = start if start is not None or pages is not None else causes_start()
         except FileNotFoundError:
             out.append(f'<a href="{link_prefix}{page}.html">{html.escape(page)}</a>: no committed runs yet.')
             continue
-        out.append(write(vs, src, link_prefix))
+        out.append(write(vs, src, link_prefix, **extra))
     return (f'<div class="companion-reading"><p><b>7. What the companion studies add.</b> {out[0]}</p>'
             + "".join(f"<p>{o}</p>" for o in out[1:]) + "</div>")

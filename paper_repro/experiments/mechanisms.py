@@ -197,6 +197,25 @@ def probe_course(pf: pd.DataFrame, column: str, order, fractions=(0.0, 0.25, 0.5
     return pd.DataFrame(rows)
 
 
+def start_kept(pf: pd.DataFrame, tag_contains: str = "kmeans init", column: str = "probe_usage") -> dict | None:
+    """What a start keeps through the first optimiser steps, over the runs whose tag contains
+    ``tag_contains`` and that have a probe at step 0 and one after it: ``{"runs": n, "start": mean of
+    ``column`` at step 0, "first": mean at each run's first probe after step 0, "steps": (fewest, most)
+    steps to that probe}``; None when no run qualifies."""
+    s = pf[pf["tag"].str.contains(tag_contains, regex=False) & pf[column].notna()] if not pf.empty else pf
+    starts, firsts, steps = [], [], []
+    for _, run in s.sort_values("step").groupby("config_hash", sort=False):
+        at0, later = run[run["step"] == 0], run[run["step"] > 0]
+        if len(at0) and len(later):
+            starts.append(float(at0[column].iloc[0]))
+            firsts.append(float(later[column].iloc[0]))
+            steps.append(int(later["step"].iloc[0]))
+    if not starts:
+        return None
+    return {"runs": len(starts), "start": sum(starts) / len(starts), "first": sum(firsts) / len(firsts),
+            "steps": (min(steps), max(steps))}
+
+
 def arm_table(df: pd.DataFrame, order, by: str = "tag", columns: dict | None = None,
               split: str | None = "num_codes", extra: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per arm in ``order`` (values of ``by``) and value of ``split`` (e.g. K); columns:
@@ -603,6 +622,16 @@ def staged_verdicts(df: pd.DataFrame) -> list:
 
 
 # -- the pages' verdicts from committed data (the introduction's table) ------------------------------
+def causes_start() -> dict | None:
+    """:func:`start_kept` of the k-means starts in the committed ``causes`` runs (FileNotFoundError
+    when the grid has none)."""
+    from .runner import load_grid
+
+    df, _ = load_grid("causes")
+    return start_kept(probe_frame(df))
+
+
+
 def page_verdicts(page: str) -> tuple[list, object]:
     """(verdicts, GridSource) of a mechanism page from the committed records (``load_grid`` at
     ``auto``), computed as the page computes them. Raises FileNotFoundError when the page's grid

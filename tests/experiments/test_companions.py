@@ -172,3 +172,18 @@ def test_the_pages_own_verdicts_are_found_and_read():
     assert "FD: supported; PSNR: supported; LPIPS, which stage (c) trains on: supported" in t
     assert "the follow-up&#x27;s remedy does what it claims" in t
     assert "not measured" not in t and "not judged" not in t
+
+
+def test_what_the_start_keeps_is_said_after_the_init_clause_as_measured_not_judged():
+    start = {"runs": 6, "start": 0.974, "first": 0.0182, "steps": (375, 375)}
+    t = C.reading(pages={"causes": causes([FLAT] * 4, [FLAT] * 5, [FLAT] * 5),
+                         "staged": staged([UP, UP], [UP, UP], [UP, UP])}, start=start)
+    i = t.index("What the start keeps, measured on the same runs and not judged: the k-means start&#x27;s "
+                "usage of the probe images is 0.97 at step 0 and 0.018 by the first probe, step 375 "
+                "(mean of 6 runs).")
+    assert t.index("on initialisation,") < i < t.index("On capacity,")
+    spread = dict(start, steps=(375, 400), runs=1)
+    assert "by the first probe, steps 375 to 400 (mean of 1 run)." in C.reading(
+        pages={"causes": causes([FLAT] * 4, [FLAT] * 5, [FLAT] * 5), "staged": staged([UP, UP], [UP, UP], [UP, UP])},
+        start=spread)
+    assert "What the start keeps" not in text(causes([FLAT] * 4, [FLAT] * 5, [FLAT] * 5))   # not given

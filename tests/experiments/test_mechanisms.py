@@ -271,3 +271,17 @@ def test_the_staged_schedule_needs_two_epochs_and_freezes_before_it_refines():
         arms = grids._staged_arms(epochs)
         assert arms["NS-VQ +a+b"][2] == {"freeze_encoder_at_epoch": freeze}
         assert arms["NS-VQ +a+b+c"][2] == {"freeze_encoder_at_epoch": freeze, "refine_from_epoch": epochs - 1}
+
+
+def test_start_kept_averages_step_0_and_each_runs_first_later_probe_over_the_matching_runs():
+    def run(h, tag, probes):
+        return [{"config_hash": h, "tag": tag, "step": st, "probe_usage": u} for st, u in probes]
+    pf = pd.DataFrame(run("k0", "vq kmeans init w0.25", [(0, 0.9), (100, 0.1), (200, 0.5)])
+                      + run("k1", "nsvq kmeans init w0.5", [(0, 1.0), (150, 0.3)])
+                      + run("k2", "vq kmeans init w0.5", [(100, 0.2)])           # no step-0 probe: left out
+                      + run("u0", "vq uniform init w0.25", [(0, 0.0), (100, 0.0)]))
+    kept = mech.start_kept(pf)
+    assert kept["runs"] == 2 and kept["steps"] == (100, 150)
+    assert kept["start"] == pytest.approx(0.95) and kept["first"] == pytest.approx(0.2)
+    assert mech.start_kept(pf, tag_contains="nothing") is None
+    assert mech.start_kept(pf.iloc[0:0]) is None
