@@ -173,7 +173,10 @@ def probe_course(pf: pd.DataFrame, column: str, order, fractions=(0.0, 0.25, 0.5
     the probe nearest that step (per run), as "mean ± sd (n seeds)" over the arm's runs ("not run" for
     an arm without probes). ``first_probe``: also, after "start", each run's first probe after step 0
     (the column names its step, or the range of steps over the runs): whether what a run has at step 0
-    (e.g. a data-driven initialisation's usage) survives the first optimiser steps."""
+    (e.g. a data-driven initialisation's usage) survives the first optimiser steps; it needs 0.0 in
+    ``fractions``."""
+    if first_probe and 0.0 not in fractions:
+        raise ValueError("first_probe=True shows the first probe next to the start: fractions must include 0.0")
     s_all = pf[pf["tag"].isin(list(order)) & pf[column].notna()]
     firsts = s_all[s_all["step"] > 0].groupby("config_hash")["step"].min()
     first_label = ("first probe" if firsts.empty else
@@ -629,7 +632,6 @@ def causes_start() -> dict | None:
 
     df, _ = load_grid("causes")
     return start_kept(probe_frame(df))
-
 
 
 def page_verdicts(page: str) -> tuple[list, object]:

@@ -161,6 +161,8 @@ def test_probe_course_takes_each_runs_probe_nearest_the_fraction_of_training():
     assert t.set_index("tag").iloc[:, 1].tolist() == ["25 ± 7.1 (2 seeds)", "5 (1 seed)", "not run"]
     one = mech.probe_course(pf, "code_rank", ["a"], fractions=(0.0,), first_probe=True)
     assert one.columns.tolist() == ["tag", "start", "first probe (step 100)"]
+    with pytest.raises(ValueError, match="fractions must include 0.0"):
+        mech.probe_course(pf, "code_rank", ["a"], fractions=(1.0,), first_probe=True)
 
 
 def test_transvq_init_pull_measures_the_maps_and_the_embedding_weakens_the_coupling():

@@ -452,9 +452,9 @@ def test_plan_status_is_a_query_with_states_and_estimates_from_similar_stored_ru
     assert estimate_seconds(ns, [(dict(vq_cfg, num_codes=7), 10.0, 8)]) == (10.0, 2)
     assert estimate_seconds(ns, []) == (None, -1)
     # a staged run (here: encoder frozen) is not estimated from plain runs of its quantizer, but from its own
-    refined = ns.replace(freeze_encoder_at_epoch=1)
-    assert estimate_seconds(refined, [(ns_cfg, 50.0, 8), (dict(vq_cfg, num_codes=7), 10.0, 8)]) == (50.0, 1)
-    assert estimate_seconds(refined, [(ns_cfg, 50.0, 8), (refined.to_dict(), 90.0, 8)]) == (90.0, 0)
+    frozen = ns.replace(freeze_encoder_at_epoch=1)
+    assert estimate_seconds(frozen, [(ns_cfg, 50.0, 8), (dict(vq_cfg, num_codes=7), 10.0, 8)]) == (50.0, 1)
+    assert estimate_seconds(frozen, [(ns_cfg, 50.0, 8), (frozen.to_dict(), 90.0, 8)]) == (90.0, 0)
     # a checkpoint's steps count as done: each matching run's time scaled to the share still to go
     assert estimate_seconds(ns, [(ns_cfg, 40.0, 8), (ns_cfg, 80.0, 16)], done_steps=6) == (30.0, 0)   # median of 10 and 50
     assert estimate_seconds(ns, [(ns_cfg, 40.0, 8)], done_steps=9) == (0.0, 0)
