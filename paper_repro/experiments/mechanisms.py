@@ -243,12 +243,14 @@ def arm_table(df: pd.DataFrame, order, by: str = "tag", columns: dict | None = N
 # -- figures -----------------------------------------------------------------------------------------
 def plot_probes(pf: pd.DataFrame, metrics, by: str = "tag", facet: str | None = "num_codes",
                 x: str = "step", order=None, logy: tuple = (), logx: bool = False,
-                facet_order=None, wrap: int | None = None, labels: dict | None = None):
+                facet_order=None, wrap: int | None = None, labels: dict | None = None, sharey: bool = False):
     """One panel per (metric, facet value), a metric per row and a facet value per column (without
     a facet, the metrics two to a row; with one metric and ``wrap``, at most ``wrap`` facets to a
     row): a line per arm (mean over seeds, ±1 sd band when there are several seeds), a marker per
-    arm. ``labels``: axis labels beyond PROBE_LABELS. Drift values (``DRIFT_COLUMNS``) are drawn only
-    where measured over a regular interval (``regular_drift``). The caption belongs in the page text."""
+    arm. ``labels``: axis labels beyond PROBE_LABELS. ``sharey``: a metric's panels share one y range,
+    so that the facets (e.g. widths) compare at a glance. Drift values (``DRIFT_COLUMNS``) are drawn
+    only where measured over a regular interval (``regular_drift``). The caption belongs in the page
+    text."""
     import textwrap
 
     import matplotlib.pyplot as plt
@@ -293,6 +295,14 @@ def plot_probes(pf: pd.DataFrame, metrics, by: str = "tag", facet: str | None = 
         ax.grid(alpha=0.3)
     for n in range(len(panels), nrows * ncols):
         axes[n // ncols][n % ncols].axis("off")
+    if sharey:
+        for m in metrics:
+            drawn = [axes[n // ncols][n % ncols] for n, (pm, _) in enumerate(panels)
+                     if pm == m and axes[n // ncols][n % ncols].has_data()]
+            if len(drawn) > 1:
+                lo, hi = min(ax.get_ylim()[0] for ax in drawn), max(ax.get_ylim()[1] for ax in drawn)
+                for ax in drawn:
+                    ax.set_ylim(lo, hi)
     handles, labels = [], []
     for ax in axes.flat:
         h, lab = ax.get_legend_handles_labels()

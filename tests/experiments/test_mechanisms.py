@@ -241,6 +241,18 @@ def test_probe_plot_draws_a_line_per_arm_with_its_mean_over_seeds():
     assert not fig.axes[1].get_lines()                                            # no column: an empty panel
 
 
+def test_probe_plot_sharey_gives_each_metrics_facets_one_y_range():
+    import matplotlib
+    matplotlib.use("agg")
+    pf = pd.DataFrame([{"tag": "a", "width": w, "seed": 0, "step": st, "probe_usage": u * (st + 1)}
+                       for w, u in ((0.25, 0.3), (0.5, 0.01)) for st in (0, 1, 2)])
+    apart = mech.plot_probes(pf, ["probe_usage"], facet="width")
+    assert apart.axes[0].get_ylim() != apart.axes[1].get_ylim()                  # each panel its own range
+    shared = mech.plot_probes(pf, ["probe_usage"], facet="width", sharey=True)
+    lo, hi = shared.axes[0].get_ylim()
+    assert shared.axes[1].get_ylim() == (lo, hi) and lo <= 0.01 and hi >= 0.9     # the union of both
+
+
 def test_drift_is_drawn_only_over_regular_probe_intervals():
     """A probe at an epoch's end one step before a periodic one measures one-step churn (far larger than
     the per-step average over a full interval): the drift panel leaves it out, the usage panel keeps it."""
