@@ -178,7 +178,8 @@ def probe_course(pf: pd.DataFrame, column: str, order, fractions=(0.0, 0.25, 0.5
     if first_probe and 0.0 not in fractions:
         raise ValueError("first_probe=True shows the first probe next to the start: fractions must include 0.0")
     s_all = pf[pf["tag"].isin(list(order)) & pf[column].notna()]
-    firsts = s_all[s_all["step"] > 0].groupby("config_hash")["step"].min()
+    first_rows = _first_after_start(s_all, column)
+    firsts = first_rows["step"]
     first_label = ("first probe" if firsts.empty else
                    f"first probe (step {firsts.min():,.0f})" if firsts.nunique() == 1 else
                    f"first probe (step {firsts.min():,.0f} to {firsts.max():,.0f})")
@@ -194,7 +195,7 @@ def probe_course(pf: pd.DataFrame, column: str, order, fractions=(0.0, 0.25, 0.5
             label = {0.0: "start", 1.0: "end"}.get(f, f"{f:.0%} of training")
             row[label] = mean_sd_text(vals) if vals else "not run"
             if f == 0.0 and first_probe:
-                later = s[s["step"] > 0].sort_values("step").groupby("config_hash", sort=False).head(1)
+                later = first_rows[first_rows["tag"] == arm]
                 row[first_label] = mean_sd_text(later[column]) if len(later) else "not run"
         rows.append(row)
     return pd.DataFrame(rows)
@@ -205,18 +206,22 @@ def start_kept(pf: pd.DataFrame, tag_contains: str = "kmeans init", column: str 
     ``tag_contains`` and that have a probe at step 0 and one after it: ``{"runs": n, "start": mean of
     ``column`` at step 0, "first": mean at each run's first probe after step 0, "steps": (fewest, most)
     steps to that probe}``; None when no run qualifies."""
-    s = pf[pf["tag"].str.contains(tag_contains, regex=False) & pf[column].notna()] if not pf.empty else pf
-    starts, firsts, steps = [], [], []
-    for _, run in s.sort_values("step").groupby("config_hash", sort=False):
-        at0, later = run[run["step"] == 0], run[run["step"] > 0]
-        if len(at0) and len(later):
-            starts.append(float(at0[column].iloc[0]))
-            firsts.append(float(later[column].iloc[0]))
-            steps.append(int(later["step"].iloc[0]))
-    if not starts:
+    if pf.empty:
         return None
-    return {"runs": len(starts), "start": sum(starts) / len(starts), "first": sum(firsts) / len(firsts),
-            "steps": (min(steps), max(steps))}
+    s = pf[pf["tag"].str.contains(tag_contains, regex=False) & pf[column].notna()]
+    at0 = s[s["step"] == 0].groupby("config_hash")[column].first()
+    first = _first_after_start(s, column).set_index("config_hash")
+    runs = first.index.intersection(at0.index)
+    if runs.empty:
+        return None
+    return {"runs": len(runs), "start": float(at0[runs].mean()), "first": float(first.loc[runs, column].mean()),
+            "steps": (int(first.loc[runs, "step"].min()), int(first.loc[runs, "step"].max()))}
+
+
+def _first_after_start(pf: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Each run's first probe after step 0 that has a value of ``column`` (one row per config_hash)."""
+    s = pf[(pf["step"] > 0) & pf[column].notna()]
+    return s.sort_values("step", kind="stable").groupby("config_hash", sort=False).head(1)
 
 
 def arm_table(df: pd.DataFrame, order, by: str = "tag", columns: dict | None = None,
