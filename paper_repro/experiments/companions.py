@@ -161,7 +161,9 @@ def _staged(verdicts, src, prefix: str) -> str:
         if v is not None:
             metrics.append(f"{name}: {_status(v)}")
     stages = []
-    for key, name in (("a", "replacement raises NS-VQ's usage"), ("b", "freezing the encoder lowers the FD"),
+    frozen = _frozen_epochs(src.profile)
+    for key, name in (("a", "replacement raises NS-VQ's usage"),
+                      ("b", "freezing the encoder lowers the FD" + (f" (its encoder trains {frozen})" if frozen else "")),
                       ("c", "adversarial refinement lowers the FD")):
         v = _find(verdicts, key, STAGED_CLAIMS)
         if v is not None:
@@ -181,6 +183,19 @@ def _staged(verdicts, src, prefix: str) -> str:
             f"{html.escape('; '.join(metrics) or 'no metric measured yet')}. Stage by stage, "
             f"{html.escape('; '.join(stages) or 'no stage judged yet')}."
             + (f" {html.escape(close)}" if close else ""))
+
+
+def _frozen_epochs(profile: str) -> str:
+    """How long the frozen arms' encoder trains at ``profile``, from the ``staged`` grid's own +a+b
+    config ("1 epoch of 3"); empty where the grid is not defined at the profile."""
+    from .grids import get_grid
+
+    try:
+        cfg = next(c for c in get_grid("staged", profile) if c.tag == "NS-VQ +a+b")
+    except (KeyError, ValueError, StopIteration):
+        return ""
+    n = cfg.freeze_encoder_at_epoch
+    return f"{n} epoch{'s' if n != 1 else ''} of {cfg.epochs}"
 
 
 def _scale(src) -> str:

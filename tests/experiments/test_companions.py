@@ -106,13 +106,22 @@ def test_staged_paragraph_reads_each_metric_and_stage():
     assert "the full schedule keeps more than 90 % of its codes in use at every codebook size (supported, " \
            "mean eval usage 0.31)" in t
     assert "FD: supported; PSNR: supported; LPIPS, which stage (c) trains on: supported" in t
-    assert "freezing the encoder lowers the FD: inconclusive" in t
+    # the schedule fact that weighs on stage (b), from the grid's own config at the profile
+    assert "freezing the encoder lowers the FD (its encoder trains 1 epoch of 3): inconclusive" in t
     assert "adversarial refinement lowers the FD: not judged (0 of its 2 cells run)" in t
     assert "the follow-up&#x27;s remedy does what it claims" in t
     t = text(causes([UP] * 4, [UP] * 5, [UP] * 5), staged([DOWN, UP], [UP, UP], [DOWN, DOWN]))
     assert "falls short in 1 of 2 cells" in t
     assert "does not deliver the full utilisation" in t
     assert "PSNR: contradicted" in t
+
+
+def test_the_frozen_arms_encoder_epochs_come_from_the_staged_grid():
+    # +a+b freezes the encoder from the second-to-last epoch (from the last with two epochs)
+    assert C._frozen_epochs("ci") == "1 epoch of 2"
+    assert C._frozen_epochs("cpu") == "1 epoch of 3"
+    assert C._frozen_epochs("gpu") == "8 epochs of 10"
+    assert C._frozen_epochs("no-such-profile") == ""
 
 
 def test_a_page_without_runs_keeps_the_heading_and_says_so():
