@@ -160,6 +160,12 @@ def pilot(profile: str) -> list[TrainConfig]:
             for w in PILOT_WIDTHS for wu in PILOT_WARMUPS for s in (0, 1) for q, opts in PILOT_METHODS]
 
 
+#: stage (c)'s GAN weighting: VQGAN's (taming's ImageNet config: disc_weight 0.8, adaptive) and a fixed
+#: weight of 0.1 (the config's defaults)
+STAGED_GAN = {"adaptive": {"refine_gan_weight": 0.8, "refine_gan_weighting": "adaptive"},
+              "fixed": {"refine_gan_weight": 0.1, "refine_gan_weighting": "fixed"}}
+
+
 # The follow-up paper's staged training (seeds/001): it "first helps the codebook track encoder drift
 # during early training, then freezes the encoder to consolidate the codebook under a fixed latent
 # geometry, and finally reintroduces adversarial refinement". Here: NS-VQ, then + (a) dead-code
@@ -167,18 +173,23 @@ def pilot(profile: str) -> list[TrainConfig]:
 # adversarial refinement (PatchGAN hinge + LPIPS) in the last epoch, the encoder still frozen; SimVQ
 # beside them (the follow-up's comparison). Stages are relative to the profile's epochs (3 at cpu:
 # epoch 0 trains everything, 1 consolidates, 2 refines); with 2 epochs (ci) the two stages share the last.
+
 def _staged_arms(epochs: int) -> dict[str, tuple[str, dict, dict]]:
     if epochs < 2:    # one epoch would freeze the encoder before it ever trained
         raise ValueError(f"the staged schedule needs at least 2 epochs, got {epochs}")
     last = max(epochs - 1, 0)
     freeze = max(epochs - 2, min(1, last))
     repl = {"replacement": {"threshold": 1.0, "reservoir_size": 16384, "every": "epoch"}}
+    frozen = {"freeze_encoder_at_epoch": freeze, "refine_from_epoch": last}
     return {
         "SimVQ": ("simvq", {}, {}),
         "NS-VQ": ("nsvq", {}, {}),
         "NS-VQ +a": ("nsvq", repl, {}),
         "NS-VQ +a+b": ("nsvq", repl, {"freeze_encoder_at_epoch": freeze}),
-        "NS-VQ +a+b+c": ("nsvq", repl, {"freeze_encoder_at_epoch": freeze, "refine_from_epoch": last}),
+        # (c) as VQGAN weights its GAN term: disc_weight 0.8 x the adaptive ratio of last-layer gradients
+        "NS-VQ +a+b+c": ("nsvq", repl, {**frozen, **STAGED_GAN["adaptive"]}),
+        # the same with a fixed GAN weight (the rule this grid first ran): what the adaptive weight does
+        "NS-VQ +a+b+c (fixed)": ("nsvq", repl, {**frozen, **STAGED_GAN["fixed"]}),
     }
 
 
@@ -189,7 +200,8 @@ STAGED_SIZES = (1024, 8192)
 def staged(profile: str) -> list[TrainConfig]:
     """Follow-up paper's staged training: SimVQ, NS-VQ, + replacement (a), + the encoder frozen from
     the second-to-last epoch on (b; from the last with 2 epochs), + adversarial refinement in the last
-    epoch (c); K = 1024 and 8192, D = 64, profile seeds."""
+    epoch (c; VQGAN's adaptive GAN weight, and a fixed-weight arm beside it); K = 1024 and 8192,
+    D = 64, profile seeds."""
     p = get_profile(profile)
     return [TrainConfig.from_profile(p, quantizer=q, quantizer_options=dict(opts), num_codes=k, code_dim=64,
                                      seed=s, tag=arm, **stage, **_profile_overrides(p.name))
@@ -367,14 +379,14 @@ TABLE6_METHODS: dict[str, tuple[str, dict, int, int]] = {
     "TransVQ": ("transvq", {"position_embedding": False}, 8192, 128),
 }
 # The loss: the paper's (MSE + LPIPS; LPIPS network not stated: the package's AlexNet LPIPS, as its
-# LPIPS metric) and the authors' code's (L1 + LPIPS-VGG + hinge GAN at weight 0.75 from the first step;
-# LDM scales that weight adaptively, here it is fixed: a named simplification). Both run from epoch 0
-# through the trainer's refinement-stage terms (training/refine.py).
+# LPIPS metric) and the authors' code's (L1 + LPIPS-VGG + hinge GAN from the first step at 0.75 x
+# LDM's adaptive weight, the ratio of last-layer gradient norms: refine_gan_weighting="adaptive"). Both
+# run from epoch 0 through the trainer's refinement-stage terms (training/refine.py).
 TABLE6_RECIPES: dict[str, dict] = {
     "paper": {"recon_loss": "mse", "refine_from_epoch": 0, "refine_lpips_weight": 1.0,
               "refine_gan_weight": 0.0},
     "authors' code": {"recon_loss": "l1", "refine_from_epoch": 0, "refine_lpips_weight": 1.0,
-                      "refine_lpips_net": "vgg", "refine_gan_weight": 0.75},
+                      "refine_lpips_net": "vgg", "refine_gan_weight": 0.75, "refine_gan_weighting": "adaptive"},
 }
 TABLE6_OPTIMISER = {"batch_size": 12, "lr": 4.5e-6 * 12, "betas": [0.5, 0.9], "lr_gamma": 1.0, "grad_clip": None,
                     "warmup_steps": 0}

@@ -586,7 +586,7 @@ def causes_verdicts(df: pd.DataFrame, pf_last: pd.DataFrame) -> list:
     return out
 
 
-STAGED_ORDER = ("SimVQ", "NS-VQ", "NS-VQ +a", "NS-VQ +a+b", "NS-VQ +a+b+c")
+STAGED_ORDER = ("SimVQ", "NS-VQ", "NS-VQ +a", "NS-VQ +a+b", "NS-VQ +a+b+c", "NS-VQ +a+b+c (fixed)")
 
 #: the staged page's claims, by key: the follow-up paper's (full utilisation; better than SimVQ on
 #: each metric) and ours, one stage at a time
@@ -599,6 +599,7 @@ STAGED_CLAIMS = {
     "a": "Stage (a): dead-code replacement raises NS-VQ's eval usage",
     "b": "Stage (b): freezing the encoder lowers the FD over the arm before it",
     "c": "Stage (c): adversarial refinement lowers the FD over the arm before it",
+    "c_weight": "Stage (c): VQGAN's adaptive GAN weight gives a lower FD than a fixed weight of 0.1",
 }
 
 
@@ -636,6 +637,10 @@ def staged_verdicts(df: pd.DataFrame) -> list:
             out.append(_all(STAGED_CLAIMS[key],
                             _paired_cells(df, f"FD({before}) - FD({arm})", "fd", {"tag": before}, {"tag": arm},
                                           "num_codes", sizes), len(sizes), side=OURS_SIDE))
+        fixed, adaptive = "NS-VQ +a+b+c (fixed)", "NS-VQ +a+b+c"
+        out.append(_all(STAGED_CLAIMS["c_weight"],
+                        _paired_cells(df, f"FD({fixed}) - FD({adaptive})", "fd", {"tag": fixed}, {"tag": adaptive},
+                                      "num_codes", sizes), len(sizes), side=OURS_SIDE))
     return out
 
 

@@ -38,6 +38,7 @@ AUGMENTS = ("none", "official")
 #: L1 is the authors' ImageNet code (Table 6). The trainer reads the loss from here: one list.
 RECON_LOSSES = {"mse": _F.mse_loss, "l1": _F.l1_loss}
 LPIPS_NETS = tuple(_LPIPS_NETS)               # the LPIPS loss term's network (refine stage)
+GAN_WEIGHTINGS = ("fixed", "adaptive")          # refine stage: fixed weight, or x VQGAN's adaptive ratio
 # names derived from their registries (one list each, kept where the things are defined)
 BACKBONES = _BACKBONES
 INPUT_MAPPINGS = _INPUT_MAPPINGS
@@ -82,9 +83,11 @@ class TrainConfig:
     amp: str | None = None                   # None (fp32) or "bf16" autocast
     freeze_encoder_at_epoch: int | None = None  # follow-up paper: stage-wise encoder freezing
     # follow-up paper's adversarial refinement (training/refine.py): from this epoch on, + LPIPS and a
-    # PatchGAN hinge loss (fixed weights; VQGAN's adaptive weight is not used)
+    # PatchGAN hinge loss, weighted by refine_gan_weight ("fixed") or by it times VQGAN's adaptive ratio
+    # of last-layer gradient norms ("adaptive")
     refine_from_epoch: int | None = None
     refine_gan_weight: float = 0.1
+    refine_gan_weighting: str = "fixed"      # "fixed" | "adaptive" (VQGAN, taming's calculate_adaptive_weight)
     refine_lpips_weight: float = 1.0
     refine_lpips_net: str = "alex"           # LPIPS network of that term: "alex" | "vgg" (authors' ImageNet code)
     disc_channels: int = 64
@@ -270,6 +273,8 @@ class TrainConfig:
         _check_json(self.backbone_options, "backbone_options")
         if self.recon_loss not in RECON_LOSSES:
             raise ValueError(f"recon_loss must be one of {tuple(RECON_LOSSES)}, got {self.recon_loss!r}")
+        if self.refine_gan_weighting not in GAN_WEIGHTINGS:
+            raise ValueError(f"refine_gan_weighting must be one of {GAN_WEIGHTINGS}, got {self.refine_gan_weighting!r}")
         if self.refine_lpips_net not in LPIPS_NETS:
             raise ValueError(f"refine_lpips_net must be one of {LPIPS_NETS}, got {self.refine_lpips_net!r}")
         if self.augment not in AUGMENTS:
@@ -315,7 +320,7 @@ def _check_json(v: Any, where: str) -> None:
 ADDED_FIELD_DEFAULTS = {"eval_every_epoch": False, "refine_from_epoch": None, "refine_gan_weight": 0.1,
                         "refine_lpips_weight": 1.0, "disc_channels": 64, "disc_layers": 3,
                         "warmup_steps": 0, "probe_every": 0, "probe_images": 256,
-                        "recon_loss": "mse", "refine_lpips_net": "alex"}
+                        "recon_loss": "mse", "refine_lpips_net": "alex", "refine_gan_weighting": "fixed"}
 
 
 def hashed_fields(cfg: TrainConfig) -> dict:

@@ -12,8 +12,13 @@ term from a small PatchGAN discriminator, trained alongside.
   + gan_weight * (-mean(D(x_hat)))``; LPIPS is the package's AlexNet LPIPS (``refine_lpips_net="vgg"``:
   its VGG16 LPIPS, as the authors' ImageNet code) with frozen weights
   (gradients flow to the reconstruction only; images smaller than 32 x 32 are upsampled bilinearly
-  for it, as AlexNet's pooling needs). The weights are fixed numbers (config fields); VQGAN's
-  adaptive weight (a ratio of last-layer gradient norms) is not used: a named simplification.
+  for it, as AlexNet's pooling needs).
+- The GAN term's weight (``refine_gan_weighting``): ``"fixed"`` (the default), ``gan_weight`` alone;
+  ``"adaptive"``, VQGAN's rule: ``gan_weight * lambda`` with
+  ``lambda = ||grad_W L_rec|| / (||grad_W L_G|| + 1e-4)``, clamped to [0, 1e4] and treated as a
+  constant, where W is the decoder's last layer's weight, ``L_rec`` the reconstruction loss plus the
+  LPIPS term and ``L_G`` the generator's hinge loss: the adversarial gradient at the decoder's output
+  layer is held at ``gan_weight`` times the reconstruction's, however large or small ``L_G``'s own.
 
 The discriminator and its Adam optimiser exist from the start of any run that has a stage (so a
 checkpoint always holds them, and a resume across the stage boundary is exact); before the stage
@@ -62,12 +67,33 @@ def hinge_g_loss(logits_fake: torch.Tensor) -> torch.Tensor:
     return -logits_fake.mean()
 
 
+ADAPTIVE_EPS, ADAPTIVE_MAX = 1e-4, 1e4
+
+
+def last_layer_weight(decoder: nn.Module) -> torch.Tensor:
+    """The weight of the decoder's last convolution or linear layer (where VQGAN's adaptive weight
+    compares gradient norms)."""
+    layers = [m for m in decoder.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
+    if not layers:
+        raise ValueError("the decoder has no convolution or linear layer for the adaptive GAN weight")
+    return layers[-1].weight
+
+
+def adaptive_weight(rec_loss: torch.Tensor, g_loss: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """VQGAN's ``||grad_W rec_loss|| / (||grad_W g_loss|| + 1e-4)`` clamped to [0, 1e4], detached
+    (both graphs are kept for the step's backward pass)."""
+    g_rec = torch.autograd.grad(rec_loss, weight, retain_graph=True)[0]
+    g_adv = torch.autograd.grad(g_loss, weight, retain_graph=True)[0]
+    return (g_rec.norm() / (g_adv.norm() + ADAPTIVE_EPS)).clamp(0.0, ADAPTIVE_MAX).detach()
+
+
 class Refiner:
     """The stage's extra losses and its discriminator, for the trainer (inputs in [0, 1])."""
 
     def __init__(self, cfg, device):
         self.start = cfg.refine_from_epoch
         self.gan_weight, self.lpips_weight = cfg.refine_gan_weight, cfg.refine_lpips_weight
+        self.adaptive = cfg.refine_gan_weighting == "adaptive"
         self.lpips_net = cfg.refine_lpips_net
         with torch.random.fork_rng(devices=[]):      # never moves the seeded stream of the run
             torch.manual_seed(cfg.seed + 7919)
@@ -78,8 +104,12 @@ class Refiner:
     def active(self, epoch: int) -> bool:
         return self.start is not None and epoch >= self.start
 
-    def generator_terms(self, x: torch.Tensor, recon: torch.Tensor) -> dict:
-        """Perceptual and adversarial terms for the autoencoder (x, recon in [0, 1])."""
+    def generator_terms(self, x: torch.Tensor, recon: torch.Tensor, rec_loss: torch.Tensor | None = None,
+                        last_weight: torch.Tensor | None = None) -> tuple[dict, dict]:
+        """(terms, stats): the perceptual and adversarial terms for the autoencoder's loss (x, recon in
+        [0, 1]), and what is logged but not added (``adaptive_weight``, the adaptive rule's lambda).
+        ``rec_loss`` and ``last_weight`` (the decoder's :func:`last_layer_weight`): needed by the
+        adaptive rule."""
         from ..metrics import lpips_model
 
         terms = {}
@@ -90,11 +120,21 @@ class Refiner:
                 a, b = (F.interpolate(t, size=(LPIPS_MIN_SIZE,) * 2, mode="bilinear", align_corners=False)
                         for t in (recon, x))
             terms["lpips"] = self.lpips_weight * net(2 * a - 1, 2 * b - 1).mean()
+        stats = {}
         if self.gan_weight:
             self.disc.requires_grad_(False)
-            terms["gan_g"] = self.gan_weight * hinge_g_loss(self.disc(2 * recon - 1))
+            g = hinge_g_loss(self.disc(2 * recon - 1))
             self.disc.requires_grad_(True)
-        return terms
+            weight = self.gan_weight
+            if self.adaptive:
+                if rec_loss is None or last_weight is None:
+                    raise ValueError("refine_gan_weighting='adaptive' needs the reconstruction loss and the "
+                                     "decoder's last layer weight")
+                lam = adaptive_weight(rec_loss + terms.get("lpips", 0.0), g, last_weight)
+                stats["adaptive_weight"] = lam
+                weight = weight * lam
+            terms["gan_g"] = weight * g
+        return terms, stats
 
     def discriminator_step(self, x: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
         """One Adam step of the discriminator on real x vs the (detached) reconstruction."""

@@ -170,6 +170,15 @@ def _quantizer(model):
     return q
 
 
+def _last_layer_weight(model):
+    from .refine import last_layer_weight
+
+    dec = getattr(model, "decoder", None)
+    if dec is None:
+        raise AttributeError("model has no .decoder; refine_gan_weighting='adaptive' needs one")
+    return last_layer_weight(dec)
+
+
 def _encoder(model):
     enc = getattr(model, "encoder", None)
     if enc is None:
@@ -604,7 +613,8 @@ class _Run:
         loss = recon_loss + q_loss
         refining = self.refiner is not None and self.refiner.active(epoch)
         if refining:
-            extra = self.refiner.generator_terms(x, out["recon"].float())
+            last = _last_layer_weight(model) if self.refiner.adaptive else None
+            extra, logged = self.refiner.generator_terms(x, out["recon"].float(), recon_loss, last)
             loss = loss + sum(extra.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -619,7 +629,7 @@ class _Run:
         if refining:
             extra["gan_d"] = self.refiner.discriminator_step(x, out["recon"].float())
             refine = sum(v.detach().float() for v in extra.values())   # checked for finiteness with the rest
-            for k, v in extra.items():
+            for k, v in {**extra, **logged}.items():
                 self.acc.stats[f"refine_{k}"] = self.acc.stats.get(f"refine_{k}", 0.0) + float(v.detach())
         ddp.broadcast_module(model, buffers_only=True)
         self._accumulate(x, qo, loss, recon_loss, q_loss, epoch, refine)

@@ -81,12 +81,13 @@ def test_causes_verdicts_judge_init_and_width():
 def test_staged_verdicts_judge_the_follow_ups_claims_and_each_stage_by_seed():
     # per arm: (eval usage, PSNR, FD, LPIPS); (b) worsens the FD, (c) improves it; SimVQ in between
     arms = {"SimVQ": (0.5, 25.0, 40.0, 0.20), "NS-VQ": (0.01, 22.0, 60.0, 0.30), "NS-VQ +a": (0.6, 23.0, 50.0, 0.25),
-            "NS-VQ +a+b": (0.7, 22.5, 55.0, 0.26), "NS-VQ +a+b+c": (0.95, 25.5, 35.0, 0.10)}
+            "NS-VQ +a+b": (0.7, 22.5, 55.0, 0.26), "NS-VQ +a+b+c": (0.95, 25.5, 35.0, 0.10),
+            "NS-VQ +a+b+c (fixed)": (0.3, 16.0, 70.0, 0.35)}
     rows = [{"tag": tag, "num_codes": k, "seed": s, "eval_usage": u + 0.01 * s, "psnr": p + 0.1 * s,
              "fd": f + s, "lpips": lp + 0.001 * s}
             for tag, (u, p, f, lp) in arms.items() for k in (1024, 8192) for s in (0, 1, 2)]
     vs = {v.claim: v for v in mech.staged_verdicts(_runs(rows))}
-    assert len(vs) == 7
+    assert len(vs) == 8
     full = vs["NSVQ follow-up: the staged schedule reaches near-full codebook utilisation (eval usage > 0.9)"]
     assert full.verdict == V.SUPPORTED and full.side == ""
     fd = vs["NSVQ follow-up: the staged schedule reconstructs better than SimVQ (FD, lower is better)"]
@@ -98,6 +99,10 @@ def test_staged_verdicts_judge_the_follow_ups_claims_and_each_stage_by_seed():
     c = vs["Stage (c): adversarial refinement lowers the FD over the arm before it"]
     assert (a.verdict, b.verdict, c.verdict) == (V.SUPPORTED, V.CONTRADICTED, V.SUPPORTED)
     assert a.side == b.side == c.side == mech.OURS_SIDE
+    # the adaptive GAN weight against the fixed one: FD 35 against 70, paired by seed at both K
+    w = vs["Stage (c): VQGAN's adaptive GAN weight gives a lower FD than a fixed weight of 0.1"]
+    assert w.verdict == V.SUPPORTED and len(w.parts) == 2 and w.side == mech.OURS_SIDE
+    assert w.parts[0].mean == pytest.approx(35.0)
     # a grid without the full schedule yet: only what has both sides is judged; the other claims are
     # listed as not judged, with no cell run, instead of vanishing from the page
     part = mech.staged_verdicts(_runs([r for r in rows if r["tag"] in ("SimVQ", "NS-VQ", "NS-VQ +a")]))
@@ -284,7 +289,9 @@ def test_the_staged_schedule_needs_two_epochs_and_freezes_before_it_refines():
     for epochs, freeze in ((2, 1), (3, 1), (10, 8)):
         arms = grids._staged_arms(epochs)
         assert arms["NS-VQ +a+b"][2] == {"freeze_encoder_at_epoch": freeze}
-        assert arms["NS-VQ +a+b+c"][2] == {"freeze_encoder_at_epoch": freeze, "refine_from_epoch": epochs - 1}
+        stages = {"freeze_encoder_at_epoch": freeze, "refine_from_epoch": epochs - 1}
+        assert arms["NS-VQ +a+b+c"][2] == {**stages, "refine_gan_weight": 0.8, "refine_gan_weighting": "adaptive"}
+        assert arms["NS-VQ +a+b+c (fixed)"][2] == {**stages, "refine_gan_weight": 0.1, "refine_gan_weighting": "fixed"}
 
 
 def test_start_kept_averages_step_0_and_each_runs_first_later_probe_over_the_matching_runs():

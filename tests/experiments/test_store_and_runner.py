@@ -260,7 +260,7 @@ def test_worker_processes_run_and_publish(tmp_path, monkeypatch):
 def test_staged_grid_adds_one_stage_per_arm():
     cfgs = grids.get_grid("staged", "cpu")
     arms = {c.tag: c for c in cfgs if c.num_codes == 1024 and c.seed == 0}
-    assert list(arms) == ["SimVQ", "NS-VQ", "NS-VQ +a", "NS-VQ +a+b", "NS-VQ +a+b+c"]
+    assert list(arms) == ["SimVQ", "NS-VQ", "NS-VQ +a", "NS-VQ +a+b", "NS-VQ +a+b+c", "NS-VQ +a+b+c (fixed)"]
     last = arms["NS-VQ"].epochs - 1
     assert last == 2     # cpu: epoch 0 trains everything, epoch 1 consolidates (b), epoch 2 refines (c)
     assert "replacement" not in arms["NS-VQ"].quantizer_options and "replacement" in arms["NS-VQ +a"].quantizer_options
@@ -270,7 +270,15 @@ def test_staged_grid_adds_one_stage_per_arm():
     # with two epochs (ci) the two stages share the last one
     ci = {c.tag: c for c in grids.get_grid("staged", "ci") if c.num_codes == 1024}
     assert ci["NS-VQ +a+b+c"].freeze_encoder_at_epoch == ci["NS-VQ +a+b+c"].refine_from_epoch == 1
-    assert {c.num_codes for c in cfgs} == {1024, 8192} and len(cfgs) == 5 * 2 * 3
+    # (c) weights its GAN term as VQGAN does; the fixed-weight arm differs from it only there, and its
+    # hash is the one the grid's +a+b+c had before the weighting was a field (its records stay valid)
+    from paper_repro.training import config_hash
+    adaptive, fixed = arms["NS-VQ +a+b+c"], arms["NS-VQ +a+b+c (fixed)"]
+    assert (adaptive.refine_gan_weighting, adaptive.refine_gan_weight) == ("adaptive", 0.8)
+    assert (fixed.refine_gan_weighting, fixed.refine_gan_weight) == ("fixed", 0.1)
+    assert adaptive.replace(refine_gan_weighting="fixed", refine_gan_weight=0.1, tag=fixed.tag) == fixed
+    assert config_hash(fixed) == "177943943af8"
+    assert {c.num_codes for c in cfgs} == {1024, 8192} and len(cfgs) == 6 * 2 * 3
 
 
 def test_sweep_filter_selects_a_slice_and_refuses_typos():

@@ -29,6 +29,9 @@ def test_grid_trains_supp12s_recipe_with_each_methods_codebook():
     assert TABLE6_METHODS["TransVQ"][2:] == (8192, 128) and TABLE6_METHODS["VQGAN"][2:] == (1024, 3)
     paper_recipe = [c for c in ci if c.tag.endswith("| paper")]
     assert {(c.recon_loss, c.refine_lpips_net, c.refine_gan_weight) for c in paper_recipe} == {("mse", "alex", 0.0)}
+    code_recipe = [c for c in ci if c.tag.endswith("| authors' code")]
+    assert {(c.recon_loss, c.refine_lpips_net, c.refine_gan_weight, c.refine_gan_weighting)
+            for c in code_recipe} == {("l1", "vgg", 0.75, "adaptive")}       # LDM: 0.75 x the adaptive weight
 
 
 def test_paper_table6_as_printed():

@@ -19,7 +19,7 @@ def test_fields_added_later_leave_old_hashes_alone_at_their_default():
     other = {"eval_every_epoch": True, "refine_from_epoch": 2, "refine_gan_weight": 0.5,
              "refine_lpips_weight": 0.0, "disc_channels": 32, "disc_layers": 2,
              "warmup_steps": 100, "probe_every": 50, "probe_images": 64, "recon_loss": "l1",
-             "refine_lpips_net": "vgg"}
+             "refine_lpips_net": "vgg", "refine_gan_weighting": "adaptive"}
     assert set(other) == set(ADDED_FIELD_DEFAULTS), "give each added field another valid value here"
     for k, default in ADDED_FIELD_DEFAULTS.items():
         assert getattr(TrainConfig(), k) == default

@@ -118,7 +118,7 @@ def test_the_stage_uses_the_configured_lpips_network():
     from paper_repro.metrics import lpips_model
     x, r = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
     got = {net: float(Refiner(tiny_config(refine_from_epoch=0, refine_gan_weight=0.0, refine_lpips_net=net),
-                              torch.device("cpu")).generator_terms(x, r)["lpips"]) for net in ("alex", "vgg")}
+                              torch.device("cpu")).generator_terms(x, r)[0]["lpips"]) for net in ("alex", "vgg")}
     for net, v in got.items():
         assert v == pytest.approx(float(lpips_model(net)(2 * r - 1, 2 * x - 1).mean()), rel=1e-6)
     assert got["alex"] != pytest.approx(got["vgg"], rel=1e-3)
@@ -133,8 +133,10 @@ def test_a_non_finite_refinement_term_stops_the_run_before_a_checkpoint_keeps_it
 
     if where == "generator":
         orig = Refiner.generator_terms
-        monkeypatch.setattr(Refiner, "generator_terms", lambda self, x, recon: {
-            k: v * float("nan") for k, v in orig(self, x, recon).items()})
+        def nan_terms(self, *args):
+            terms, stats = orig(self, *args)
+            return {k: v * float("nan") for k, v in terms.items()}, stats
+        monkeypatch.setattr(Refiner, "generator_terms", nan_terms)
     else:
         monkeypatch.setattr(Refiner, "discriminator_step", lambda self, x, recon: torch.tensor(float("nan")))
     cfg = tiny_config(refine_from_epoch=1, disc_channels=8, disc_layers=2, checkpoint_every=1)
@@ -144,3 +146,67 @@ def test_a_non_finite_refinement_term_stops_the_run_before_a_checkpoint_keeps_it
     ck = load_checkpoint(tmp_path / "checkpoint.pt")
     assert ck["state"]["global_step"] <= 8
     assert all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point())
+
+
+# -- VQGAN's adaptive GAN weight (refine_gan_weighting="adaptive") ---------------------------------
+def test_the_adaptive_weight_is_the_ratio_of_gradient_norms_clamped():
+    from paper_repro.training.refine import ADAPTIVE_EPS, ADAPTIVE_MAX, adaptive_weight
+    w = torch.tensor([1.0, -2.0, 0.5, 3.0], requires_grad=True)
+    # grad of a.w is a: ||(3, 4, 0, 0)|| = 5 and ||(0, 0, 1, 0)|| = 1
+    rec, adv = (w * torch.tensor([3.0, 4.0, 0.0, 0.0])).sum(), (w * torch.tensor([0.0, 0.0, 1.0, 0.0])).sum()
+    lam = adaptive_weight(rec, adv, w)
+    assert lam.item() == pytest.approx(5.0 / (1.0 + ADAPTIVE_EPS), rel=1e-6)
+    assert not lam.requires_grad
+    assert adaptive_weight((w ** 2).sum(), w.sum() * 0.0, w).item() == ADAPTIVE_MAX   # no GAN gradient: clamped
+    assert adaptive_weight(w.sum() * 0.0, w.sum(), w).item() == 0.0
+
+
+def test_the_last_layer_is_the_decoders_output_convolution():
+    from paper_repro.training.refine import last_layer_weight
+    model = build_model(tiny_config())
+    w = last_layer_weight(model.decoder)
+    convs = [m for m in model.decoder.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    assert w is convs[-1].weight and convs[-1].out_channels == 3     # the layer that outputs the image
+    with pytest.raises(ValueError, match="no convolution"):
+        last_layer_weight(torch.nn.Sequential(torch.nn.Tanh()))
+
+
+def test_adaptive_weighting_holds_the_gan_gradient_at_the_weight_times_the_reconstructions():
+    """At the decoder's last layer, the adversarial term's gradient norm is gan_weight times that of
+    the reconstruction loss plus LPIPS (up to the 1e-4 in the denominator); fixed weighting is not."""
+    from paper_repro.training.refine import last_layer_weight
+    torch.manual_seed(0)
+    cfg = tiny_config(refine_from_epoch=0, disc_channels=8, disc_layers=2, refine_gan_weight=0.8,
+                      refine_gan_weighting="adaptive")
+    model = build_model(cfg)
+    x = torch.rand(4, 3, cfg.image_size, cfg.image_size)
+    recon = model(x)["recon"].float()
+    rec = ((recon - x) ** 2).mean()
+    w = last_layer_weight(model.decoder)
+    terms, stats = Refiner(cfg, torch.device("cpu")).generator_terms(x, recon, rec, w)
+    g_rec = torch.autograd.grad(rec + terms["lpips"], w, retain_graph=True)[0].norm()
+    g_gan = torch.autograd.grad(terms["gan_g"], w, retain_graph=True)[0].norm()
+    assert g_gan.item() == pytest.approx(0.8 * g_rec.item(), rel=1e-3)
+    assert stats["adaptive_weight"].item() > 0
+    fixed_terms, fixed_stats = Refiner(tiny_config(refine_from_epoch=0, disc_channels=8, disc_layers=2,
+                                                   refine_gan_weight=0.8), torch.device("cpu")).generator_terms(x, recon)
+    assert fixed_stats == {}
+    g_fixed = torch.autograd.grad(fixed_terms["gan_g"], w, retain_graph=True)[0].norm()
+    assert g_fixed.item() != pytest.approx(0.8 * g_rec.item(), rel=1e-2)
+    with pytest.raises(ValueError, match="adaptive"):
+        Refiner(cfg, torch.device("cpu")).generator_terms(x, recon)
+
+
+def test_adaptive_weighting_is_a_hashed_field_that_keeps_old_hashes_and_is_logged():
+    from paper_repro.training import TrainConfig
+    base = tiny_config(refine_from_epoch=1, disc_channels=8, disc_layers=2)
+    assert config_hash(base) == config_hash(tiny_config(refine_from_epoch=1, disc_channels=8, disc_layers=2,
+                                                        refine_gan_weighting="fixed"))
+    adaptive = tiny_config(refine_from_epoch=1, disc_channels=8, disc_layers=2, refine_gan_weighting="adaptive")
+    assert config_hash(adaptive) != config_hash(base)
+    with pytest.raises(ValueError, match="refine_gan_weighting"):
+        TrainConfig(refine_gan_weighting="vqgan")
+    rec = train(adaptive, data=tiny_data())
+    assert "refine_adaptive_weight" not in rec["epochs"][0]                 # before the stage
+    lam = rec["epochs"][1]["refine_adaptive_weight"]
+    assert 0 < lam < 1e4 and torch.isfinite(torch.tensor(lam))
