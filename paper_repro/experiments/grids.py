@@ -173,7 +173,6 @@ STAGED_GAN = {"adaptive": {"refine_gan_weight": 0.8, "refine_gan_weighting": "ad
 # adversarial refinement (PatchGAN hinge + LPIPS) in the last epoch, the encoder still frozen; SimVQ
 # beside them (the follow-up's comparison). Stages are relative to the profile's epochs (3 at cpu:
 # epoch 0 trains everything, 1 consolidates, 2 refines); with 2 epochs (ci) the two stages share the last.
-
 def _staged_arms(epochs: int) -> dict[str, tuple[str, dict, dict]]:
     if epochs < 2:    # one epoch would freeze the encoder before it ever trained
         raise ValueError(f"the staged schedule needs at least 2 epochs, got {epochs}")

@@ -167,6 +167,10 @@ def test_the_last_layer_is_the_decoders_output_convolution():
     w = last_layer_weight(model.decoder)
     convs = [m for m in model.decoder.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
     assert w is convs[-1].weight and convs[-1].out_channels == 3     # the layer that outputs the image
+    from paper_repro.backbones.taming import TamingDecoder
+    for factor in (4, 8):       # its post-quant 1x1 conv comes first in the forward pass, not last
+        dec = TamingDecoder(width=0.25, factor=factor)
+        assert last_layer_weight(dec) is dec.net[-2].weight and dec.net[-2].out_channels == 3
     with pytest.raises(ValueError, match="no convolution"):
         last_layer_weight(torch.nn.Sequential(torch.nn.Tanh()))
 
