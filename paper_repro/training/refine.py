@@ -90,10 +90,15 @@ def adaptive_weight(rec_loss: torch.Tensor, g_loss: torch.Tensor, weight: torch.
 class Refiner:
     """The stage's extra losses and its discriminator, for the trainer (inputs in [0, 1])."""
 
-    def __init__(self, cfg, device):
+    def __init__(self, cfg, device, decoder: nn.Module | None = None):
+        """``decoder``: the autoencoder's, whose last layer the adaptive rule weighs (needed then)."""
         self.start = cfg.refine_from_epoch
         self.gan_weight, self.lpips_weight = cfg.refine_gan_weight, cfg.refine_lpips_weight
         self.adaptive = cfg.refine_gan_weighting == "adaptive"
+        if self.adaptive and decoder is None:
+            raise ValueError("refine_gan_weighting='adaptive' needs the autoencoder's decoder")
+        # found once: the parameter object stays the same through training and checkpoint loads
+        self.last_weight = last_layer_weight(decoder) if self.adaptive else None
         self.lpips_net = cfg.refine_lpips_net
         with torch.random.fork_rng(devices=[]):      # never moves the seeded stream of the run
             torch.manual_seed(cfg.seed + 7919)
@@ -104,12 +109,11 @@ class Refiner:
     def active(self, epoch: int) -> bool:
         return self.start is not None and epoch >= self.start
 
-    def generator_terms(self, x: torch.Tensor, recon: torch.Tensor, rec_loss: torch.Tensor | None = None,
-                        last_weight: torch.Tensor | None = None) -> tuple[dict, dict]:
+    def generator_terms(self, x: torch.Tensor, recon: torch.Tensor,
+                        rec_loss: torch.Tensor | None = None) -> tuple[dict, dict]:
         """(terms, stats): the perceptual and adversarial terms for the autoencoder's loss (x, recon in
         [0, 1]), and what is logged but not added (``adaptive_weight``, the adaptive rule's lambda).
-        ``rec_loss`` and ``last_weight`` (the decoder's :func:`last_layer_weight`): needed by the
-        adaptive rule."""
+        ``rec_loss`` (the reconstruction loss of ``recon``): needed by the adaptive rule."""
         from ..metrics import lpips_model
 
         terms = {}
@@ -127,10 +131,9 @@ class Refiner:
             self.disc.requires_grad_(True)
             weight = self.gan_weight
             if self.adaptive:
-                if rec_loss is None or last_weight is None:
-                    raise ValueError("refine_gan_weighting='adaptive' needs the reconstruction loss and the "
-                                     "decoder's last layer weight")
-                lam = adaptive_weight(rec_loss + terms.get("lpips", 0.0), g, last_weight)
+                if rec_loss is None:
+                    raise ValueError("refine_gan_weighting='adaptive' needs the reconstruction loss")
+                lam = adaptive_weight(rec_loss + terms.get("lpips", 0.0), g, self.last_weight)
                 stats["adaptive_weight"] = lam
                 weight = weight * lam
             terms["gan_g"] = weight * g

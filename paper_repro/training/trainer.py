@@ -170,15 +170,6 @@ def _quantizer(model):
     return q
 
 
-def _last_layer_weight(model):
-    from .refine import last_layer_weight
-
-    dec = getattr(model, "decoder", None)
-    if dec is None:
-        raise AttributeError("model has no .decoder; refine_gan_weighting='adaptive' needs one")
-    return last_layer_weight(dec)
-
-
 def _encoder(model):
     enc = getattr(model, "encoder", None)
     if enc is None:
@@ -432,7 +423,7 @@ class _Run:
             if self.world > 1:
                 raise ValueError("the adversarial refinement stage (refine_from_epoch) runs in one process, not DDP")
             from .refine import Refiner
-            self.refiner = Refiner(cfg, self.device)
+            self.refiner = Refiner(cfg, self.device, decoder=getattr(model, "decoder", None))
 
     def _setup_data(self, data) -> None:
         cfg = self.cfg
@@ -613,8 +604,7 @@ class _Run:
         loss = recon_loss + q_loss
         refining = self.refiner is not None and self.refiner.active(epoch)
         if refining:
-            last = _last_layer_weight(model) if self.refiner.adaptive else None
-            extra, logged = self.refiner.generator_terms(x, out["recon"].float(), recon_loss, last)
+            extra, logged = self.refiner.generator_terms(x, out["recon"].float(), recon_loss)
             loss = loss + sum(extra.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()

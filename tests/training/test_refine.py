@@ -187,7 +187,9 @@ def test_adaptive_weighting_holds_the_gan_gradient_at_the_weight_times_the_recon
     recon = model(x)["recon"].float()
     rec = ((recon - x) ** 2).mean()
     w = last_layer_weight(model.decoder)
-    terms, stats = Refiner(cfg, torch.device("cpu")).generator_terms(x, recon, rec, w)
+    refiner = Refiner(cfg, torch.device("cpu"), decoder=model.decoder)
+    assert refiner.last_weight is w
+    terms, stats = refiner.generator_terms(x, recon, rec)
     g_rec = torch.autograd.grad(rec + terms["lpips"], w, retain_graph=True)[0].norm()
     g_gan = torch.autograd.grad(terms["gan_g"], w, retain_graph=True)[0].norm()
     assert g_gan.item() == pytest.approx(0.8 * g_rec.item(), rel=1e-3)
@@ -198,7 +200,9 @@ def test_adaptive_weighting_holds_the_gan_gradient_at_the_weight_times_the_recon
     g_fixed = torch.autograd.grad(fixed_terms["gan_g"], w, retain_graph=True)[0].norm()
     assert g_fixed.item() != pytest.approx(0.8 * g_rec.item(), rel=1e-2)
     with pytest.raises(ValueError, match="adaptive"):
-        Refiner(cfg, torch.device("cpu")).generator_terms(x, recon)
+        refiner.generator_terms(x, recon)                  # no reconstruction loss to weigh against
+    with pytest.raises(ValueError, match="adaptive"):
+        Refiner(cfg, torch.device("cpu"))                  # no decoder to find the last layer in
 
 
 def test_adaptive_weighting_is_a_hashed_field_that_keeps_old_hashes_and_is_logged():
