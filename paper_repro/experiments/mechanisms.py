@@ -245,6 +245,25 @@ def arm_table(df: pd.DataFrame, order, by: str = "tag", columns: dict | None = N
     return pd.DataFrame(rows)
 
 
+def codes_in_use(df: pd.DataFrame, order) -> pd.DataFrame:
+    """Codes in use at the end of training (eval usage x K) per arm in ``order`` (tags), one column
+    per K ("mean ± sd (n seeds)"), and the ratio of the mean counts at the largest and the smallest K
+    (``theory/meanshift``: with NS-VQ's kernel the count is set by the kernel width, not by K)."""
+    d = df.assign(codes_used=df["eval_usage"] * df["num_codes"])
+    sizes = sorted(int(k) for k in d["num_codes"].dropna().unique())
+    rows = []
+    for arm in order:
+        s = d[d["tag"] == arm]
+        row = {"tag": arm}
+        for k in sizes:
+            row[f"K = {k:,}"] = mean_sd_text(s.loc[s["num_codes"] == k, "codes_used"])
+        means = [s.loc[s["num_codes"] == k, "codes_used"].mean() for k in (sizes[0], sizes[-1])]
+        row[f"ratio {sizes[-1]:,} / {sizes[0]:,}"] = (round(float(means[1] / means[0]), 2)
+                                                     if len(sizes) > 1 and means[0] > 0 else float("nan"))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 # -- figures -----------------------------------------------------------------------------------------
 def plot_probes(pf: pd.DataFrame, metrics, by: str = "tag", facet: str | None = "num_codes",
                 x: str = "step", order=None, logy: tuple = (), logx: bool = False,

@@ -227,6 +227,61 @@ def claim_verdicts(df: pd.DataFrame) -> list:
     return out
 
 
+# -- figures ---------------------------------------------------------------------------------------
+def plot_counts(df: pd.DataFrame):
+    """Codes in use against K, one panel per start, a line per arm (mean over seeds, bars: ±1 sd),
+    the line ``used = K`` dotted."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(INITS), figsize=(4.2 * len(INITS), 3.4), sharey=True, squeeze=False)
+    sm = summary(df)
+    sizes = sorted(df["K"].unique())
+    for ax, init in zip(axes[0], INITS):
+        ax.plot(sizes, sizes, ":", color="0.6", label="used = K")
+        for arm, marker in zip(ARMS, "osD^"):
+            r = sm[(sm["init"] == init) & (sm["arm"] == arm)].sort_values("K")
+            if len(r):
+                ax.errorbar(r["K"], r["used"], yerr=r["used_sd"].fillna(0), marker=marker, capsize=3, label=arm)
+        ax.set(xscale="log", yscale="log", xlabel="K (codes)", title=f"{init} start")
+        ax.set_xticks(sizes, [str(k) for k in sizes])
+        ax.minorticks_off()
+    axes[0, 0].set_ylabel("codes in use")
+    axes[0, -1].legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_codes(seed: int = 0, num_codes: int = 256, init: str = "kmeans", arms=("kernel off", "2σ² = 0.1"),
+               steps: int = 2000, lr: float = 1e-2):
+    """The data of ``seed`` and the codes one fit per arm ends with (recomputed): a dot per distinct
+    place, its area proportional to the number of codes stacked there."""
+    import matplotlib.pyplot as plt
+
+    x = make_data(DATA["dim"], n=DATA["n"], clusters=DATA["clusters"], spread=DATA["spread"], seed=seed)
+    tol = STACK_TOL * spread(x)
+    fig, axes = plt.subplots(1, len(arms), figsize=(4.0 * len(arms), 3.8), squeeze=False)
+    for ax, arm in zip(axes[0], arms):
+        c = fit(x, num_codes, ARMS[arm], init, steps, lr, seed).double()
+        used = assign(x.double(), c).unique().numel()
+        places, counts = [], []
+        for v in c:
+            hit = [i for i, p in enumerate(places) if float((p - v).norm()) < tol]
+            if hit:
+                counts[hit[0]] += 1
+            else:
+                places.append(v)
+                counts.append(1)
+        pts = torch.stack(places)
+        ax.scatter(x[:, 0], x[:, 1], s=3, color="0.75", label="data")
+        ax.scatter(pts[:, 0], pts[:, 1], s=[12 * n for n in counts], facecolors="none", edgecolors="C3",
+                   label="codes (area: codes stacked)")
+        ax.set_title(f"{arm}: {used} of {num_codes} codes in use,\n{len(places)} distinct places", fontsize=9)
+        ax.set_aspect("equal")
+    axes[0, 0].legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
 # -- committed results -----------------------------------------------------------------------------
 STUDY = Study("kernel_meanshift", keys=("init", "arm", "K"),
               floor={"used": 1.0, "usage": 1 / max(SIZES), "stacked": 1 / max(SIZES)},
@@ -242,16 +297,16 @@ RECHECK = {"seeds": (0,), "inits": (JUDGED_INIT,), "sizes": (SMALLER_K, JUDGED_K
 
 
 def recheck(committed: pd.DataFrame, setup: dict, seeds=RECHECK["seeds"], inits=RECHECK["inits"],
-            sizes=RECHECK["sizes"]) -> pd.DataFrame:
-    """Recompute ``seeds`` x ``inits`` x ``sizes`` (every arm) with the committed ``setup`` (its
+            sizes=RECHECK["sizes"], arms=tuple(ARMS)) -> pd.DataFrame:
+    """Recompute ``seeds`` x ``inits`` x ``arms`` x ``sizes`` with the committed ``setup`` (its
     provenance) and check each mean against the committed one by :attr:`STUDY.rule
     <paper_repro.study.Study.rule>` (``modes``, a float64 count of the data alone, is not a statistic
     of the study: NaN with the kernel off)."""
     seeds = tuple(seeds)
     if not seeds:
         raise ValueError("recheck needs at least one seed")
-    live = study(seeds=seeds, sizes=tuple(sizes), inits=tuple(inits), steps=int(setup["steps"]),
-                 lr=float(setup["lr"]))
+    live = study(seeds=seeds, sizes=tuple(sizes), arms=tuple(arms), inits=tuple(inits),
+                 steps=int(setup["steps"]), lr=float(setup["lr"]))
     return STUDY.recheck(live, committed)
 
 

@@ -1,5 +1,6 @@
 """The mechanism pages' tables and verdicts on hand-built frames, and the probe table from records."""
 import json
+import math
 
 import pandas as pd
 import pytest
@@ -27,6 +28,18 @@ def test_arm_table_has_a_row_per_arm_and_K_and_says_not_run():
     t = mech.arm_table(df, ["a", "b"])
     assert list(t.columns) == ["tag", "K", "eval usage", "PSNR (dB)"]
     assert t.iloc[0]["eval usage"] == "0.2 ± 0.14 (2 seeds)" and t.iloc[1]["eval usage"] == "not run"
+
+
+def test_codes_in_use_are_usage_times_K_with_the_ratio_of_the_means():
+    rows = [{"tag": "a", "seed": s, "num_codes": k, "eval_usage": n / k}
+            for s, per_k in ((0, {1024: 12, 8192: 12}), (1, {1024: 14, 8192: 16})) for k, n in per_k.items()]
+    rows.append({"tag": "b", "seed": 0, "num_codes": 1024, "eval_usage": 0.5})
+    t = mech.codes_in_use(pd.DataFrame(rows), ["a", "b"]).set_index("tag")
+    assert list(t.columns) == ["K = 1,024", "K = 8,192", "ratio 8,192 / 1,024"]
+    assert t.loc["a", "K = 1,024"] == "13 ± 1.4 (2 seeds)" and t.loc["a", "K = 8,192"] == "14 ± 2.8 (2 seeds)"
+    assert t.loc["a", "ratio 8,192 / 1,024"] == pytest.approx(14 / 13, abs=0.005)
+    assert t.loc["b", "K = 1,024"] == "512 (1 seed)" and t.loc["b", "K = 8,192"] == "not run"
+    assert math.isnan(t.loc["b", "ratio 8,192 / 1,024"])
 
 
 def test_ablation_verdicts_pair_arms_by_seed_and_count_cells():
