@@ -29,6 +29,8 @@ STUDY_PAGES = {
                         "; its first seeds recomputed and checked on every build"),
     "ntk_rbf": ("paper_repro.theory.ntk", "Sec. 3.3.2, Supp. 10 (derivation, no numbers)",
                 "; one seed recomputed and checked on every build"),
+    "kernel_meanshift": ("paper_repro.theory.meanshift", "Sec. 3.3.2, Eq. 16-17 (the update; nothing on where it leaves the codes)",
+                         "; one seed of its judged cells recomputed and checked on every build"),
     "toy_demos": ("paper_repro.toy.demos", "Supp. 11, Figures 1, 6, 7 (figures, no numbers)",
                   "; its first seeds recomputed and checked on every build"),
 }
@@ -266,6 +268,7 @@ PAGE_MAP = (
     ("notebooks/kmeans_reach", "Sec. 3.4.3: can SimVQ's and TransVQ's maps reach a k-means solution?", None),
     ("notebooks/nonstationarity", "Sec. 3.2, 3.2.2: encoder drift kills codes; batch-size effect", None),
     ("notebooks/ntk_rbf", "Sec. 3.3.2, Supp. 10: NTK → RBF approximation", None),
+    ("notebooks/kernel_meanshift", "Sec. 3.3.2, Eq. 16: the kernel update is mean shift, and stacks the codes", None),
     ("notebooks/modified_ste", "Sec. 3.3.3, Supp. 9: modified STE", None),
     ("notebooks/toy_demos", "Supp. 11, Figures 1, 6, 7: toy demos", None),
     ("notebooks/pilot", "Which scale two CPU cores afford that still tells methods apart (chooses the cpu profile)", "pilot"),
@@ -288,6 +291,7 @@ PAGE_MAP = (
 ALSO_READS = {
     "notebooks/replacement": ("codebook_size",),      # the off arms (mechanisms.replacement_runs)
     "notebooks/batch_steps": ("batch_size", "batch_lr"),   # the other arms (batch_size.arm_frames)
+    "notebooks/kernel_meanshift": ("nsvq_ablation",),  # codes in use in the training runs
 }
 
 
