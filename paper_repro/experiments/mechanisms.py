@@ -124,9 +124,11 @@ def last_probe(pf: pd.DataFrame) -> pd.DataFrame:
 
 def mean_sd_text(values) -> str:
     """``"m ± sd (n seeds)"`` (``"m (1 seed)"``; ``"not run"`` for none) of per-seed values
-    (``report.mean_sd``, three significant digits)."""
+    (``report.mean_sd``, three significant digits). Equal values have sd 0 (not the rounding error
+    of their mean)."""
     x = pd.Series([v for v in values if v is not None], dtype=float).dropna()
-    return mean_sd(x.mean() if len(x) else float("nan"), x.std(ddof=1), len(x), ".3g", ".2g")
+    sd = 0.0 if len(x) > 1 and x.nunique() == 1 else x.std(ddof=1)
+    return mean_sd(x.mean() if len(x) else float("nan"), sd, len(x), ".3g", ".2g")
 
 
 def onset_steps(pf: pd.DataFrame, column: str = "probe_usage", level: float = 0.1) -> pd.DataFrame:
@@ -243,6 +245,31 @@ def arm_table(df: pd.DataFrame, order, by: str = "tag", columns: dict | None = N
                 row[label] = mean_sd_text(s[c]) if c in s else "not run"
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def refine_table(df: pd.DataFrame, order) -> pd.DataFrame:
+    """The adversarial stage's terms per arm in ``order`` (tags) and K, over the stage's epochs of
+    each run (the records' per-epoch means): the GAN weight applied (``refine_gan_weight``, times the
+    adaptive rule's lambda where that rule is on), the weighted generator and discriminator hinge
+    terms, and the LPIPS term, as "mean ± sd (n seeds)"; arms without the stage are left out."""
+    from .report import _records, epoch_frame
+
+    weight = {r["config_hash"]: (r["config"].get("refine_gan_weight"), r["config"].get("refine_gan_weighting", "fixed"))
+              for r in _records(df)}
+    ef = epoch_frame(df)
+    if "refine_lpips" not in ef:
+        return pd.DataFrame()
+    stage = ef[ef["refine_lpips"].notna()].copy()
+    if stage.empty:
+        return pd.DataFrame()
+    lam = stage["refine_adaptive_weight"] if "refine_adaptive_weight" in stage else pd.Series(float("nan"), stage.index)
+    stage["applied"] = [w * (float(l) if rule == "adaptive" else 1.0)
+                        for (w, rule), l in zip((weight[h] for h in stage["config_hash"]), lam)]
+    per_run = (stage.groupby("config_hash")[["applied", "refine_gan_g", "refine_gan_d", "refine_lpips"]].mean()
+               .join(df.set_index("config_hash")[["tag", "num_codes"]]).reset_index())
+    present = [a for a in order if a in set(per_run["tag"])]
+    return arm_table(per_run, present, columns={"applied": "GAN weight applied", "refine_gan_g": "weighted GAN term (G)",
+                                                "refine_gan_d": "discriminator hinge loss", "refine_lpips": "LPIPS term"})
 
 
 def codes_in_use(df: pd.DataFrame, order) -> pd.DataFrame:

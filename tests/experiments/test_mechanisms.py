@@ -21,6 +21,7 @@ def test_mean_sd_text():
     assert mech.mean_sd_text([1.0, 2.0, 3.0]) == "2 ± 1 (3 seeds)"
     assert mech.mean_sd_text([0.5]) == "0.5 (1 seed)"
     assert mech.mean_sd_text([]) == "not run" and mech.mean_sd_text([float("nan")]) == "not run"
+    assert mech.mean_sd_text([0.1, 0.1, 0.1]) == "0.1 ± 0 (3 seeds)"      # not the mean's rounding error
 
 
 def test_arm_table_has_a_row_per_arm_and_K_and_says_not_run():
@@ -142,6 +143,31 @@ def test_probe_frame_reads_the_records_probes(tmp_path):
     # a column some probe measured is shown; one every probe left None (a run older than the probe) is not
     assert mech.measured(pf, ["churn", "probe_usage", "churn_encoder", "relative_drift"]) == ["churn", "probe_usage"]
     assert mech.measured(pf.assign(churn=None), ["churn"]) == []
+
+
+def test_refine_table_applies_the_adaptive_lambda_and_averages_the_stage_epochs(tmp_path):
+    """The fixed rule applies refine_gan_weight; the adaptive one that times the logged lambda; only the
+    epochs of the stage count (a record without the stage gives no row)."""
+    def record(h, tag, seed, rule, epochs):
+        rec = {"config_hash": h, "config": {"tag": tag, "quantizer": "nsvq", "batch_size": 16, "seed": seed,
+                                            "refine_gan_weight": 0.8 if rule == "adaptive" else 0.1,
+                                            "refine_gan_weighting": rule},
+               "epochs": epochs}
+        (tmp_path / f"{h}.json").write_text(json.dumps(rec))
+        return {"config_hash": h, "tag": tag, "seed": seed, "num_codes": 1024, "record_path": str(tmp_path / f"{h}.json")}
+
+    plain = {"epoch": 0, "train_loss": 1.0}
+    stage = lambda lam, g: {"epoch": 1, "refine_adaptive_weight": lam, "refine_gan_g": g, "refine_gan_d": 0.3, "refine_lpips": 0.02}
+    df = pd.DataFrame([record("a0", "adaptive arm", 0, "adaptive", [plain, stage(0.01, 0.004), stage(0.03, 0.006)]),
+                       record("a1", "adaptive arm", 1, "adaptive", [plain, stage(0.02, 0.005)]),
+                       record("f0", "fixed arm", 0, "fixed", [plain, {**stage(None, 0.25), "refine_adaptive_weight": None}]),
+                       record("n0", "no stage", 0, "fixed", [plain])])
+    t = mech.refine_table(df, ["no stage", "fixed arm", "adaptive arm"]).set_index("tag")
+    assert list(t.index) == ["fixed arm", "adaptive arm"]
+    assert t.loc["adaptive arm", "GAN weight applied"] == "0.016 ± 0 (2 seeds)"      # 0.8 x mean(0.01, 0.03); 0.8 x 0.02
+    assert t.loc["fixed arm", "GAN weight applied"] == "0.1 (1 seed)"
+    assert t.loc["adaptive arm", "weighted GAN term (G)"] == "0.005 ± 0 (2 seeds)"
+    assert mech.refine_table(df[df.tag == "no stage"], ["no stage"]).empty
 
 
 def test_onset_is_the_first_probe_at_the_level_and_never_when_missed():
