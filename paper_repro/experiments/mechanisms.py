@@ -38,6 +38,7 @@ PROBE_LABELS = {
     "kernel_scale": "kernel width 2 sigma^2",
     "code_spread": "codebook RMS spread",
     "code_rank": "codebook participation ratio",
+    "code_stacked": "codes stacked on another code (fraction)",
     "quantization_rms": "RMS latent-to-code distance",
     "attention_rank": "attention effective rank",
 }

@@ -10,6 +10,8 @@ float32 kernels beyond rounding of the inputs):
 - ``entropy_rank(s)``: ``exp(H(s / sum s))`` of a non-negative spectrum (Roy & Vetterli's effective
   rank when ``s`` are singular values), between 1 and len(s);
 - ``rms_spread(x)``: ``sqrt(mean_i ||x_i - mean(x)||^2)``, the scale of the set;
+- ``stacked_fraction(x, tol)``: fraction of the rows within ``tol`` of another row (codes that sit on
+  each other: NS-VQ's kernel is mean shift and gathers codes, ``theory/meanshift.py``);
 - ``assignment_churn(before, after)``: fraction of entries whose code index changed (the measured
   counterpart of Sec. 3.2's latents leaving their Voronoi cells).
 """
@@ -59,6 +61,28 @@ def rms_spread(x: torch.Tensor) -> float:
     """Root mean squared distance of the rows of ``x`` from their mean."""
     x = _rows(x)
     return float(((x - x.mean(0, keepdim=True)) ** 2).sum(1).mean().sqrt())
+
+
+#: two codes are "stacked" when closer than this many latent spreads (``rms_spread`` of the latents)
+STACK_TOL = 1e-3
+
+
+def stacked_fraction(x: torch.Tensor, tol: float, chunk: int = 1024) -> float:
+    """Fraction of the rows of ``x`` that lie within ``tol`` (Euclidean) of another row; float64,
+    ``chunk`` rows at a time (at most ``chunk`` x N distances held). 0.0 for a single row."""
+    x = _rows(x)
+    if not tol >= 0:
+        raise ValueError(f"tol must be a number >= 0, got {tol!r}")
+    n = x.shape[0]
+    sq = (x * x).sum(1)
+    hit = 0
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        d2 = (sq[start:stop, None] + sq[None, :] - 2.0 * (x[start:stop] @ x.t())).clamp_min_(0.0)
+        rows = torch.arange(stop - start, device=x.device)
+        d2[rows, rows + start] = float("inf")
+        hit += int((d2.min(1).values < tol * tol).sum())
+    return hit / n
 
 
 def assignment_churn(before: torch.Tensor, after: torch.Tensor) -> float:

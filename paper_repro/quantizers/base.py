@@ -229,13 +229,16 @@ class BaseQuantizer(nn.Module):
         """The codebook's state seen from latents ``z_flat`` (N, D) and their codes ``idx`` (N,), for
         the training probes (no side effects, no RNG): ``code_spread`` (RMS distance of the K codes
         from their mean), ``code_rank`` (participation ratio of the codes' covariance),
-        ``quantization_rms`` (RMS distance of a latent to its code). Methods add their own."""
-        from ..metrics.latent import participation_ratio, rms_spread
+        ``quantization_rms`` (RMS distance of a latent to its code), ``code_stacked`` (fraction of
+        the K codes within ``STACK_TOL`` latent spreads of another code: codes sitting on each other,
+        as NS-VQ's kernel gathers them). Methods add their own."""
+        from ..metrics.latent import STACK_TOL, participation_ratio, rms_spread, stacked_fraction
 
         cb = self.codebook.detach()
         err = (z_flat.detach().double() - F.embedding(idx, cb).double()).pow(2).sum(1).mean().sqrt()
         return {"code_spread": rms_spread(cb), "code_rank": participation_ratio(cb),
-                "quantization_rms": float(err)}
+                "quantization_rms": float(err),
+                "code_stacked": stacked_fraction(cb, STACK_TOL * rms_spread(z_flat))}
 
     def data_init_images(self) -> int:
         """How many training images' latents the trainer must hand to the quantizer before the first

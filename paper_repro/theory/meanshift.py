@@ -30,6 +30,8 @@ import math
 import pandas as pd
 import torch
 
+from ..metrics.latent import STACK_TOL, stacked_fraction
+from ..metrics.latent import rms_spread as spread
 from ..quantizers import build_quantizer
 from ..study import Study
 from ._common import assign
@@ -41,9 +43,8 @@ ARMS: dict[str, float | None] = {"kernel off": None, "2σ² = 0.01": 0.01, "2σ�
 SIZES = (16, 64, 256)
 #: the two starts: NS-VQ's default (all codes in a tiny ball, U(+-1/K)) and k-means on the data
 INITS = ("uniform", "kmeans")
-#: two codes are "stacked" when closer than this many data spreads (RMS distance of the data from
-#: their mean); a mode found by mean shift is one point up to the same tolerance
-STACK_TOL = 1e-3
+# STACK_TOL (metrics.latent): two codes are "stacked" when closer than this many data spreads (RMS
+# distance of the data from their mean); a mode found by mean shift is one point up to the same tolerance
 #: the data: 8 blobs of std 0.15 at random centres in [-1, 1]^2 (:func:`kmeans_reach.make_data`)
 DATA = {"dim": 2, "n": 1024, "clusters": 8, "spread": 0.15}
 
@@ -97,20 +98,6 @@ def kernel_gradient_check(num_codes: int = 32, n: int = 512, width: float = 0.1,
 
 
 # -- the study -------------------------------------------------------------------------------------
-def spread(x: torch.Tensor) -> float:
-    """RMS distance of the rows of ``x`` from their mean."""
-    x = x.double()
-    return float((x - x.mean(0)).pow(2).sum(1).mean().sqrt())
-
-
-def stacked_fraction(codes: torch.Tensor, tol: float) -> float:
-    """Fraction of the rows of ``codes`` within ``tol`` of another row."""
-    c = codes.double()
-    d = torch.cdist(c, c)
-    d.fill_diagonal_(math.inf)
-    return float((d.min(1).values < tol).double().mean())
-
-
 def distinct_points(x: torch.Tensor, tol: float) -> torch.Tensor:
     """The rows of ``x`` that start a group when rows within ``tol`` of a group's first row join it
     (greedy, in row order): one row per distinct place."""

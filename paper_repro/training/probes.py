@@ -18,7 +18,7 @@ is one dict in ``record["probes"]``:
   the encoder's share alone, Eq. 4), ``relative_drift`` (mean ||z_t - z_prev|| over the mean
   distance of a latent to its code at the previous probe);
 - the quantizer's own (``BaseQuantizer.diagnostics``): ``code_spread``, ``code_rank``,
-  ``quantization_rms``, and per method e.g. NS-VQ's ``kernel_mass`` / ``kernel_scale``, TransVQ's
+  ``quantization_rms``, ``code_stacked`` (runs since 2026-12-05, 22:30 UTC), and per method e.g. NS-VQ's ``kernel_mass`` / ``kernel_scale``, TransVQ's
   ``attention_rank``.
 
 The previous probe's latents, codes and quantizer state (without the replacement reservoir and the

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from paper_repro.metrics.latent import (
-    assignment_churn, covariance_spectrum, entropy_rank, participation_ratio, rms_spread,
+    assignment_churn, covariance_spectrum, entropy_rank, participation_ratio, rms_spread, stacked_fraction,
 )
 
 
@@ -41,6 +41,20 @@ def test_entropy_rank_and_spread():
         entropy_rank(torch.tensor([1.0, -1.0]))
     x = torch.tensor([[0.0, 0.0], [2.0, 0.0]])                # mean (1, 0): both at distance 1
     assert rms_spread(x) == pytest.approx(1.0)
+
+
+def test_stacked_fraction_counts_rows_sitting_on_another_across_chunks():
+    c = torch.tensor([[0.0, 0.0], [0.0, 1e-5], [1.0, 0.0], [2.0, 0.0]])
+    assert stacked_fraction(c, 1e-3) == 0.5 and stacked_fraction(c, 1.5) == 1.0 and stacked_fraction(c, 0.0) == 0.0
+    assert stacked_fraction(c[:1], 1.0) == 0.0                     # a single row has no other
+    # 64-D, far from the origin: pairs 1e-6 apart found across chunk borders, the expansion in float64
+    g = torch.Generator().manual_seed(0)
+    x = 4.0 + torch.randn(300, 64, generator=g, dtype=torch.float64)
+    x = torch.cat([x, x[:100] + 1e-6 * torch.randn(100, 64, generator=g, dtype=torch.float64)])
+    for chunk in (7, 128, 1024):
+        assert stacked_fraction(x, 1e-4, chunk=chunk) == pytest.approx(200 / 400)
+    with pytest.raises(ValueError, match="tol"):
+        stacked_fraction(c, -1.0)
 
 
 def test_churn_and_input_errors():

@@ -86,7 +86,9 @@ def test_base_diagnostics_values():
     z = torch.tensor([[1.0, 1.0], [-1.0, -1.0]])
     d = q.diagnostics(z, torch.tensor([0, 1]))
     assert d["code_spread"] == pytest.approx(1.0) and d["code_rank"] == pytest.approx(1.0)
-    assert d["quantization_rms"] == pytest.approx(1.0)
+    assert d["quantization_rms"] == pytest.approx(1.0) and d["code_stacked"] == 0.0
+    q.embedding.data = torch.tensor([[1.0, 0.0], [1.0, 1e-5]])      # 1e-5 apart, latents' spread sqrt(2)
+    assert q.diagnostics(z, torch.tensor([0, 0]))["code_stacked"] == 1.0
 
 
 def test_transvq_defaults_to_the_papers_map_and_scales_the_codebook_on_request():

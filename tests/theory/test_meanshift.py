@@ -51,7 +51,6 @@ def test_stacked_and_distinct_on_known_codes():
     assert ms.stacked_fraction(c, 1e-3) == 0.5
     assert len(ms.distinct_points(c, 1e-3)) == 3 and ms.distinct_points(c, 1e-3)[1].tolist() == [1.0, 0.0]
     assert ms.stacked_fraction(c, 1.5) == 1.0 and len(ms.distinct_points(c, 1.5)) == 2
-    assert ms.spread(torch.tensor([[1.0, 0.0], [-1.0, 0.0]])) == pytest.approx(1.0)
 
 
 def test_bad_arguments_are_refused():
