@@ -11,9 +11,10 @@ weights constant) has the codebook gradient ``dL/dc_j = -(kernel_coef h / (N D))
 exactly, and a plain gradient step of size ``N D / (2 kernel_coef p_j(c_j))`` is one step of the
 mean-shift algorithm (Fukunaga & Hostetler 1975; Cheng 1995): ``c_j <- sum_i w_ij z_i / sum_i w_ij``.
 A code that wins nothing therefore climbs to a mode of the latents' density at bandwidth ``h``, and
-every code in the same basin climbs to the *same* mode: the codes merge. The number of places the
-codes can end is set by the latents and ``h``, not by K (our reading; the paper presents the update
-as propagating encoder drift to the codes, Sec. 3.3.2).
+every code in the same basin climbs to the *same* mode: the codes merge. Where the codes end is set
+by the latents and ``h`` far more than by K; a code that wins latents is also held by its own
+k-means term, so the count in use is not the number of modes (our reading; the paper presents the
+update as propagating encoder drift to the codes, Sec. 3.3.2).
 
 The study tests that consequence without an encoder, as :mod:`.kmeans_reach` does: the "latents" are
 a fixed data set (8 Gaussian blobs in 2-D, 1,024 points, drawn per seed), and NS-VQ's quantizer
@@ -43,8 +44,9 @@ ARMS: dict[str, float | None] = {"kernel off": None, "2σ² = 0.01": 0.01, "2σ�
 SIZES = (16, 64, 256)
 #: the two starts: NS-VQ's default (all codes in a tiny ball, U(+-1/K)) and k-means on the data
 INITS = ("uniform", "kmeans")
-# STACK_TOL (metrics.latent): two codes are "stacked" when closer than this many data spreads (RMS
-# distance of the data from their mean); a mode found by mean shift is one point up to the same tolerance
+# ``STACK_TOL`` (from metrics.latent): two codes are "stacked" when closer than this many data spreads
+# (RMS distance of the data from their mean); a mode found by mean shift is one point within it too.
+
 #: the data: 8 blobs of std 0.15 at random centres in [-1, 1]^2 (:func:`kmeans_reach.make_data`)
 DATA = {"dim": 2, "n": 1024, "clusters": 8, "spread": 0.15}
 
