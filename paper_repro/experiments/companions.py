@@ -164,7 +164,8 @@ def _staged(verdicts, src, prefix: str) -> str:
     frozen = _frozen_epochs(src.profile)
     for key, name in (("a", "replacement raises NS-VQ's usage"),
                       ("b", "freezing the encoder lowers the FD" + (f" (its encoder trains {frozen})" if frozen else "")),
-                      ("c", "adversarial refinement lowers the FD")):
+                      ("c", "adversarial refinement lowers the FD"),
+                      ("c_weight", "VQGAN's adaptive GAN weight gives it a lower FD than a fixed weight of 0.1")):
         v = _find(verdicts, key, STAGED_CLAIMS)
         if v is not None:
             stages.append(f"{name}: {_status(v)}")

@@ -33,7 +33,8 @@ def causes(init, wide, rank, profile="cpu"):
 def staged(full, fd, psnr, a=(UP, UP)):
     vs = [claim(STAGED_CLAIMS["full"], full), claim(STAGED_CLAIMS["fd"], fd), claim(STAGED_CLAIMS["psnr"], psnr),
           claim(STAGED_CLAIMS["lpips"], [UP, UP]), claim(STAGED_CLAIMS["a"], list(a)),
-          claim(STAGED_CLAIMS["b"], [FLAT, FLAT]), claim(STAGED_CLAIMS["c"], [], n_cells=2)]
+          claim(STAGED_CLAIMS["b"], [FLAT, FLAT]), claim(STAGED_CLAIMS["c"], [], n_cells=2),
+          claim(STAGED_CLAIMS["c_weight"], [], n_cells=2)]
     return vs, src(runs=24)
 
 
@@ -109,6 +110,7 @@ def test_staged_paragraph_reads_each_metric_and_stage():
     # the schedule fact that weighs on stage (b), from the grid's own config at the profile
     assert "freezing the encoder lowers the FD (its encoder trains 1 epoch of 3): inconclusive" in t
     assert "adversarial refinement lowers the FD: not judged (0 of its 2 cells run)" in t
+    assert "VQGAN&#x27;s adaptive GAN weight gives it a lower FD than a fixed weight of 0.1: not judged" in t
     assert "the follow-up&#x27;s remedy does what it claims" in t
     t = text(causes([UP] * 4, [UP] * 5, [UP] * 5), staged([DOWN, UP], [UP, UP], [DOWN, DOWN]))
     assert "falls short in 1 of 2 cells" in t
@@ -169,7 +171,8 @@ def test_the_pages_own_verdicts_are_found_and_read():
     last = pd.DataFrame({"config_hash": df["config_hash"],
                          "latent_rank": [2.0 + (w > 0.25) + 0.1 * s for w, s in zip(df["width"], df["seed"])]})
     arms = {"SimVQ": (0.5, 25.0, 40.0, 0.2), "NS-VQ": (0.01, 22.0, 60.0, 0.3), "NS-VQ +a": (0.6, 23.0, 50.0, 0.25),
-            "NS-VQ +a+b": (0.7, 22.5, 45.0, 0.26), "NS-VQ +a+b+c": (0.95, 25.5, 35.0, 0.1)}
+            "NS-VQ +a+b": (0.7, 22.5, 45.0, 0.26), "NS-VQ +a+b+c": (0.95, 25.5, 35.0, 0.1),
+            "NS-VQ +a+b+c (fixed)": (0.6, 16.0, 60.0, 0.3)}
     st = pd.DataFrame([{"profile": "cpu", "tag": t, "num_codes": k, "seed": s, "eval_usage": u + 0.01 * s,
                         "psnr": p + 0.1 * s, "fd": f + s, "lpips": lp + 0.001 * s}
                        for t, (u, p, f, lp) in arms.items() for k in grids.STAGED_SIZES for s in (0, 1, 2)])
@@ -180,6 +183,7 @@ def test_the_pages_own_verdicts_are_found_and_read():
     assert "initialisation and capacity explain part of the collapse" in t
     assert "FD: supported; PSNR: supported; LPIPS, which stage (c) trains on: supported" in t
     assert "the follow-up&#x27;s remedy does what it claims" in t
+    assert "adaptive GAN weight gives it a lower FD than a fixed weight of 0.1: supported" in t
     assert "not measured" not in t and "not judged" not in t
 
 
