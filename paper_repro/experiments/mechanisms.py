@@ -276,7 +276,7 @@ def refine_table(df: pd.DataFrame, order) -> pd.DataFrame:
 def codes_in_use(df: pd.DataFrame, order) -> pd.DataFrame:
     """Codes in use at the end of training (eval usage x K) per arm in ``order`` (tags), one column
     per K ("mean ± sd (n seeds)"), and the ratio of the mean counts at the largest and the smallest K
-    (``theory/meanshift``: with NS-VQ's kernel the count is set by the kernel width, not by K)."""
+    (``theory/meanshift``: with NS-VQ's kernel the count is set far more by the kernel width than by K)."""
     d = df.assign(codes_used=df["eval_usage"] * df["num_codes"])
     sizes = sorted(int(k) for k in d["num_codes"].dropna().unique())
     rows = []
