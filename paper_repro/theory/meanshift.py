@@ -52,14 +52,21 @@ DATA = {"dim": 2, "n": 1024, "clusters": 8, "spread": 0.15}
 
 
 # -- the identity ----------------------------------------------------------------------------------
-def kde(z: torch.Tensor, c: torch.Tensor, width: float, exclude: torch.Tensor | None = None) -> torch.Tensor:
-    """``p_j(c_j) = sum_i exp(-||z_i - c_j||^2 / width)`` for every row ``c_j`` of ``c`` (K,), over
-    the latents ``z`` (N, D); with ``exclude`` (N,) int64, latent ``i`` is left out of ``p_j`` when
-    ``exclude[i] == j`` (the winner's own latents, as in Eq. 16)."""
+def kernel_weights(z: torch.Tensor, c: torch.Tensor, width: float,
+                   exclude: torch.Tensor | None = None) -> torch.Tensor:
+    """``w_ij = exp(-||z_i - c_j||^2 / width)`` (N, K) for latents ``z`` (N, D) and codes ``c`` (K, D)
+    (differentiable in both); with ``exclude`` (N,) int64, ``w_ij = 0`` where ``exclude[i] == j`` (the
+    winner's own latents, as in Eq. 16)."""
     w = torch.exp(-((z[:, None, :] - c[None, :, :]) ** 2).sum(-1) / width)
     if exclude is not None:
         w = w.masked_fill(exclude[:, None] == torch.arange(c.shape[0], device=c.device)[None, :], 0.0)
-    return w.sum(0)
+    return w
+
+
+def kde(z: torch.Tensor, c: torch.Tensor, width: float, exclude: torch.Tensor | None = None) -> torch.Tensor:
+    """``p_j(c_j) = sum_i exp(-||z_i - c_j||^2 / width)`` for every row ``c_j`` of ``c`` (K,), over
+    the latents ``z`` (N, D), the winner's own left out with ``exclude`` (:func:`kernel_weights`)."""
+    return kernel_weights(z, c, width, exclude).sum(0)
 
 
 def kernel_gradient_check(num_codes: int = 32, n: int = 512, width: float = 0.1, seed: int = 0) -> dict:
@@ -92,22 +99,31 @@ def kernel_gradient_check(num_codes: int = 32, n: int = 512, width: float = 0.1,
     with torch.no_grad():
         winner = torch.zeros_like(ref).index_add_(0, idx, 2.0 * (c0.double()[idx] - xd) / nd)
         stepped = c0.double() - (nd / (2 * coef * p.detach()))[:, None] * (grad - winner)
-        w = torch.exp(-torch.cdist(xd, c0.double()).pow(2) / width)
-        w = w.masked_fill(idx[:, None] == torch.arange(num_codes)[None, :], 0.0)
+        w = kernel_weights(xd, c0.double(), width, exclude=idx)
         target = (w.t() @ xd) / w.sum(0)[:, None]
         ms_err = float((stepped - target).norm(dim=1).max()) / spread(xd)
     return {"max_rel_error": rel, "meanshift_step_error": ms_err}
 
 
 # -- the study -------------------------------------------------------------------------------------
-def distinct_points(x: torch.Tensor, tol: float) -> torch.Tensor:
-    """The rows of ``x`` that start a group when rows within ``tol`` of a group's first row join it
-    (greedy, in row order): one row per distinct place."""
+def group_points(x: torch.Tensor, tol: float) -> tuple[torch.Tensor, list[int]]:
+    """Rows of ``x`` grouped greedily in row order: a row within ``tol`` of a group's first row joins
+    the first such group, else starts one. (the groups' first rows (M, D) float64, their sizes)."""
     reps: list[torch.Tensor] = []
+    sizes: list[int] = []
     for v in x.double():
-        if not reps or float(torch.stack(reps).sub(v).norm(dim=1).min()) >= tol:
+        near = (torch.stack(reps).sub(v).norm(dim=1) < tol).nonzero() if reps else []
+        if len(near):
+            sizes[int(near[0])] += 1
+        else:
             reps.append(v)
-    return torch.stack(reps) if reps else x.double()[:0]
+            sizes.append(1)
+    return (torch.stack(reps) if reps else x.double()[:0]), sizes
+
+
+def distinct_points(x: torch.Tensor, tol: float) -> torch.Tensor:
+    """One row per distinct place of ``x`` (the first row of each :func:`group_points` group)."""
+    return group_points(x, tol)[0]
 
 
 def kde_mode_points(x: torch.Tensor, width: float, iters: int = 1000, tol: float = STACK_TOL) -> torch.Tensor:
@@ -118,8 +134,8 @@ def kde_mode_points(x: torch.Tensor, width: float, iters: int = 1000, tol: float
     s = spread(z)
     p = z.clone()
     for _ in range(iters):
-        w = torch.exp(-torch.cdist(p, z).pow(2) / width)
-        nxt = (w @ z) / w.sum(1, keepdim=True)
+        w = kernel_weights(z, p, width)                 # (data, points)
+        nxt = (w.t() @ z) / w.sum(0)[:, None]
         moved = float((nxt - p).norm(dim=1).max())
         p = nxt
         if moved < 1e-9 * s:
@@ -258,21 +274,13 @@ def plot_codes(seed: int = 0, num_codes: int = 256, init: str = "kmeans", arms=(
     for ax, arm in zip(axes[0], arms):
         c = fit(x, num_codes, ARMS[arm], init, steps, lr, seed).double()
         used = assign(x.double(), c).unique().numel()
-        places, counts = [], []
-        for v in c:
-            hit = [i for i, p in enumerate(places) if float((p - v).norm()) < tol]
-            if hit:
-                counts[hit[0]] += 1
-            else:
-                places.append(v)
-                counts.append(1)
-        pts = torch.stack(places)
+        pts, counts = group_points(c, tol)
         ax.scatter(x[:, 0], x[:, 1], s=3, color="0.75")
         ax.scatter(pts[:, 0], pts[:, 1], s=[12 * n for n in counts], facecolors="none", edgecolors="C3")
         if ARMS[arm] is not None:
             m = kde_mode_points(x, ARMS[arm])
             ax.scatter(m[:, 0], m[:, 1], marker="x", s=40, color="k")
-        ax.set_title(f"{arm}: {used} of {num_codes} codes in use,\n{len(places)} distinct places", fontsize=9)
+        ax.set_title(f"{arm}: {used} of {num_codes} codes in use,\n{len(pts)} distinct places", fontsize=9)
         ax.set_aspect("equal")
     from matplotlib.lines import Line2D
 

@@ -114,3 +114,9 @@ def test_recheck_uses_the_committed_setup_and_can_fail(monkeypatch):
     assert bad.can_fail.any() and not bad[bad.can_fail]["ok"].any()
     with pytest.raises(ValueError, match="at least one seed"):
         ms.recheck(df, prov["setup"], seeds=())
+
+
+def test_group_points_counts_the_rows_at_each_place():
+    c = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 1e-5], [2.0, 1e-5], [0.0, -1e-5]])
+    reps, sizes = ms.group_points(c, 1e-3)
+    assert reps.tolist() == [[0.0, 0.0], [2.0, 0.0]] and sizes == [3, 2]
